@@ -1,0 +1,190 @@
+"""Typed configuration: one dataclass per concern, saved with every run and every model bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+RESIZE_MODES = ("stretch", "letterbox")
+INTENSITY_MODES = ("none", "percentile")
+
+
+@dataclass
+class PreprocessConfig:
+    """Deterministic steps shared by training and inference: they travel with the weights."""
+
+    image_size: int = 224
+    resize_mode: Literal["stretch", "letterbox"] = "stretch"
+    # Percentile stretch removes scanner-specific brightness/contrast offsets before the network sees them.
+    intensity: Literal["none", "percentile"] = "percentile"
+    clahe: bool = False
+    mean: float = 0.5
+    std: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize_mode {self.resize_mode!r}; choose one of {list(RESIZE_MODES)}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"unknown intensity {self.intensity!r}; choose one of {list(INTENSITY_MODES)}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-only geometric and photometric augmentation."""
+
+    enabled: bool = True
+    rotation_degrees: float = 10.0
+    translate: float = 0.08
+    zoom: float = 0.15
+    shear_degrees: float = 8.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    # Off by default: the heart sits on the left, a mirrored chest is not a normal chest.
+    horizontal_flip: bool = False
+
+
+@dataclass
+class DataConfig:
+    root: str = ""
+    manifest: str = ""
+    classes: int = 2
+    val_fraction: float = 0.15
+    split_seed: int = 42
+    balance: Literal["none", "class_weights", "sampler"] = "class_weights"
+    cache_dir: str = ""
+    num_workers: int = 0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.classes not in (2, 3):
+            raise ValueError(f"classes must be 2 or 3, got {self.classes}")
+        if not 0.0 < self.val_fraction < 0.9:
+            raise ValueError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
+        if self.balance not in ("none", "class_weights", "sampler"):
+            raise ValueError(f"unknown balance {self.balance!r}; choose none, class_weights or sampler")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "mobilenet_v3_small"
+    pretrained: bool = False
+    pretrained_weights: str = ""  # a local torchvision state dict file; used instead of a download
+    dropout: float = 0.3
+    freeze_backbone: bool = False
+    finetune_last: int = 0  # 0 trains every block
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: Literal["ce", "focal"] = "ce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    scheduler: Literal["plateau", "cosine"] = "plateau"
+    plateau_patience: int = 2
+    plateau_factor: float = 0.3
+    early_stopping_patience: int = 5
+    grad_clip: float = 1.0
+    amp: bool = True
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    threads: int = 0  # 0 leaves torch's default
+    max_steps_per_epoch: int = 0  # 0 means a full epoch; small values make smoke runs
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam or adamw")
+        if self.loss not in ("ce", "focal"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose ce or focal")
+        if self.scheduler not in ("plateau", "cosine"):
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose plateau or cosine")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        return from_dict(cls, raw)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], raw: dict[str, Any] | None) -> T:
+    """Build a (nested) dataclass from a plain dict, refusing keys it does not know."""
+    raw = dict(raw or {})
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; accepted: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value)
+        else:
+            kwargs[name] = _coerce(hint, value, f"{cls.__name__}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    choices = get_args(hint)
+    if choices and getattr(hint, "__origin__", None) is Literal:
+        if value not in choices:
+            raise ValueError(f"{where}={value!r} is not one of {list(choices)}")
+        return value
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{where}={value!r} is not a boolean")
+        return bool(value)
+    if hint in (int, float, str):
+        try:
+            return hint(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}={value!r} is not a valid {hint.__name__}") from exc
+    return value
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON run configuration into a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    import yaml
+
+    loaded = yaml.safe_load(text) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+    return loaded

@@ -1,0 +1,208 @@
+"""Decode JPEG, PNG (8/16 bit, palette, RGBA, CMYK), other Pillow rasters and DICOM into one
+grayscale float32 array in [0, 1].
+
+Formats are sniffed from the bytes, never trusted from the extension. Every failure is an
+:class:`ImageDecodeError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
+
+# 60 megapixels covers any real radiograph (a 43x43 cm detector at 0.1 mm is ~18 MP) with room to spare.
+DEFAULT_MAX_PIXELS = 60_000_000
+
+Source = Union[str, Path, bytes]
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = 512 * 1024 * 1024
+
+
+def sniff_format(head: bytes) -> str:
+    """Name the container format from the first bytes: 'jpeg', 'png', 'dicom', 'gif', 'bmp', 'tiff',
+    'webp' or 'unknown'."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return "unknown"
+
+
+def _read_bytes(source: Source, limits: DecodeLimits) -> tuple[str, bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>", bytes(source)
+    path = Path(source)
+    name = str(path)
+    if not path.exists():
+        raise ImageDecodeError(name, "file does not exist")
+    if path.is_dir():
+        raise ImageDecodeError(name, "is a directory, not an image file")
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise ImageTooLargeError(name, f"file is {size} bytes, over the {limits.max_bytes}-byte limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(name, f"cannot be read ({exc.strerror or exc})") from exc
+    return name, data
+
+
+def decode_image(source: Source, *, limits: DecodeLimits = DecodeLimits(), name: str | None = None) -> np.ndarray:
+    """Decode a file path or raw bytes into a 2-D float32 array in [0, 1] (white = dense)."""
+    label, data = _read_bytes(source, limits)
+    label = name or label
+    if len(data) == 0:
+        raise ImageDecodeError(label, "file is empty (0 bytes)")
+    kind = sniff_format(data[:256])
+    if kind == "dicom":
+        return decode_dicom_bytes(data, label, limits)
+    if kind == "unknown":
+        if _looks_like_headerless_dicom(data):
+            return decode_dicom_bytes(data, label, limits)
+        raise UnsupportedFormatError(label, "not a recognised image (expected JPEG, PNG or DICOM content)")
+    return decode_raster_bytes(data, label, limits)
+
+
+def decode_raster_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
+    """Decode a Pillow-readable raster; only the first frame of an animation is used."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise ImageDecodeError(label, f"image has no pixels ({width}x{height})")
+            if width * height > limits.max_pixels:
+                raise ImageTooLargeError(
+                    label, f"image is {width}x{height} pixels, over the {limits.max_pixels}-pixel limit"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _pil_to_gray01(image, label)
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(label, f"refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedFormatError(label, "not a readable image") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, MemoryError) as exc:
+        raise ImageDecodeError(label, f"corrupt or truncated image ({exc})") from exc
+
+
+def _pil_to_gray01(image: Image.Image, label: str) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        array = np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0
+    elif mode in ("I", "F"):
+        array = _minmax(np.asarray(image, dtype=np.float32))
+    else:
+        if mode == "CMYK":
+            image = image.convert("RGB")
+        elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+            # Transparent pixels become black, the background of a radiograph.
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(background, rgba)
+        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    if array.ndim != 2:
+        raise ImageDecodeError(label, f"unexpected decoded shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ImageDecodeError(label, "decoded pixels contain NaN or infinity")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _minmax(array: np.ndarray) -> np.ndarray:
+    array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros_like(array)
+    low, high = float(array[finite].min()), float(array[finite].max())
+    if high <= low:
+        return np.zeros_like(array)
+    return np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _looks_like_headerless_dicom(data: bytes) -> bool:
+    # Old DICOM files lack the 128-byte preamble and start with a group 0x0008 or 0x0002 tag.
+    return len(data) > 8 and data[:2] in (b"\x08\x00", b"\x02\x00") and data[2:4] in (
+        b"\x05\x00", b"\x08\x00", b"\x16\x00", b"\x00\x00", b"\x01\x00", b"\x12\x00")
+
+
+def decode_dicom_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
+    """Decode DICOM pixels: modality LUT (slope/intercept), VOI LUT or window, MONOCHROME1 inverted.
+
+    Only pixels leave this function; no tag (and so no patient identifier) is kept.
+    """
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many types for malformed files
+        raise ImageDecodeError(label, f"unreadable DICOM ({exc})") from exc
+    if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
+        raise ImageDecodeError(label, "DICOM file has no pixel data")
+    rows, cols = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    if rows < 1 or cols < 1:
+        raise ImageDecodeError(label, f"DICOM declares no pixels ({rows}x{cols})")
+    if rows * cols > limits.max_pixels:
+        raise ImageTooLargeError(label, f"DICOM is {cols}x{rows} pixels, over the {limits.max_pixels}-pixel limit")
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        pixels = dataset.pixel_array
+    except Exception as exc:
+        raise ImageDecodeError(label, f"DICOM pixel data cannot be decoded ({exc})") from exc
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if frames > 1 and pixels.ndim >= 3:
+        pixels = pixels[frames // 2]  # a representative frame of a multi-frame object
+    if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR"):
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            pixels = convert_color_space(pixels, photometric, "RGB")
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            pixels = apply_color_lut(pixels, dataset)
+        if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+            pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return _finish(_minmax(pixels), label)
+    try:
+        values = apply_modality_lut(pixels, dataset)
+        if "WindowCenter" in dataset or "VOILUTSequence" in dataset:
+            values = apply_voi_lut(values, dataset, prefer_lut=True)
+    except Exception as exc:
+        raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
+    array = _minmax(np.asarray(values, dtype=np.float32))
+    if photometric == "MONOCHROME1":
+        array = 1.0 - array  # MONOCHROME1 stores dense tissue dark; pneumo wants it bright
+    return _finish(array, label)
+
+
+def _finish(array: np.ndarray, label: str) -> np.ndarray:
+    if array.ndim != 2:
+        raise ImageDecodeError(label, f"DICOM pixels have unsupported shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32)

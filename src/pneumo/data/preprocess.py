@@ -1,0 +1,59 @@
+"""Deterministic preprocessing shared by training, evaluation and inference (NumPy and Pillow only,
+so the light ONNX deployment can use it without torch).
+
+decoded float [0, 1] array -> :func:`preprocess_array` -> uint8 square (what the cache stores)
+-> :func:`normalize_uint8` -> float32 ``(x / 255 - mean) / std`` (what the network sees).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from pneumo.config import PreprocessConfig
+
+
+def resize_square(image: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """Resize a float [0, 1] array to ``size`` x ``size`` by stretching or by letterboxing (black bars)."""
+    height, width = image.shape
+    pil = Image.fromarray(image.astype(np.float32), mode="F")
+    if mode == "stretch":
+        return np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    if mode == "letterbox":
+        scale = size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        resized = np.asarray(pil.resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+        canvas = np.zeros((size, size), dtype=np.float32)
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        canvas[top:top + new_h, left:left + new_w] = resized
+        return canvas
+    raise ValueError(f"unknown resize mode {mode!r}; choose stretch or letterbox")
+
+
+def percentile_stretch(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Map the [low, high] percentile range to [0, 1]: removes exposure and window offsets between
+    scanners, a common reason X-ray models fail on other hospitals' images."""
+    lo, hi = np.percentile(image, [low, high])
+    if hi - lo < 1e-6:
+        return np.zeros_like(image)
+    return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
+
+
+def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Decoded float [0, 1] array -> uint8 ``image_size`` square. Deterministic; this is what is cached."""
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale array, got shape {image.shape}")
+    out = resize_square(np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode)
+    if cfg.intensity == "percentile":
+        out = percentile_stretch(out)
+    pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if cfg.clahe:
+        import cv2
+
+        pixels = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(pixels)
+    return pixels
+
+
+def normalize_uint8(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """uint8 image(s) -> float32 ``(x / 255 - mean) / std``; NumPy twin of the torch version."""
+    return ((pixels.astype(np.float32) / 255.0 - cfg.mean) / cfg.std).astype(np.float32)
