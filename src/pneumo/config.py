@@ -56,10 +56,13 @@ class DataConfig:
     manifest: str = ""
     classes: int = 2
     val_fraction: float = 0.15
+    # "carve": validation is a patient-level split of train (the Kermany val folder holds 16 images);
+    # "folder": use the dataset's own val split as given.
+    val_source: Literal["carve", "folder"] = "carve"
     split_seed: int = 42
     balance: Literal["none", "class_weights", "sampler"] = "class_weights"
     cache_dir: str = ""
-    num_workers: int = 0
+    num_workers: int = 2
     batch_size: int = 32
 
     def __post_init__(self) -> None:

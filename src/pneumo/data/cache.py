@@ -18,7 +18,7 @@ import numpy as np
 from pneumo.config import PreprocessConfig
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
-from pneumo.data.transforms import preprocess_array
+from pneumo.data.preprocess import preprocess_array
 
 
 def default_cache_dir() -> Path:

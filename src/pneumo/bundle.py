@@ -1,0 +1,202 @@
+"""The model bundle: the one way a trained model is stored and loaded.
+
+A bundle is a directory with ``model.safetensors`` (weights) and ``bundle.json`` (architecture,
+preprocessing, class names, decision threshold, calibration temperature, data fingerprint, pneumo
+version, metrics, and the SHA-256 of the weights). Loading never unpickles. Bundles are written to a
+temporary directory and renamed into place, so a reader never sees a half-written one.
+
+``--model`` everywhere accepts a bundle directory, a run directory (its ``best/`` bundle), or the name
+of a model shipped inside the package (``default``, ``default-3class``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pneumo import __version__
+from pneumo.config import PreprocessConfig, from_dict
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "bundle.json"
+FORMAT = "pneumo-bundle"
+FORMAT_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+@dataclass
+class BundleMeta:
+    arch: str
+    classes: int
+    class_names: list[str]
+    preprocess: PreprocessConfig
+    threshold: float = 0.5
+    temperature: float = 1.0
+    dropout: float = 0.3
+    description: str = ""
+    data_fingerprint: str = ""
+    pneumo_version: str = __version__
+    created: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocess"] = asdict(self.preprocess)
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "BundleMeta":
+        raw = dict(raw)
+        raw["preprocess"] = from_dict(PreprocessConfig, raw.get("preprocess", {}))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @property
+    def version(self) -> str:
+        """A short model version: architecture, size and the weights' creation time."""
+        return f"{self.arch}-{self.preprocess.image_size}px-{self.created or 'unknown'}"
+
+
+def shipped_models() -> dict[str, Path]:
+    """Bundles that ship inside the package, by name."""
+    root = Path(str(resources.files("pneumo"))) / "weights"
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / META_FILE).is_file()}
+
+
+def resolve_model(ref: str | os.PathLike[str]) -> Path:
+    """Turn a ``--model`` value into a bundle directory."""
+    text = str(ref)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / META_FILE).is_file():
+            return path
+        if (path / "best" / META_FILE).is_file():
+            return path / "best"
+        raise BundleError(f"{path} is neither a model bundle (no {META_FILE}) nor a run directory with best/")
+    shipped = shipped_models()
+    if text in shipped:
+        return shipped[text]
+    raise BundleError(f"model {text!r} not found: give a bundle directory, a run directory, or one of the "
+                      f"shipped models {sorted(shipped)}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
+    """Resolve and read a bundle's metadata, checking its format and the integrity of its weights."""
+    directory = resolve_model(ref)
+    meta_path = directory / META_FILE
+    try:
+        raw = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: unreadable bundle metadata ({exc})") from exc
+    if raw.get("format") != FORMAT:
+        raise BundleError(f"{meta_path}: not a pneumo bundle (format {raw.get('format')!r})")
+    if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+        raise BundleError(f"{meta_path}: bundle format {raw.get('format_version')} is newer than this pneumo "
+                          f"reads ({FORMAT_VERSION}); upgrade pneumo")
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise BundleError(f"{directory}: missing {WEIGHTS_FILE}")
+    expected = raw.get("files", {}).get(WEIGHTS_FILE)
+    if expected and _sha256(weights) != expected:
+        raise BundleError(f"{weights}: checksum mismatch; the weights were modified or truncated")
+    try:
+        meta = BundleMeta.from_dict(raw["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{meta_path}: invalid metadata ({exc})") from exc
+    return directory, meta
+
+
+def load_state(directory: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(directory / WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise BundleError(f"{directory / WEIGHTS_FILE}: unreadable weights ({exc})") from exc
+
+
+def load_bundle(ref: str | os.PathLike[str], device: str = "cpu"):
+    """Return ``(model in eval mode, BundleMeta, bundle directory)``."""
+    from pneumo.models import create_model
+
+    directory, meta = read_meta(ref)
+    model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+    state = load_state(directory)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{directory}: weights do not fit architecture {meta.arch!r} ({exc})") from exc
+    return model.to(device).eval(), meta, directory
+
+
+def write_meta(directory: Path, meta: BundleMeta) -> None:
+    """Rewrite only the metadata (after calibration, say), atomically, keeping the weights' checksum."""
+    _write_json(directory / META_FILE, _meta_document(directory, meta))
+
+
+def _meta_document(directory: Path, meta: BundleMeta) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "files": {WEIGHTS_FILE: _sha256(directory / WEIGHTS_FILE)}, "meta": meta.to_dict()}
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
+                extra_files: dict[str, str | os.PathLike[str]] | None = None) -> Path:
+    """Write a complete bundle into ``directory`` atomically (build beside it, then rename)."""
+    from safetensors.torch import save_file
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not meta.created:
+        meta.created = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_FILE), metadata={"arch": meta.arch})
+        for name, source in (extra_files or {}).items():
+            if Path(source).is_file():
+                shutil.copyfile(source, staging / name)
+        _write_json(staging / META_FILE, _meta_document(staging, meta))
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,83 @@
+"""``pneumo train``: flags map onto RunConfig; ``--config FILE`` gives the base, flags override it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pneumo.config import RunConfig, load_config_file
+from pneumo.models import ARCHITECTURES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model into a run directory",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None, help="dataset root (Kermany layout: ROOT/train/NORMAL, ...)")
+    p.add_argument("--manifest", default=None, help="CSV manifest (path,label[,split][,patient_id][,subtype])")
+    p.add_argument("--out", default=None, help="run directory to create (required unless --resume)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--config", default=None, help="YAML/JSON run configuration; flags override it")
+    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES), help="architecture (default mobilenet_v3_small)")
+    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default 224)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 20)")
+    p.add_argument("--classes", type=int, choices=(2, 3), default=None, help="2: normal/pneumonia, "
+                   "3: normal/bacterial/viral")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="start from torchvision ImageNet weights (needs internet)")
+    p.add_argument("--pretrained-weights", default=None, help="local torchvision state dict to start from")
+    p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--finetune-last", type=int, default=None, metavar="N", help="train only the top N blocks")
+    p.add_argument("--balance", choices=("none", "class_weights", "sampler"), default=None)
+    p.add_argument("--workers", type=int, default=None, help="data loader processes")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--cache-dir", default=None, help="where decoded images are cached (default ~/.cache/pneumo)")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch (smoke runs)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars")
+    p.set_defaults(func=run)
+
+
+_FLAG_TO_FIELD = {
+    "data": ("data", "root"), "manifest": ("data", "manifest"), "classes": ("data", "classes"),
+    "batch_size": ("data", "batch_size"), "balance": ("data", "balance"), "workers": ("data", "num_workers"),
+    "cache_dir": ("data", "cache_dir"), "arch": ("model", "arch"), "pretrained": ("model", "pretrained"),
+    "pretrained_weights": ("model", "pretrained_weights"), "freeze_backbone": ("model", "freeze_backbone"),
+    "finetune_last": ("model", "finetune_last"), "image_size": ("preprocess", "image_size"),
+    "epochs": ("train", "epochs"), "lr": ("train", "lr"), "device": ("train", "device"), "seed": ("train", "seed"),
+    "max_steps_per_epoch": ("train", "max_steps_per_epoch"), "progress": ("train", "progress"),
+}
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    raw = load_config_file(args.config) if args.config else {}
+    for flag, (section, name) in _FLAG_TO_FIELD.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            raw.setdefault(section, {})[name] = value
+    return RunConfig.from_dict(raw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pneumo.training import fit
+    from pneumo.training.trainer import load_run_config
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_run_config(run_dir)
+        if args.epochs is not None:
+            cfg.train.epochs = args.epochs
+        best = fit(cfg, run_dir, resume=True)
+    else:
+        if not args.out:
+            raise SystemExit("pneumo train: --out RUN_DIR is required (or --resume RUN_DIR)")
+        cfg = build_config(args)
+        if not cfg.data.root and not cfg.data.manifest:
+            raise SystemExit("pneumo train: give --data ROOT or --manifest CSV")
+        run_dir = Path(args.out)
+        if (run_dir / "config.json").exists():
+            raise SystemExit(f"pneumo train: {run_dir} already holds a run; use --resume {run_dir} or a new --out")
+        best = fit(cfg, run_dir)
+    print(f"best model bundle: {best}")
+    return 0

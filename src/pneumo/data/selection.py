@@ -1,0 +1,55 @@
+"""Which images make up the train, validation and test splits for a given data configuration."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pneumo.config import DataConfig
+from pneumo.data.records import ImageRecord, load_records
+from pneumo.data.splits import split_by_patient
+
+SPLIT_CHOICES = ("train", "val", "test", "official-val", "all")
+
+
+def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """(train, validation) for training. By default validation is carved from train by patient."""
+    train_pool = [r for r in records if r.split in ("train", "")]
+    if not train_pool:
+        raise ValueError("the dataset has no train split (expected ROOT/train/NORMAL and ROOT/train/PNEUMONIA)")
+    if cfg.val_source == "folder":
+        val = [r for r in records if r.split == "val"]
+        if not val:
+            raise ValueError("val_source='folder' but the dataset has no val split")
+        return train_pool, val
+    return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed, cfg.classes)
+
+
+def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> list[ImageRecord]:
+    """Records of one named split: ``val`` is the validation the model was trained against (carved from
+    train with the same seed and fraction), ``official-val`` the dataset's own val folder."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLIT_CHOICES)}")
+    if split == "all":
+        return list(records)
+    if split == "test":
+        chosen = [r for r in records if r.split == "test"]
+    elif split == "official-val":
+        chosen = [r for r in records if r.split == "val"]
+    else:
+        train, val = training_splits(records, cfg)
+        chosen = train if split == "train" else val
+    if not chosen:
+        raise ValueError(f"the dataset has no images in split {split!r}")
+    return chosen
+
+
+def load_split(cfg: DataConfig, split: str) -> list[ImageRecord]:
+    return select_split(load_records(cfg.root, cfg.manifest), split, cfg)
+
+
+def fingerprint(records: list[ImageRecord]) -> str:
+    """A short hash of the file names and labels a model was trained on (not the pixels: cheap to check)."""
+    digest = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r.path):
+        digest.update(f"{r.path.rsplit('/', 1)[-1]}|{r.label}|{r.subtype}\n".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,107 @@
+"""A dataset health report: counts per split and class, patients, subtypes, sizes, corrupt files,
+duplicates and cross-split leakage."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pneumo.data.decode import decode_image
+from pneumo.data.errors import ImageDecodeError
+from pneumo.data.records import ImageRecord
+from pneumo.data.splits import DuplicateGroup, find_duplicates
+
+
+@dataclass
+class GroupStats:
+    images: int = 0
+    patients: set[str] = field(default_factory=set)
+    bacterial: int = 0
+    viral: int = 0
+    min_side: int = 0
+    max_side: int = 0
+    corrupt: int = 0
+
+
+@dataclass
+class DatasetSummary:
+    groups: dict[tuple[str, str], GroupStats]
+    corrupt: list[tuple[str, str]]
+    duplicates: list[DuplicateGroup]
+    leaking_patients: dict[str, list[str]]
+
+    @property
+    def leaking_duplicates(self) -> list[DuplicateGroup]:
+        return [g for g in self.duplicates if g.crosses_splits]
+
+    def to_dict(self) -> dict:
+        return {
+            "groups": [{"split": s or "(none)", "class": c, "images": g.images, "patients": len(g.patients),
+                        "bacterial": g.bacterial, "viral": g.viral, "min_side": g.min_side, "max_side": g.max_side,
+                        "corrupt": g.corrupt} for (s, c), g in sorted(self.groups.items())],
+            "corrupt": [{"path": p, "reason": r} for p, r in self.corrupt],
+            "duplicate_groups": len(self.duplicates),
+            "duplicate_files": sum(len(g.paths) for g in self.duplicates),
+            "leaking_duplicates": [list(g.paths) for g in self.leaking_duplicates],
+            "leaking_patients": self.leaking_patients,
+        }
+
+    def format(self) -> str:
+        header = f"{'split':<8} {'class':<10} {'images':>7} {'patients':>8} {'bact.':>6} {'viral':>6} " \
+                 f"{'size (short-long side)':>24} {'corrupt':>7}"
+        lines = [header, "-" * len(header)]
+        for (split, label), g in sorted(self.groups.items()):
+            size = f"{g.min_side}-{g.max_side} px" if g.images - g.corrupt > 0 else "-"
+            lines.append(f"{split or '(none)':<8} {label:<10} {g.images:>7} {len(g.patients):>8} {g.bacterial:>6} "
+                         f"{g.viral:>6} {size:>24} {g.corrupt:>7}")
+        lines.append("")
+        lines.append(f"corrupt or unreadable files: {len(self.corrupt)}")
+        for path, reason in self.corrupt[:20]:
+            lines.append(f"  {path}: {reason}")
+        if len(self.corrupt) > 20:
+            lines.append(f"  ... and {len(self.corrupt) - 20} more")
+        lines.append(f"exact-duplicate groups: {len(self.duplicates)} "
+                     f"({sum(len(g.paths) for g in self.duplicates)} files)")
+        leak = self.leaking_duplicates
+        lines.append(f"cross-split leakage: {len(leak)} duplicate groups, {len(self.leaking_patients)} patients "
+                     "in more than one split")
+        for g in leak[:10]:
+            lines.append("  duplicate across splits: " + ", ".join(g.paths))
+        for patient, splits in list(self.leaking_patients.items())[:10]:
+            lines.append(f"  patient {patient} in splits {splits}")
+        return "\n".join(lines)
+
+
+def _side_range(record: ImageRecord) -> tuple[int, int] | str:
+    try:
+        image = decode_image(record.path)
+    except ImageDecodeError as exc:
+        return exc.reason
+    height, width = image.shape
+    return min(height, width), max(height, width)
+
+
+def summarize(records: list[ImageRecord], workers: int = 2) -> DatasetSummary:
+    groups: dict[tuple[str, str], GroupStats] = defaultdict(GroupStats)
+    corrupt: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        sizes = list(pool.map(_side_range, records))
+    for record, size in zip(records, sizes):
+        g = groups[(record.split, record.label)]
+        g.images += 1
+        g.patients.add(record.patient_id)
+        g.bacterial += record.subtype == "bacterial"
+        g.viral += record.subtype == "viral"
+        if isinstance(size, str):
+            g.corrupt += 1
+            corrupt.append((record.path, size))
+            continue
+        short, long = size
+        g.min_side = short if g.min_side == 0 else min(g.min_side, short)
+        g.max_side = max(g.max_side, long)
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        splits_of[record.patient_id].add(record.split)
+    leaking = {p: sorted(s) for p, s in sorted(splits_of.items()) if len(s) > 1}
+    return DatasetSummary(dict(groups), corrupt, find_duplicates(records), leaking)

@@ -1,0 +1,147 @@
+"""Build models by name. All take one-channel input; a pretrained first conv is adapted by summing its
+RGB weights (the same response to a gray image as the RGB net had to that gray image tripled)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from pneumo.models.simple_cnn import SimpleCNN
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    builder: Callable[..., nn.Module] | None  # torchvision constructor, None for simple_cnn
+    weights: str  # torchvision weights enum name for --pretrained
+    first_conv: str  # dotted path of the first convolution
+    head: str  # dotted path of the final Linear layer to replace
+    blocks: str  # dotted path of the sequence of blocks that --finetune-last counts from the top
+    gradcam: str  # dotted path of the layer Grad-CAM hooks
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "simple_cnn": ArchSpec(None, "", "features.0.0", "classifier.4", "features", "features.2.0"),
+    "vgg16": ArchSpec(tvm.vgg16, "VGG16_Weights", "features.0", "classifier.6", "features", "features.28"),
+    "resnet18": ArchSpec(tvm.resnet18, "ResNet18_Weights", "conv1", "fc", "", "layer4"),
+    "resnet50": ArchSpec(tvm.resnet50, "ResNet50_Weights", "conv1", "fc", "", "layer4"),
+    "densenet121": ArchSpec(tvm.densenet121, "DenseNet121_Weights", "features.conv0", "classifier", "features",
+                            "features.norm5"),
+    "efficientnet_b0": ArchSpec(tvm.efficientnet_b0, "EfficientNet_B0_Weights", "features.0.0", "classifier.1",
+                                "features", "features.8"),
+    "mobilenet_v3_small": ArchSpec(tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", "features.0.0",
+                                   "classifier.3", "features", "features.12"),
+    "mobilenet_v3_large": ArchSpec(tvm.mobilenet_v3_large, "MobileNet_V3_Large_Weights", "features.0.0",
+                                   "classifier.3", "features", "features.16"),
+}
+
+_RESNET_BLOCKS = ("conv1", "layer1", "layer2", "layer3", "layer4")
+
+
+def _get(module: nn.Module, path: str) -> nn.Module:
+    return module.get_submodule(path) if path else module
+
+
+def _set(module: nn.Module, path: str, value: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(_get(module, parent), name, value)
+
+
+def _check_arch(name: str) -> ArchSpec:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {name!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def num_outputs(classes: int) -> int:
+    """Binary models have one logit (pneumonia); 3-class models one per class."""
+    return 1 if classes == 2 else classes
+
+
+def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weights_file: str | Path = "",
+                 dropout: float = 0.3) -> nn.Module:
+    """Build ``name`` for one-channel input with ``classes`` (2 or 3) outputs.
+
+    ``pretrained`` loads torchvision's ImageNet weights (needs internet); ``weights_file`` loads a local
+    torchvision-format state dict instead (``torch.load(weights_only=True)``, never a pickle of code).
+    """
+    spec = _check_arch(name)
+    outputs = num_outputs(classes)
+    if spec.builder is None:
+        if pretrained or weights_file:
+            raise ValueError("simple_cnn has no pretrained weights; drop --pretrained")
+        return SimpleCNN(outputs, in_chans=1, dropout=max(dropout, 0.5))
+    weights = None
+    if pretrained and not weights_file:
+        weights = getattr(tvm, spec.weights).DEFAULT
+    model = spec.builder(weights=weights)
+    if weights_file:
+        path = Path(weights_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file {path} does not exist")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or len(missing) == len(model.state_dict()):
+            raise ValueError(f"{path} does not hold {name} weights (unexpected keys: {unexpected[:5]})")
+    _to_one_channel(model, spec.first_conv)
+    head = _get(model, spec.head)
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"{name}: expected a Linear head at {spec.head}, found {type(head).__name__}")
+    _set(model, spec.head, nn.Sequential(nn.Dropout(dropout), nn.Linear(head.in_features, outputs)))
+    return model
+
+
+def _to_one_channel(model: nn.Module, path: str) -> None:
+    conv = _get(model, path)
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"expected a Conv2d at {path}, found {type(conv).__name__}")
+    new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
+                    conv.bias is not None, padding_mode=conv.padding_mode)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    _set(model, path, new)
+
+
+def blocks(model: nn.Module, name: str) -> list[nn.Module]:
+    """The backbone's blocks from input to output, the unit of ``--finetune-last``."""
+    spec = _check_arch(name)
+    if name.startswith("resnet"):
+        return [_get(model, b) for b in _RESNET_BLOCKS]
+    return list(_get(model, spec.blocks).children())
+
+
+def set_trainable_blocks(model: nn.Module, name: str, *, freeze_backbone: bool = False, finetune_last: int = 0) -> None:
+    """Freeze the backbone (only the head trains) or all but its top ``finetune_last`` blocks."""
+    if finetune_last < 0:
+        raise ValueError(f"finetune_last must be >= 0, got {finetune_last}")
+    if not freeze_backbone and finetune_last == 0:
+        for p in model.parameters():
+            p.requires_grad = True
+        return
+    backbone = blocks(model, name)
+    keep = 0 if freeze_backbone else min(finetune_last, len(backbone))
+    for p in model.parameters():
+        p.requires_grad = False
+    for block in backbone[len(backbone) - keep:]:
+        for p in block.parameters():
+            p.requires_grad = True
+    for p in _get(model, ARCHITECTURES[name].head).parameters():
+        p.requires_grad = True
+    # resnet's pooling/fc sit outside the blocks; the head is trainable above. BatchNorm statistics of
+    # frozen blocks stay as loaded because the trainer keeps frozen blocks in eval mode.
+
+
+def gradcam_layer(model: nn.Module, name: str) -> nn.Module:
+    """The layer whose activations Grad-CAM weighs: the last spatial feature map of the architecture."""
+    return _get(model, _check_arch(name).gradcam)

@@ -1,0 +1,83 @@
+"""One training epoch and one evaluation pass; every variant of training is a configuration of these."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pneumo.data.augment import BatchPreprocess
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def keep_frozen_in_eval(model: nn.Module) -> None:
+    """BatchNorm layers whose parameters are frozen keep their loaded running statistics."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess, loss_fn: nn.Module,
+                    optimizer: torch.optim.Optimizer, device: torch.device, *, grad_clip: float = 0.0,
+                    amp: bool = False, max_steps: int = 0, progress: bool = False, desc: str = "train",
+                    on_step: Callable[[int], None] | None = None) -> float:
+    """Train for one pass over ``loader`` (or ``max_steps`` batches); returns the mean training loss."""
+    model.train()
+    keep_frozen_in_eval(model)
+    prep.train()
+    total, count = 0.0, 0
+    steps = len(loader) if not max_steps else min(max_steps, len(loader))
+    bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    for step, batch in enumerate(loader):
+        if max_steps and step >= max_steps:
+            break
+        images = prep(batch["image"].to(device, non_blocking=True))
+        targets = batch["target"].to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(images)
+        loss = loss_fn(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        total += loss.item() * len(targets)
+        count += len(targets)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+        if on_step is not None:
+            on_step(step)
+    bar.close()
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, prep: BatchPreprocess, device: torch.device, *,
+             amp: bool = False, progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, outputs) and targets (N,) over ``loader`` in order."""
+    model.eval()
+    prep.eval()
+    logits_all: list[np.ndarray] = []
+    targets_all: list[np.ndarray] = []
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True):
+        images = prep(batch["image"].to(device, non_blocking=True))
+        with _autocast(device, amp):
+            logits = model(images)
+        logits_all.append(logits.float().cpu().numpy())
+        targets_all.append(np.asarray(batch["target"]))
+    if not logits_all:
+        return np.zeros((0, 1), np.float32), np.zeros((0,), np.int64)
+    return np.concatenate(logits_all), np.concatenate(targets_all)

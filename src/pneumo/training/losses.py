@@ -1,0 +1,44 @@
+"""Losses for one-logit binary and multi-class models, with class weights and optional focal term."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ClassificationLoss(nn.Module):
+    """Binary (one logit) or categorical cross-entropy; ``weights`` per class; ``gamma`` > 0 makes it focal."""
+
+    def __init__(self, classes: int, weights: torch.Tensor | None = None, gamma: float = 0.0,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.classes = classes
+        self.gamma = gamma
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weights", weights if weights is not None else torch.ones(classes))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weights = self.weights.to(logits.device)[targets]
+        if self.classes == 2:
+            logit = logits.float().view(-1)
+            soft = targets.float() * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+            per_sample = F.binary_cross_entropy_with_logits(logit, soft, reduction="none")
+            if self.gamma > 0:
+                p = torch.sigmoid(logit)
+                p_true = torch.where(targets == 1, p, 1 - p)
+                per_sample = per_sample * (1 - p_true).pow(self.gamma)
+        else:
+            logits = logits.float()
+            per_sample = F.cross_entropy(logits, targets, reduction="none", label_smoothing=self.label_smoothing)
+            if self.gamma > 0:
+                p_true = torch.softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
+                per_sample = per_sample * (1 - p_true).pow(self.gamma)
+        return (per_sample * weights).sum() / weights.sum()
+
+
+def pneumonia_probability(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """P(pneumonia) from either head: sigmoid of the one logit, or 1 - P(normal) for 3 classes."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits.float().view(-1) / temperature)
+    return 1.0 - torch.softmax(logits.float() / temperature, dim=1)[:, 0]

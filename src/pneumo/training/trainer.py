@@ -1,0 +1,270 @@
+"""``fit``: train a model from a RunConfig into a run directory.
+
+RUN/config.json   the configuration that made the run
+RUN/history.csv   one row per epoch
+RUN/train.log     the log
+RUN/best/         bundle of the epoch with the best validation AUC
+RUN/last/         bundle of the latest epoch plus train_state.pt, for --resume
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader, DistributedSampler
+
+from pneumo.bundle import BundleMeta, load_state as load_weights, read_meta, save_bundle
+from pneumo.config import RunConfig
+from pneumo.data.augment import BatchPreprocess, geometric_transform
+from pneumo.data.balance import balanced_sampler, class_weights
+from pneumo.data.cache import ImageCache
+from pneumo.data.dataset import XrayDataset
+from pneumo.data.records import ImageRecord, class_names, load_records
+from pneumo.data.selection import fingerprint, training_splits
+from pneumo.models import create_model, set_trainable_blocks
+from pneumo.training.losses import ClassificationLoss, pneumonia_probability
+from pneumo.training.loop import evaluate, train_one_epoch
+from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
+    shutdown_distributed
+from pneumo.training.state import STATE_FILE, Progress, load_state, save_state
+
+log = logging.getLogger("pneumo.train")
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "epoch_s"]
+
+
+@dataclass
+class Prepared:
+    train: XrayDataset
+    val: XrayDataset
+    skipped: list[tuple[str, str]]
+
+
+def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepared:
+    """Split by patient, fill the caches (rank 0 first), and drop files that cannot be decoded."""
+    records = load_records(cfg.data.root, cfg.data.manifest)
+    train_records, val_records = training_splits(records, cfg.data)
+    skipped: list[tuple[str, str]] = []
+
+    def build(recs: list[ImageRecord], augment: bool) -> XrayDataset:
+        cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
+        if dist_info.is_main:
+            failures = cache.warm(workers=2, progress=cfg.train.progress)
+        barrier(dist_info)
+        if not dist_info.is_main:
+            failures = cache.warm(workers=1)
+        bad = {f.path: f.reason for f in failures}
+        skipped.extend(bad.items())
+        if bad:
+            recs = [r for r in recs if r.path not in bad]
+            cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
+            cache.warm(workers=2)
+        geometry = geometric_transform(cfg.augment) if augment else None
+        return XrayDataset(recs, cache, geometry, cfg.data.classes)
+
+    return Prepared(build(train_records, True), build(val_records, False), skipped)
+
+
+def _validation_metrics(logits: np.ndarray, targets: np.ndarray, loss_fn: ClassificationLoss) -> tuple[float, float]:
+    t_logits, t_targets = torch.from_numpy(logits), torch.from_numpy(targets).long()
+    loss = float(loss_fn(t_logits, t_targets))
+    prob = pneumonia_probability(t_logits).numpy()
+    is_pneumonia = (targets > 0).astype(int)
+    auc = float(roc_auc_score(is_pneumonia, prob)) if len(set(is_pneumonia)) == 2 else float("nan")
+    return loss, auc
+
+
+def _append_history(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("pneumo").addHandler(handler)
+    logging.getLogger("pneumo").setLevel(logging.INFO)
+    return handler
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: {path} is missing (is {run_dir} a pneumo run directory?)")
+    return RunConfig.from_dict(json.loads(path.read_text()))
+
+
+def fit(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train according to ``cfg`` into ``run_dir``; returns the best bundle's directory."""
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.train.device)
+    dist_info = init_distributed(device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if resume and not (run_dir / "last" / STATE_FILE).is_file():
+        raise FileNotFoundError(f"cannot resume: {run_dir / 'last' / STATE_FILE} is missing")
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            cfg.save(run_dir / "config.json")
+    handler = _attach_log(run_dir) if dist_info.is_main else None
+    try:
+        return _fit(cfg, run_dir, resume, device, dist_info)
+    finally:
+        if handler is not None:
+            logging.getLogger("pneumo").removeHandler(handler)
+            handler.close()
+        shutdown_distributed(dist_info)
+
+
+def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist_info: DistInfo) -> Path:
+    tc = cfg.train
+    seed_everything(tc.seed + dist_info.rank, tc.deterministic)
+    data = prepare_datasets(cfg, dist_info)
+    for path, reason in data.skipped:
+        log.warning("skipped unreadable image %s: %s", path, reason)
+    log.info("train %d images, val %d images, skipped %d unreadable, device %s, world %d",
+             len(data.train), len(data.val), len(data.skipped), device, dist_info.world_size)
+
+    num_classes = cfg.data.classes
+    weights = class_weights(data.train.targets, num_classes)
+    loss_fn = ClassificationLoss(num_classes, weights if cfg.data.balance == "class_weights" else None,
+                                 tc.focal_gamma if tc.loss == "focal" else 0.0, tc.label_smoothing).to(device)
+    eval_loss = ClassificationLoss(num_classes, weights)
+
+    generator = torch.Generator().manual_seed(tc.seed)
+    sampler = None
+    if dist_info.enabled:
+        sampler = DistributedSampler(data.train, num_replicas=dist_info.world_size, rank=dist_info.rank,
+                                     shuffle=True, seed=tc.seed)
+    elif cfg.data.balance == "sampler":
+        sampler = balanced_sampler(data.train.targets, num_classes, tc.seed)
+    workers = cfg.data.num_workers
+    loader_args = dict(batch_size=cfg.data.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                       persistent_workers=workers > 0)
+    train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler, drop_last=len(data.train) >
+                              cfg.data.batch_size, generator=generator, **loader_args)
+    val_loader = DataLoader(data.val, shuffle=False, **loader_args)
+
+    model = create_model(cfg.model.arch, classes=num_classes, pretrained=cfg.model.pretrained,
+                         weights_file=cfg.model.pretrained_weights, dropout=cfg.model.dropout)
+    if resume:
+        model.load_state_dict(load_weights(run_dir / "last"))
+    set_trainable_blocks(model, cfg.model.arch, freeze_backbone=cfg.model.freeze_backbone,
+                         finetune_last=cfg.model.finetune_last)
+    model.to(device)
+    train_model = model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tc.epochs, 1))
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=tc.plateau_factor,
+                                                               patience=tc.plateau_patience)
+    progress = Progress()
+    if resume:
+        progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
+        log.info("resuming after epoch %d (best AUC %.4f at epoch %d)", progress.epoch, progress.best_auc,
+                 progress.best_epoch)
+    if progress.stopped_early or progress.epoch >= tc.epochs:
+        log.info("nothing to do: run already finished at epoch %d", progress.epoch)
+        return run_dir / "best"
+
+    train_prep = BatchPreprocess(cfg.preprocess, cfg.augment).to(device)
+    eval_prep = BatchPreprocess(cfg.preprocess).to(device)
+    show = tc.progress and dist_info.is_main
+    names = list(class_names(num_classes))
+    all_train = data.train.records + data.val.records
+    for epoch in range(progress.epoch + 1, tc.epochs + 1):
+        started = time.perf_counter()
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        train_loss = train_one_epoch(train_model, train_loader, train_prep, loss_fn, optimizer, device,
+                                     grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
+                                     progress=show, desc=f"epoch {epoch}/{tc.epochs}")
+        logits, targets = evaluate(model, val_loader, eval_prep, device, amp=tc.amp, progress=show, desc="validate")
+        val_loss, val_auc = _validation_metrics(logits, targets, eval_loss)
+        score = val_auc if np.isfinite(val_auc) else -val_loss
+        lr = optimizer.param_groups[0]["lr"]
+        if tc.scheduler == "cosine":
+            scheduler.step()
+        else:
+            scheduler.step(score)
+        elapsed = time.perf_counter() - started
+        progress.epoch = epoch
+        progress.elapsed_s += elapsed
+        improved = score > progress.best_auc
+        if improved:
+            progress.best_auc, progress.best_epoch, progress.bad_epochs = score, epoch, 0
+        else:
+            progress.bad_epochs += 1
+        progress.stopped_early = progress.bad_epochs >= tc.early_stopping_patience
+        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
+               "val_auc": round(val_auc, 6), "lr": lr, "epoch_s": round(elapsed, 2)}
+        message = (f"epoch {epoch}/{tc.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+                   f"val AUC {val_auc:.4f}, lr {lr:.2e}, {elapsed:.0f}s" + (" *best*" if improved else ""))
+        log.info(message)
+        if show:
+            print(message, flush=True)
+        if dist_info.is_main:
+            _append_history(run_dir / "history.csv", row)
+            meta = _bundle_meta(cfg, names, all_train, data, progress, val_loss, val_auc, epoch)
+            if improved:
+                save_bundle(run_dir / "best", model, meta, {"history.csv": run_dir / "history.csv"})
+            _save_last(run_dir, model, meta, progress, optimizer, scheduler)
+        barrier(dist_info)
+        if progress.stopped_early:
+            log.info("early stopping: no validation improvement for %d epochs", tc.early_stopping_patience)
+            break
+    if dist_info.is_main:
+        _refresh_best_history(run_dir)
+        log.info("best epoch %d, validation AUC %.4f, %.0fs training", progress.best_epoch, progress.best_auc,
+                 progress.elapsed_s)
+    return run_dir / "best"
+
+
+def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], data: Prepared, progress: Progress,
+                 val_loss: float, val_auc: float, epoch: int) -> BundleMeta:
+    return BundleMeta(
+        arch=cfg.model.arch, classes=cfg.data.classes, class_names=names, preprocess=cfg.preprocess,
+        dropout=cfg.model.dropout,
+        description=f"{cfg.model.arch} at {cfg.preprocess.image_size} px, {cfg.data.classes}-class, epoch {epoch}",
+        data_fingerprint=fingerprint(records),
+        metrics={"split": "val", "n": len(data.val), "auc": val_auc, "loss": val_loss, "epoch": epoch},
+        training={"config": cfg.to_dict(), "epoch": epoch, "best_epoch": progress.best_epoch,
+                  "train_seconds": round(progress.elapsed_s, 1), "n_train": len(data.train), "n_val": len(data.val),
+                  "skipped": len(data.skipped)},
+    )
+
+
+def _save_last(run_dir: Path, model, meta: BundleMeta, progress: Progress, optimizer, scheduler) -> None:
+    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+        state_path = Path(tmp) / STATE_FILE
+        save_state(state_path, progress, optimizer, scheduler)
+        save_bundle(run_dir / "last", model, meta, {STATE_FILE: state_path, "history.csv": run_dir / "history.csv"})
+
+
+def _refresh_best_history(run_dir: Path) -> None:
+    """Give the best bundle the full history (it was saved mid-run) without touching its weights."""
+    best = run_dir / "best"
+    if best.is_dir() and (run_dir / "history.csv").is_file():
+        read_meta(best)  # fails loudly if the best bundle is damaged
+        tmp = best / ".history.csv.tmp"
+        tmp.write_bytes((run_dir / "history.csv").read_bytes())
+        tmp.replace(best / "history.csv")
