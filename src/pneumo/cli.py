@@ -10,7 +10,7 @@ import sys
 from pneumo import DISCLAIMER, __version__
 
 # Subcommand modules under pneumo.commands, each with register(subparsers).
-COMMANDS = ("data", "train")
+COMMANDS = ("data", "train", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"pneumo.commands.{name}").register(sub)
+        try:
+            module = importlib.import_module(f"pneumo.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pneumo.commands.{name}":
+                raise
+            continue  # TODO(integration): every listed command must exist before release
+        module.register(sub)
     return parser
 
 
