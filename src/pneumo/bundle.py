@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -120,8 +121,10 @@ def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{directory}: missing {WEIGHTS_FILE}")
-    expected = raw.get("files", {}).get(WEIGHTS_FILE)
-    if expected and _sha256(weights) != expected:
+    expected = (raw.get("files") or {}).get(WEIGHTS_FILE)
+    if not expected:  # save_bundle always records it; its absence means the metadata was edited
+        raise BundleError(f"{meta_path}: no checksum recorded for {WEIGHTS_FILE}; cannot verify the weights")
+    if _sha256(weights) != expected:
         raise BundleError(f"{weights}: checksum mismatch; the weights were modified or truncated")
     try:
         meta = BundleMeta.from_dict(raw["meta"])
@@ -144,7 +147,10 @@ def load_bundle(ref: str | os.PathLike[str], device: str = "cpu"):
     from pneumo.models import create_model
 
     directory, meta = read_meta(ref)
-    model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+    try:
+        model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+    except ValueError as exc:
+        raise BundleError(f"{directory / META_FILE}: {exc}") from exc
     state = load_state(directory)
     try:
         model.load_state_dict(state, strict=True)
@@ -172,6 +178,24 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), so that replacing
+    a bundle never leaves a moment with no bundle at all. Returns False where unsupported; the caller
+    then falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
 def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
                 extra_files: dict[str, str | os.PathLike[str]] | None = None) -> Path:
     """Write a complete bundle into ``directory`` atomically (build beside it, then rename)."""
@@ -189,13 +213,16 @@ def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
             if Path(source).is_file():
                 shutil.copyfile(source, staging / name)
         _write_json(staging / META_FILE, _meta_document(staging, meta))
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if target.exists() and _exchange(staging, target):
+            shutil.rmtree(staging, ignore_errors=True)  # staging now holds the previous bundle
+        else:
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}"
+                os.replace(target, old)
+            os.replace(staging, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

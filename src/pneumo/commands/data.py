@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from pneumo.data.records import load_records
-from pneumo.data.summary import summarize
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="inspect datasets")
@@ -21,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    from pneumo.data.records import load_records
+    from pneumo.data.summary import summarize  # imported on use: `pneumo --help` stays fast
+
     records = load_records(args.root, args.manifest)
     summary = summarize(records)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())

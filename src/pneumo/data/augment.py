@@ -87,10 +87,15 @@ class BatchPreprocess(torch.nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if not (self.training and (self.brightness > 0 or self.contrast > 0)):
             return normalize_batch(pixels, self.cfg)
-        x = pixels.float() / 255.0
-        shape = (x.shape[0], 1, 1, 1)
-        contrast = 1.0 + (2 * torch.rand(shape, device=x.device) - 1) * self.contrast
-        brightness = 1.0 + (2 * torch.rand(shape, device=x.device) - 1) * self.brightness
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (((x - mean) * contrast + mean) * brightness).clamp(0.0, 1.0)
-        return (x - self.cfg.mean) / self.cfg.std
+        # x = p / 255; y = clamp(((x - mean) * contrast + mean) * brightness, 0, 1); out = (y - M) / S,
+        # folded into one per-sample scale and offset and one clamp: three passes over the batch instead
+        # of a dozen (on a CPU this is a third of the loader's cost per image).
+        shape = (pixels.shape[0], 1, 1, 1)
+        contrast = 1.0 + (2 * torch.rand(shape, device=pixels.device) - 1) * self.contrast
+        brightness = 1.0 + (2 * torch.rand(shape, device=pixels.device) - 1) * self.brightness
+        per_image = pixels[0].numel()
+        mean = pixels.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float32) / (255.0 * per_image)
+        m, s = self.cfg.mean, self.cfg.std
+        scale = contrast * brightness / (255.0 * s)
+        offset = (mean * (1.0 - contrast) * brightness - m) / s
+        return torch.addcmul(offset, pixels, scale).clamp_(-m / s, (1.0 - m) / s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,13 +57,25 @@ class ImageCache:
         shape = (max(1, len(self.paths)), size, size)
         self.pixels_path = self.directory / f"{self.key}.u8"
         self.filled_path = self.directory / f"{self.key}.filled"
-        self.pixels = self._open(self.pixels_path, shape)
-        self.filled = self._open(self.filled_path, (shape[0],))
+        # A fresh (or damaged) pixel file must not be trusted through an old fill bitmap.
+        fresh = _ensure_file(self.pixels_path, int(np.prod(shape)))
+        _ensure_file(self.filled_path, shape[0], replace_existing=fresh)
+        self.pixels = np.memmap(self.pixels_path, dtype=np.uint8, mode="r+", shape=shape)
+        self.filled = np.memmap(self.filled_path, dtype=np.uint8, mode="r+", shape=(shape[0],))
 
-    @staticmethod
-    def _open(path: Path, shape: tuple[int, ...]) -> np.memmap:
-        mode = "r+" if path.exists() and path.stat().st_size == int(np.prod(shape)) else "w+"
-        return np.memmap(path, dtype=np.uint8, mode=mode, shape=shape)
+    def __getstate__(self) -> dict:
+        # DataLoader workers started by spawn (macOS, Windows) receive the dataset pickled: send the file
+        # names, not a copy of every cached image, and map the same files again on the other side.
+        state = dict(self.__dict__)
+        del state["pixels"], state["filled"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        count = max(1, len(self.paths))
+        size = self.cfg.image_size
+        self.pixels = np.memmap(self.pixels_path, dtype=np.uint8, mode="r+", shape=(count, size, size))
+        self.filled = np.memmap(self.filled_path, dtype=np.uint8, mode="r+", shape=(count,))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -75,6 +88,21 @@ class ImageCache:
         self.pixels[index] = image
         self.filled[index] = 1  # written after the pixels, so a crash never marks a half image as done
         return image
+
+    def subset(self, indices: list[int]) -> "ImageCache":
+        """A cache of only the files at ``indices``, filled by copying what this cache already holds
+        (dropping a few unreadable files must not mean decoding the whole dataset again)."""
+        other = ImageCache([self.paths[i] for i in indices], self.cfg, self.directory)
+        source = np.asarray(indices, dtype=np.int64)
+        if len(source):
+            copy = (np.asarray(self.filled[source]) == 1) & (np.asarray(other.filled[: len(source)]) != 1)
+            targets = np.flatnonzero(copy)
+            if len(targets):
+                other.pixels[targets] = self.pixels[source[targets]]
+                other.filled[targets] = 1
+                other.pixels.flush()
+                other.filled.flush()
+        return other
 
     def warm(self, workers: int = 2, progress: bool = False) -> list[CacheFailure]:
         """Fill every entry now; returns the files that could not be decoded (they stay unfilled)."""
@@ -99,3 +127,28 @@ class ImageCache:
         self.pixels.flush()
         self.filled.flush()
         return failures
+
+
+def _ensure_file(path: Path, size: int, replace_existing: bool = False) -> bool:
+    """Make ``path`` a file of exactly ``size`` bytes without ever truncating one that another process
+    (a DDP rank, a second run sharing the cache) may have mapped: a new file is built aside and linked
+    or renamed into place. Returns True when a new, zero-filled file was put in place."""
+    if not replace_existing and path.exists() and path.stat().st_size == size:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            os.ftruncate(fd, size)  # sparse zeros: nothing is written until images are
+        finally:
+            os.close(fd)
+        if replace_existing or path.exists():
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process created it first: use theirs
+                return False
+        return True
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

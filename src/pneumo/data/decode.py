@@ -59,6 +59,8 @@ def _read_bytes(source: Source, limits: DecodeLimits) -> tuple[str, bytes]:
         raise ImageDecodeError(name, "file does not exist")
     if path.is_dir():
         raise ImageDecodeError(name, "is a directory, not an image file")
+    if not path.is_file():  # a FIFO or device would block read_bytes() or never end
+        raise ImageDecodeError(name, "is not a regular file (FIFO, device or socket)")
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
@@ -107,8 +109,8 @@ def decode_raster_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.nda
         raise ImageTooLargeError(label, f"refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedFormatError(label, "not a readable image") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, MemoryError) as exc:
-        raise ImageDecodeError(label, f"corrupt or truncated image ({exc})") from exc
+    except Exception as exc:  # Pillow plugins raise struct.error, zlib.error, KeyError... on hostile bytes
+        raise ImageDecodeError(label, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
 
 
 def _pil_to_gray01(image: Image.Image, label: str) -> np.ndarray:
@@ -136,9 +138,9 @@ def _pil_to_gray01(image: Image.Image, label: str) -> np.ndarray:
 def _minmax(array: np.ndarray) -> np.ndarray:
     array = array.astype(np.float32)
     finite = np.isfinite(array)
-    if not finite.any():
-        return np.zeros_like(array)
-    low, high = float(array[finite].min()), float(array[finite].max())
+    if not finite.all():  # NaN/inf pixels: the caller refuses the file rather than guess their value
+        return np.full_like(array, np.nan)
+    low, high = float(array.min()), float(array.max())
     if high <= low:
         return np.zeros_like(array)
     return np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
@@ -151,17 +153,33 @@ def _looks_like_headerless_dicom(data: bytes) -> bool:
 
 
 def decode_dicom_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
+    """Decode DICOM pixels, turning any failure into an ImageDecodeError naming the file."""
+    try:
+        return _decode_dicom(data, label, limits)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # pydicom parses elements lazily: any tag access can raise on a malformed one
+        raise ImageDecodeError(label, f"malformed DICOM ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
     """Decode DICOM pixels: modality LUT (slope/intercept), VOI LUT or window, MONOCHROME1 inverted.
 
     Only pixels leave this function; no tag (and so no patient identifier) is kept.
     """
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # pydicom raises many types for malformed files
         raise ImageDecodeError(label, f"unreadable DICOM ({exc})") from exc
+    if "TransferSyntaxUID" not in dataset.file_meta:  # headerless (ACR-NEMA style): use the encoding read
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        implicit, little = dataset.original_encoding
+        dataset.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                               ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
         raise ImageDecodeError(label, "DICOM file has no pixel data")
     rows, cols = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
@@ -191,18 +209,62 @@ def decode_dicom_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndar
             pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return _finish(_minmax(pixels), label)
     try:
-        values = apply_modality_lut(pixels, dataset)
-        if "WindowCenter" in dataset or "VOILUTSequence" in dataset:
-            values = apply_voi_lut(values, dataset, prefer_lut=True)
+        values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+        array = _apply_voi(values, dataset)
+    except ImageDecodeError:
+        raise
     except Exception as exc:
         raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
-    array = _minmax(np.asarray(values, dtype=np.float32))
     if photometric == "MONOCHROME1":
         array = 1.0 - array  # MONOCHROME1 stores dense tissue dark; pneumo wants it bright
     return _finish(array, label)
 
 
+def _first(value) -> float:
+    """Window tags may hold several alternative views; the first is the modality's default."""
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0]
+    return float(value)
+
+
+def _apply_voi(values: np.ndarray, dataset) -> np.ndarray:
+    """VOI LUT or window (DICOM PS3.3 C.11.2) mapped onto [0, 1] by the window itself.
+
+    The window's own range is the scale, not the pixels' min/max: a film whose pixels all sit inside the
+    window must keep its grey levels rather than be stretched to full contrast.
+    """
+    voi = dataset.get("VOILUTSequence")
+    if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
+        from pydicom.pixels import apply_voi
+
+        bits = int(voi[0].LUTDescriptor[2]) or 16
+        out = np.asarray(apply_voi(values, dataset), dtype=np.float64) / float(2**bits - 1)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+    if dataset.get("WindowCenter") is None or dataset.get("WindowWidth") is None:
+        return _minmax(values)
+    centre, width = _first(dataset.WindowCenter), _first(dataset.WindowWidth)
+    function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if function == "SIGMOID":
+        if width <= 0:
+            return _minmax(values)
+        out = 1.0 / (1.0 + np.exp(np.clip(-4.0 * (values - centre) / width, -60, 60)))
+    elif function == "LINEAR_EXACT":
+        if width <= 0:
+            return _minmax(values)
+        out = (values - centre) / width + 0.5
+    else:  # LINEAR, the default; the standard requires width >= 1
+        if width < 1:
+            return _minmax(values)
+        out = (values - (centre - 0.5)) / (width - 1.0) + 0.5
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def _finish(array: np.ndarray, label: str) -> np.ndarray:
     if array.ndim != 2:
         raise ImageDecodeError(label, f"DICOM pixels have unsupported shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ImageDecodeError(label, "DICOM pixel values are NaN or infinite (in the pixel data, or after "
+                                      "RescaleSlope/RescaleIntercept or WindowCenter/WindowWidth)")
     return np.ascontiguousarray(array, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""Grad-CAM heatmaps for every registry architecture and their overlay on the X-ray."""

@@ -1,0 +1,1 @@
+"""Export a model bundle to ONNX for the light (torch-free) deployment."""

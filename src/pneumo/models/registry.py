@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from pneumo.models.simple_cnn import SimpleCNN
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    builder: Callable[..., nn.Module] | None  # torchvision constructor, None for simple_cnn
+    builder: str  # torchvision.models constructor name, "" for simple_cnn (imported on use: startup stays light)
     weights: str  # torchvision weights enum name for --pretrained
     first_conv: str  # dotted path of the first convolution
     head: str  # dotted path of the final Linear layer to replace
@@ -25,21 +23,19 @@ class ArchSpec:
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "simple_cnn": ArchSpec(None, "", "features.0.0", "classifier.4", "features", "features.2.0"),
-    "vgg16": ArchSpec(tvm.vgg16, "VGG16_Weights", "features.0", "classifier.6", "features", "features.28"),
-    "resnet18": ArchSpec(tvm.resnet18, "ResNet18_Weights", "conv1", "fc", "", "layer4"),
-    "resnet50": ArchSpec(tvm.resnet50, "ResNet50_Weights", "conv1", "fc", "", "layer4"),
-    "densenet121": ArchSpec(tvm.densenet121, "DenseNet121_Weights", "features.conv0", "classifier", "features",
+    "simple_cnn": ArchSpec("", "", "features.0.0", "classifier.4", "features", "features.2.0"),
+    "vgg16": ArchSpec("vgg16", "VGG16_Weights", "features.0", "classifier.6", "features", "features.28"),
+    "resnet18": ArchSpec("resnet18", "ResNet18_Weights", "conv1", "fc", "", "layer4"),
+    "resnet50": ArchSpec("resnet50", "ResNet50_Weights", "conv1", "fc", "", "layer4"),
+    "densenet121": ArchSpec("densenet121", "DenseNet121_Weights", "features.conv0", "classifier", "features",
                             "features.norm5"),
-    "efficientnet_b0": ArchSpec(tvm.efficientnet_b0, "EfficientNet_B0_Weights", "features.0.0", "classifier.1",
+    "efficientnet_b0": ArchSpec("efficientnet_b0", "EfficientNet_B0_Weights", "features.0.0", "classifier.1",
                                 "features", "features.8"),
-    "mobilenet_v3_small": ArchSpec(tvm.mobilenet_v3_small, "MobileNet_V3_Small_Weights", "features.0.0",
+    "mobilenet_v3_small": ArchSpec("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "features.0.0",
                                    "classifier.3", "features", "features.12"),
-    "mobilenet_v3_large": ArchSpec(tvm.mobilenet_v3_large, "MobileNet_V3_Large_Weights", "features.0.0",
+    "mobilenet_v3_large": ArchSpec("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "features.0.0",
                                    "classifier.3", "features", "features.16"),
 }
-
-_RESNET_BLOCKS = ("conv1", "layer1", "layer2", "layer3", "layer4")
 
 
 def _get(module: nn.Module, path: str) -> nn.Module:
@@ -71,14 +67,16 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
     """
     spec = _check_arch(name)
     outputs = num_outputs(classes)
-    if spec.builder is None:
+    if not spec.builder:
         if pretrained or weights_file:
             raise ValueError("simple_cnn has no pretrained weights; drop --pretrained")
         return SimpleCNN(outputs, in_chans=1, dropout=max(dropout, 0.5))
+    from torchvision import models as tvm
+
     weights = None
     if pretrained and not weights_file:
         weights = getattr(tvm, spec.weights).DEFAULT
-    model = spec.builder(weights=weights)
+    model = getattr(tvm, spec.builder)(weights=weights)
     if weights_file:
         path = Path(weights_file)
         if not path.is_file():
@@ -89,9 +87,14 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or len(missing) == len(model.state_dict()):
-            raise ValueError(f"{path} does not hold {name} weights (unexpected keys: {unexpected[:5]})")
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches: weights of another architecture or variant
+            raise ValueError(f"{path} does not hold {name} weights ({str(exc).splitlines()[-1].strip()})") from exc
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if unexpected or missing:
+            raise ValueError(f"{path} does not hold {name} weights (missing keys: {missing[:5]}, "
+                             f"unexpected keys: {unexpected[:5]})")
     _to_one_channel(model, spec.first_conv)
     head = _get(model, spec.head)
     if not isinstance(head, nn.Linear):
@@ -114,32 +117,44 @@ def _to_one_channel(model: nn.Module, path: str) -> None:
 
 
 def blocks(model: nn.Module, name: str) -> list[nn.Module]:
-    """The backbone's blocks from input to output, the unit of ``--finetune-last``."""
+    """The backbone's blocks from input to output, the unit of ``--finetune-last``.
+
+    Blocks are the children of the architecture's block container that hold parameters (activations and
+    pooling are not blocks), without the head; a normalisation layer joins the block before it (resnet's
+    ``bn1`` belongs to ``conv1``, densenet's ``norm5`` to ``denseblock4``).
+    """
     spec = _check_arch(name)
-    if name.startswith("resnet"):
-        return [_get(model, b) for b in _RESNET_BLOCKS]
-    return list(_get(model, spec.blocks).children())
+    container = _get(model, spec.blocks)
+    head_root = spec.head.split(".")[0] if not spec.blocks else ""
+    grouped: list[list[nn.Module]] = []
+    for child_name, child in container.named_children():
+        if child_name == head_root or not any(True for _ in child.parameters()):
+            continue
+        if grouped and isinstance(child, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+            grouped[-1].append(child)
+        else:
+            grouped.append([child])
+    return [group[0] if len(group) == 1 else nn.ModuleList(group) for group in grouped]
 
 
 def set_trainable_blocks(model: nn.Module, name: str, *, freeze_backbone: bool = False, finetune_last: int = 0) -> None:
-    """Freeze the backbone (only the head trains) or all but its top ``finetune_last`` blocks."""
+    """Freeze the backbone's blocks (``freeze_backbone``) or all but its top ``finetune_last`` blocks.
+
+    Everything above the blocks (pooling, any dense layers, the new head) always trains, as in the classic
+    recipe of a frozen convolutional base under a trained top. BatchNorm statistics of frozen blocks stay as
+    loaded because the trainer keeps frozen BatchNorm layers in eval mode.
+    """
     if finetune_last < 0:
         raise ValueError(f"finetune_last must be >= 0, got {finetune_last}")
+    for p in model.parameters():
+        p.requires_grad = True
     if not freeze_backbone and finetune_last == 0:
-        for p in model.parameters():
-            p.requires_grad = True
         return
     backbone = blocks(model, name)
     keep = 0 if freeze_backbone else min(finetune_last, len(backbone))
-    for p in model.parameters():
-        p.requires_grad = False
-    for block in backbone[len(backbone) - keep:]:
+    for block in backbone[: len(backbone) - keep]:
         for p in block.parameters():
-            p.requires_grad = True
-    for p in _get(model, ARCHITECTURES[name].head).parameters():
-        p.requires_grad = True
-    # resnet's pooling/fc sit outside the blocks; the head is trainable above. BatchNorm statistics of
-    # frozen blocks stay as loaded because the trainer keeps frozen blocks in eval mode.
+            p.requires_grad = False
 
 
 def gradcam_layer(model: nn.Module, name: str) -> nn.Module:

@@ -14,7 +14,8 @@ from pneumo.data.augment import BatchPreprocess
 
 
 def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
+    # bfloat16 needs no loss scaling; GPUs without it (before Ampere) train in float32 instead.
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return torch.autocast(device_type=device.type, enabled=False)
 
@@ -40,8 +41,6 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
     steps = len(loader) if not max_steps else min(max_steps, len(loader))
     bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(loader):
-        if max_steps and step >= max_steps:
-            break
         images = prep(batch["image"].to(device, non_blocking=True))
         targets = batch["target"].to(device, non_blocking=True)
         with _autocast(device, amp):
@@ -60,6 +59,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
         bar.set_postfix(loss=f"{total / count:.4f}")
         if on_step is not None:
             on_step(step)
+        if max_steps and step + 1 >= max_steps:
+            break  # checked after the step, so no batch is loaded only to be thrown away
     bar.close()
     return total / max(count, 1)
 

@@ -12,6 +12,8 @@ import torch.distributed as dist
 
 
 def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "cuda":  # under torchrun each process takes its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if requested != "auto":
         return torch.device(requested)
     if torch.cuda.is_available():
@@ -50,6 +52,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # else every rank's NCCL calls land on cuda:0
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size())

@@ -32,7 +32,11 @@ def save_state(path: Path, progress: Progress, optimizer: torch.optim.Optimizer,
 def load_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> Progress:
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: {path} is missing")
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (damaged zip), EOFError...: refused, not a traceback
+        raise ValueError(f"cannot resume: {path} is damaged or not a pneumo training state "
+                         f"({type(exc).__name__}); it is never loaded as a general pickle") from exc
     optimizer.load_state_dict(raw["optimizer"])
     scheduler.load_state_dict(raw["scheduler"])
     torch.set_rng_state(raw["torch_rng"])

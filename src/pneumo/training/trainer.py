@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pneumo.bundle import BundleMeta, load_state as load_weights, read_meta, save_bundle
 from pneumo.config import RunConfig
 from pneumo.data.augment import BatchPreprocess, geometric_transform
-from pneumo.data.balance import balanced_sampler, class_weights
+from pneumo.data.balance import DistributedWeightedSampler, balanced_sampler, class_weights
 from pneumo.data.cache import ImageCache
 from pneumo.data.dataset import XrayDataset
 from pneumo.data.records import ImageRecord, class_names, load_records
@@ -55,18 +56,25 @@ def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepar
     skipped: list[tuple[str, str]] = []
 
     def build(recs: list[ImageRecord], augment: bool) -> XrayDataset:
-        cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
+        paths = [r.path for r in recs]
+        # Rank 0 creates and fills the cache while the others wait, so no two processes build one file.
         if dist_info.is_main:
+            cache = ImageCache(paths, cfg.preprocess, cfg.data.cache_dir or None)
             failures = cache.warm(workers=2, progress=cfg.train.progress)
         barrier(dist_info)
         if not dist_info.is_main:
-            failures = cache.warm(workers=1)
+            cache = ImageCache(paths, cfg.preprocess, cfg.data.cache_dir or None)
+            failures = cache.warm(workers=1)  # retries only what rank 0 could not decode
         bad = {f.path: f.reason for f in failures}
         skipped.extend(bad.items())
         if bad:
-            recs = [r for r in recs if r.path not in bad]
-            cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
-            cache.warm(workers=2)
+            keep = [i for i, r in enumerate(recs) if r.path not in bad]
+            recs = [recs[i] for i in keep]
+            if dist_info.is_main:
+                cache = cache.subset(keep)
+            barrier(dist_info)
+            if not dist_info.is_main:
+                cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
         geometry = geometric_transform(cfg.augment) if augment else None
         return XrayDataset(recs, cache, geometry, cfg.data.classes)
 
@@ -80,6 +88,24 @@ def _validation_metrics(logits: np.ndarray, targets: np.ndarray, loss_fn: Classi
     is_pneumonia = (targets > 0).astype(int)
     auc = float(roc_auc_score(is_pneumonia, prob)) if len(set(is_pneumonia)) == 2 else float("nan")
     return loss, auc
+
+
+def _trim_history(path: Path, epochs_done: int) -> None:
+    """Drop rows of epochs after the resumed checkpoint (written before a crash cut that epoch short),
+    so history.csv keeps one row per epoch."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row["epoch"]) <= epochs_done]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+    tmp.replace(path)
 
 
 def _append_history(path: Path, row: dict) -> None:
@@ -113,8 +139,17 @@ def fit(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> Path:
     dist_info = init_distributed(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if resume and dist_info.is_main:
+        _recover_from_crash(run_dir)
     if resume and not (run_dir / "last" / STATE_FILE).is_file():
-        raise FileNotFoundError(f"cannot resume: {run_dir / 'last' / STATE_FILE} is missing")
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"cannot resume: {run_dir / 'last' / STATE_FILE} is missing")
+        # Killed before its first checkpoint: resuming means starting over with the saved configuration
+        # (``pneumo train --out`` refuses a directory that already holds a run, so this is the way back).
+        log.warning("no checkpoint in %s yet: starting the run again from epoch 1", run_dir)
+        if dist_info.is_main:
+            (run_dir / "history.csv").unlink(missing_ok=True)
+        resume = False
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -146,7 +181,10 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
 
     generator = torch.Generator().manual_seed(tc.seed)
     sampler = None
-    if dist_info.enabled:
+    if dist_info.enabled and cfg.data.balance == "sampler":
+        sampler = DistributedWeightedSampler(data.train.targets, num_classes, dist_info.world_size, dist_info.rank,
+                                             tc.seed)
+    elif dist_info.enabled:
         sampler = DistributedSampler(data.train, num_replicas=dist_info.world_size, rank=dist_info.rank,
                                      shuffle=True, seed=tc.seed)
     elif cfg.data.balance == "sampler":
@@ -154,13 +192,17 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     workers = cfg.data.num_workers
     loader_args = dict(batch_size=cfg.data.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
                        persistent_workers=workers > 0)
-    train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler, drop_last=len(data.train) >
-                              cfg.data.batch_size, generator=generator, **loader_args)
+    # Drop a ragged last batch (a batch of one breaks BatchNorm) unless that would leave none at all;
+    # count what this process actually sees, which under DDP is 1/world of the data.
+    per_process = len(sampler) if sampler is not None else len(data.train)
+    train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler,
+                              drop_last=per_process > cfg.data.batch_size, generator=generator, **loader_args)
     val_loader = DataLoader(data.val, shuffle=False, **loader_args)
 
     model = create_model(cfg.model.arch, classes=num_classes, pretrained=cfg.model.pretrained,
                          weights_file=cfg.model.pretrained_weights, dropout=cfg.model.dropout)
     if resume:
+        read_meta(run_dir / "last")  # checks the weights' checksum before trusting them
         model.load_state_dict(load_weights(run_dir / "last"))
     set_trainable_blocks(model, cfg.model.arch, freeze_backbone=cfg.model.freeze_backbone,
                          finetune_last=cfg.model.finetune_last)
@@ -182,6 +224,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
         log.info("resuming after epoch %d (best AUC %.4f at epoch %d)", progress.epoch, progress.best_auc,
                  progress.best_epoch)
+        if dist_info.is_main:
+            _trim_history(run_dir / "history.csv", progress.epoch)
     if progress.stopped_early or progress.epoch >= tc.epochs:
         log.info("nothing to do: run already finished at epoch %d", progress.epoch)
         return run_dir / "best"
@@ -193,7 +237,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     all_train = data.train.records + data.val.records
     for epoch in range(progress.epoch + 1, tc.epochs + 1):
         started = time.perf_counter()
-        if isinstance(sampler, DistributedSampler):
+        if isinstance(sampler, (DistributedSampler, DistributedWeightedSampler)):
             sampler.set_epoch(epoch)
         train_loss = train_one_epoch(train_model, train_loader, train_prep, loss_fn, optimizer, device,
                                      grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
@@ -209,7 +253,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         elapsed = time.perf_counter() - started
         progress.epoch = epoch
         progress.elapsed_s += elapsed
-        improved = score > progress.best_auc
+        # The first epoch always counts as best, so best/ exists even when the score is -val_loss < -1.
+        improved = progress.best_epoch == 0 or score > progress.best_auc
         if improved:
             progress.best_auc, progress.best_epoch, progress.bad_epochs = score, epoch, 0
         else:
@@ -253,8 +298,21 @@ def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], d
     )
 
 
+def _recover_from_crash(run_dir: Path) -> None:
+    """Tidy what a run killed mid-save leaves behind: put back a bundle that was moved aside (killed
+    between the two renames of a replace) and delete half-built ``.last.*``/``.best.*`` folders, which
+    would otherwise pile up with every crash. Only this run writes into ``run_dir``."""
+    for name in ("last", "best"):
+        moved_aside = sorted(run_dir.glob(f".{name}.old-*"))
+        if moved_aside and not (run_dir / name).exists():
+            moved_aside[-1].rename(run_dir / name)
+        for leftover in run_dir.glob(f".{name}.*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _save_last(run_dir: Path, model, meta: BundleMeta, progress: Progress, optimizer, scheduler) -> None:
-    with tempfile.TemporaryDirectory(dir=run_dir) as tmp:
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".last.state-") as tmp:
         state_path = Path(tmp) / STATE_FILE
         save_state(state_path, progress, optimizer, scheduler)
         save_bundle(run_dir / "last", model, meta, {STATE_FILE: state_path, "history.csv": run_dir / "history.csv"})

@@ -1,0 +1,35 @@
+"""``pneumo export``: write a bundle as ONNX (logits, gate features and distance, metadata embedded)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+FORMATS = ("onnx",)
+TOLERANCE = 1e-4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a model for the light ONNX Runtime deployment",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="bundle directory, run directory (its best/), or a shipped name")
+    p.add_argument("--format", default="onnx", choices=FORMATS)
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the .onnx file")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (at least 17)")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the export on ONNX Runtime and compare it with PyTorch")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pneumo.export.onnx import export_onnx, verify_export
+
+    path = export_onnx(args.model, args.out, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.check:
+        diffs = verify_export(args.model, path)
+        print("ONNX Runtime vs PyTorch, max difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        if max(diffs.values()) > TOLERANCE:
+            print(f"ERROR: ONNX Runtime and PyTorch differ by more than {TOLERANCE:g}", file=sys.stderr)
+            return 1
+    return 0

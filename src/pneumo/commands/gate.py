@@ -1,0 +1,75 @@
+"""``pneumo gate fit``: fit the chest-X-ray gate of a bundle and report how it does on X-rays and non-X-rays."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("gate", help="the chest-X-ray gate that answers UNKNOWN for non-X-ray input",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="gate_command", required=True)
+    fit = sub.add_parser("fit", help="fit the gate on the bundle's training X-rays and store it in the bundle",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit.add_argument("--model", required=True, help="bundle directory (modified: gate.safetensors + meta.gate)")
+    fit.add_argument("--data", default="", metavar="ROOT", help="dataset root the bundle was trained on")
+    fit.add_argument("--manifest", default="", metavar="CSV", help="CSV manifest instead of, or with, a root")
+    fit.add_argument("--max-images", type=int, default=0, metavar="N", help="use at most N training images (0: all)")
+    fit.add_argument("--percentile", type=float, default=99.5,
+                     help="threshold at this percentile of held-out training X-rays' distances")
+    fit.add_argument("--calibration-fraction", type=float, default=0.2,
+                     help="share of training patients held out from the covariance to set the threshold")
+    fit.add_argument("--feature-layers", nargs="+", default=(), metavar="MODULE",
+                     help="modules whose pooled outputs are the gate's features (default: backbone blocks at "
+                     "1/3, 2/3 and 9/10 of the depth)")
+    fit.add_argument("--pooling", default="", choices=("", "mean", "mean+std"),
+                     help="per-channel statistics with --feature-layers (default mean+std)")
+    fit.add_argument("--batch-size", type=int, default=32)
+    fit.add_argument("--device", default="cpu")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--report", default="", metavar="JSON", help="also write every non-X-ray image's outcome here")
+    fit.set_defaults(func=run_fit)
+    show = sub.add_parser("show", help="print a bundle's gate summary (meta.gate)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    show.add_argument("--model", required=True)
+    show.set_defaults(func=run_show)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from pneumo.gate.fit import GateFitConfig, fit_bundle_gate
+
+    cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
+                        max_images=args.max_images, batch_size=args.batch_size, seed=args.seed,
+                        feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
+    report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
+    s = report.summary
+    for line in report.skipped[:20]:
+        print(f"skipped training image {line}", file=sys.stderr)
+    print(f"gate fitted on {s['n_fit']} X-rays ({s['pooling']} of {', '.join(s['feature_layers'])}: "
+          f"{s['feature_dim']} features, shrinkage "
+          f"{s['shrinkage']:.3f}); threshold {s['threshold']:.3f} at the {s['percentile']}th percentile of "
+          f"{s['n_calibration']} held-out training X-rays")
+    print(f"X-rays flagged UNKNOWN: {s['xray_flagged_pct']:.2f}% on {s['xray_flagged_split']}; "
+          f"{s['calibration_flagged_pct']:.2f}% of the calibration part")
+    print(f"non-X-ray images flagged UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']}")
+    for category, row in s["nonxray_by_category"].items():
+        print(f"  {category:<12} {int(row['n']):>4} images  {row['flagged_pct']:6.1f}% flagged "
+              f"({row['by_distance_pct']:.1f}% by feature distance)")
+    if args.report:
+        with open(args.report, "w") as handle:
+            json.dump({"summary": s, "negatives": report.negatives, "skipped": report.skipped}, handle, indent=2)
+        print(f"wrote {args.report}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from pneumo.bundle import read_meta
+
+    _, meta = read_meta(args.model)
+    if not meta.gate:
+        print("no gate fitted for this model; only the cheap checks run. Fit one with `pneumo gate fit`")
+        return 1
+    print(json.dumps(meta.gate, indent=2))
+    return 0

@@ -1,0 +1,66 @@
+"""``pneumo serve``: the REST API and the web page on one port (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from pneumo.service.settings import API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings, default_data_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the web app and REST API",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=f"Serve the web page at / and the API at /api/v1 (OpenAPI at /docs and /openapi.json). "
+                    f"Set {API_KEY_ENV} to require an X-API-Key header for predictions and history; without "
+                    f"it they are open, so keep the default loopback host.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--model", default="default", help="bundle directory, run directory or shipped model name")
+    p.add_argument("--db", default=None, metavar="URL",
+                   help="history database: sqlite:///path/file.sqlite3 or postgresql://user:pass@host/db "
+                        "(default: a SQLite file in --data-dir)")
+    p.add_argument("--data-dir", default=str(default_data_dir()), help="where the default SQLite history lives")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 1048576,
+                   help="largest accepted upload, in MiB")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser calls from this origin (repeatable); CORS is closed when none is given")
+    p.add_argument("--workers", type=int, default=2, help="predictions run at once (the rest queue)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_settings(args: argparse.Namespace) -> ServiceSettings:
+    return ServiceSettings(model=args.model, db_url=args.db or "", data_dir=args.data_dir,
+                           max_upload_bytes=int(args.max_upload_mb * 1048576), cors_origins=tuple(args.cors_origin),
+                           workers=args.workers, backend=args.backend, device=args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from pneumo.service import create_app
+
+    settings = build_settings(args)
+    if settings.api_key is None and not _is_loopback(args.host):
+        print(f"pneumo serve: warning: listening on {args.host} with no {API_KEY_ENV}: anyone who can reach "
+              "this port can upload images and read the history", file=sys.stderr)
+    app = create_app(settings)
+    database = settings.database_url.split("://")[0]
+    print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database}, "
+          f"auth {'on' if settings.api_key else 'off'})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,325 @@
+"""Evaluate a bundle on one split: score, compute the figures, write metrics, predictions, plots and report.
+
+This is ``pneumo evaluate`` as a library call; the command only parses flags and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumo import __version__
+from pneumo.bundle import BundleMeta, load_bundle
+from pneumo.evaluation import plots
+from pneumo.evaluation.metrics import binary_metrics, bootstrap_ci, multiclass_metrics, predict_classes, predict_labels
+from pneumo.evaluation.report import write_report
+from pneumo.evaluation.scoring import Scores, Selection, score_records, select_records
+
+SPLIT_MEANING = {
+    "test": "the data set's held-out test folder",
+    "val": "the patient-level validation split carved from the training folder, the split the model's "
+           "checkpoint was chosen on",
+    "official-val": "the data set's own val folder",
+    "train": "the images the model was trained on",
+    "all": "every image of the data set, training images included",
+}
+
+
+@dataclass
+class EvaluationOptions:
+    split: str = "test"
+    threshold: float | None = None  # None: the bundle's threshold
+    device: str = "auto"
+    batch_size: int = 32
+    cache_dir: str = ""  # "" uses $PNEUMO_CACHE or ~/.cache/pneumo
+    n_boot: int = 1000
+    seed: int = 0
+    n_bins: int = 10
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.n_boot < 0:
+            raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
+
+
+@dataclass
+class Scored:
+    scores: Scores
+    meta: BundleMeta
+    bundle_dir: Path
+    selection: Selection
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.metrics.get("warnings", []))
+
+
+def score_split(model_ref: str | Path, root: str, manifest: str, options: EvaluationOptions) -> Scored:
+    from pneumo.training.runtime import pick_device
+
+    device = pick_device(options.device)
+    model, meta, directory = load_bundle(model_ref, device=str(device))
+    selection = select_records(meta, options.split, root, manifest)
+    scores = score_records(model, meta, selection.records, device=device, batch_size=options.batch_size,
+                           cache_dir=options.cache_dir or None, progress=options.progress)
+    return Scored(scores, meta, directory, selection)
+
+
+def calibrated_on(meta: BundleMeta, selection: Selection) -> bool:
+    """Whether the bundle's temperature/threshold were fitted on these very images."""
+    cal = meta.calibration or {}
+    if not cal:
+        return False
+    if cal.get("fingerprint"):
+        return cal["fingerprint"] == selection.fingerprint
+    return cal.get("split") == selection.split
+
+
+def threshold_origin(meta: BundleMeta, override: float | None) -> str:
+    if override is not None:
+        return "This threshold was set on the command line for this evaluation."
+    cal = meta.calibration or {}
+    rule = (cal.get("rule") or {}).get("description")
+    if rule:
+        achieved = cal.get("achieved") or {}
+        return (f"It was chosen on the {cal.get('split')!r} split ({cal.get('n')} X-rays) with the rule: {rule}; "
+                f"there it gave sensitivity {_fmt(achieved.get('sensitivity'))} and specificity "
+                f"{_fmt(achieved.get('specificity'))}.")
+    return "This is the bundle's default threshold; it has not been calibrated on validation data."
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def compute_metrics(scored: Scored, options: EvaluationOptions) -> dict[str, Any]:
+    """Every figure of metrics.json for a scored split."""
+    scores, meta, selection = scored.scores, scored.meta, scored.selection
+    threshold = options.threshold if options.threshold is not None else float(meta.threshold)
+    prob = scores.probabilities
+    out: dict[str, Any] = {"split": selection.split, "model_version": meta.version, "bundle": str(scored.bundle_dir)}
+    out.update(binary_metrics(scores.targets, prob, threshold, options.n_bins))
+    out["ci95"] = bootstrap_ci(scores.targets, prob, threshold, scores.patient_ids, n_boot=options.n_boot,
+                               seed=options.seed)
+    if scores.class_targets is not None:
+        out.update(multiclass_metrics(scores.class_targets, scores.class_probabilities, threshold,
+                                      [n.upper() for n in meta.class_names]))
+    out["threshold_source"] = "command line" if options.threshold is not None else "bundle"
+    out["threshold_origin"] = threshold_origin(meta, options.threshold)
+    out["temperature"] = scores.temperature
+    out["calibrated_on_this_split"] = calibrated_on(meta, selection)
+    out["data_fingerprint"] = selection.fingerprint
+    out["skipped"] = [{"path": f.path, "reason": f.reason} for f in scores.skipped]
+    out["warnings"] = _warnings(scored, out)
+    out["pneumo_version"] = __version__
+    return out
+
+
+def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
+    meta, selection, split = scored.meta, scored.selection, scored.selection.split
+    warnings = list(selection.warnings)
+    if metrics["calibrated_on_this_split"]:
+        warnings.append(f"the bundle's temperature and threshold were fitted on this very split "
+                        f"({meta.calibration.get('split')!r}); these figures are optimistic and are not a "
+                        "held-out result. Report figures on a split the model was neither trained, selected "
+                        "nor calibrated on.")
+    if split in ("train", "all"):
+        warnings.append(f"split {split!r} contains the model's training images; these figures say nothing "
+                        "about performance on new patients.")
+    elif split == "val" and not metrics["calibrated_on_this_split"]:
+        warnings.append("the model's checkpoint was chosen on this validation split, so these figures are "
+                        "slightly optimistic; the held-out test split is the honest one.")
+    if scored.scores.skipped:
+        warnings.append(f"{len(scored.scores.skipped)} unreadable image(s) were skipped and are not counted.")
+    if meta.classes == 3 and scored.scores.class_targets is None:
+        warnings.append("3-class model, but the data set lacks bacterial/viral labels for some pneumonia "
+                        "images: only the normal-vs-pneumonia figures are reported.")
+    return warnings
+
+
+def model_description(meta: BundleMeta, bundle_dir: Path, threshold: float) -> dict[str, Any]:
+    training = meta.training or {}
+    trained = ""
+    if training:
+        trained = (f"saved at epoch {training.get('epoch', '?')} (best epoch {training.get('best_epoch', '?')}), "
+                   f"{training.get('n_train', '?')} training / {training.get('n_val', '?')} validation images, "
+                   f"{training.get('train_seconds', '?')} s")
+    cal = meta.calibration or {}
+    return {
+        "Version": meta.version,
+        "Description": meta.description,
+        "Architecture": meta.arch,
+        "Input": f"{meta.preprocess.image_size} x {meta.preprocess.image_size} px grayscale, "
+                 f"{meta.preprocess.resize_mode} resize, {meta.preprocess.intensity} intensity normalisation",
+        "Outputs": ", ".join(meta.class_names),
+        "Decision threshold": f"{threshold:.4f}",
+        "Temperature": f"{meta.temperature:.4f}",
+        "Calibrated on": (f"{cal.get('split')!r} split, {cal.get('n')} X-rays, {cal.get('created', '')}"
+                          if cal else "not calibrated"),
+        "Training": trained,
+        "Training data fingerprint": meta.data_fingerprint,
+        "pneumo version": meta.pneumo_version,
+        "Bundle": str(bundle_dir),
+    }
+
+
+def dataset_description(scored: Scored) -> dict[str, Any]:
+    """What was scored, with machine-readable keys (metrics.json's ``dataset``)."""
+    scores, selection = scored.scores, scored.selection
+    cfg = selection.data
+    meaning = SPLIT_MEANING[selection.split]
+    if selection.split in ("train", "val"):
+        meaning += f" (fraction {cfg.val_fraction:g}, seed {cfg.split_seed}, patients kept together)"
+    return {
+        "source": cfg.manifest or cfg.root,
+        "split": selection.split,
+        "split_meaning": meaning,
+        "n_images": len(scores.records),
+        "n_pneumonia": int(scores.targets.sum()),
+        "n_normal": int((scores.targets == 0).sum()),
+        "n_bacterial": sum(r.subtype == "bacterial" for r in scores.records),
+        "n_viral": sum(r.subtype == "viral" for r in scores.records),
+        "n_patients": len(set(scores.patient_ids)),
+        "n_skipped": len(scores.skipped),
+        "fingerprint": selection.fingerprint,
+    }
+
+
+def dataset_labels(dataset: dict[str, Any]) -> dict[str, Any]:
+    """The dataset description with words a reader understands, for the report."""
+    subtypes = f"{dataset['n_bacterial']} / {dataset['n_viral']}" if dataset["n_bacterial"] + dataset["n_viral"] else ""
+    return {
+        "Source": dataset["source"],
+        "Split": f"{dataset['split']}: {dataset['split_meaning']}",
+        "X-rays scored": dataset["n_images"],
+        "Pneumonia / normal": f"{dataset['n_pneumonia']} / {dataset['n_normal']}",
+        "Bacterial / viral": subtypes,
+        "Patients": dataset["n_patients"],
+        "Unreadable, skipped": dataset["n_skipped"],
+        "Fingerprint (file names and labels)": dataset["fingerprint"],
+    }
+
+
+def write_predictions(path: Path, scores: Scores, threshold: float, class_names: list[str]) -> Path:
+    prob = scores.probabilities
+    predicted = predict_labels(prob, threshold)
+    class_prob = scores.class_probabilities
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["path", "patient_id", "true_label", "probability", "predicted_label"]
+        if class_prob is not None:
+            header += ["true_class", "predicted_class"] + [f"p_{n.lower()}" for n in class_names]
+        writer.writerow(header)
+        classes_pred = predict_classes(class_prob, threshold) if class_prob is not None else None
+        for i, record in enumerate(scores.records):
+            row = [record.path, record.patient_id, record.label, f"{prob[i]:.6f}",
+                   "PNEUMONIA" if predicted[i] else "NORMAL"]
+            if class_prob is not None:
+                true_class = (class_names[scores.class_targets[i]] if scores.class_targets is not None
+                              else record.label)
+                row += [true_class, class_names[classes_pred[i]]] + [f"{p:.6f}" for p in class_prob[i]]
+            writer.writerow(row)
+    return Path(path)
+
+
+def make_plots(out_dir: Path, scored: Scored, metrics: dict[str, Any], n_bins: int = 10) -> dict[str, Path]:
+    scores, meta = scored.scores, scored.meta
+    y, prob, threshold = scores.targets, scores.probabilities, metrics["threshold"]
+    cm = metrics["confusion_matrix"]
+    made = {
+        "confusion_matrix": plots.confusion_matrix_plot([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]],
+                                                        ["NORMAL", "PNEUMONIA"], out_dir / "confusion_matrix.png"),
+        "roc": plots.roc_plot(y, prob, threshold, metrics["sensitivity"], metrics["specificity"], metrics["auc"],
+                              out_dir / "roc.png"),
+        "pr": plots.pr_plot(y, prob, metrics["sensitivity"], metrics["precision"], metrics["pr_auc"],
+                            out_dir / "pr.png"),
+        "reliability": plots.reliability_plot(
+            y, prob, out_dir / "reliability.png",
+            raw_prob=scores.with_temperature(1.0).probabilities if scores.temperature != 1.0 else None,
+            n_bins=n_bins),
+        "threshold": plots.threshold_plot(y, prob, threshold, out_dir / "threshold.png"),
+    }
+    if "confusion_matrix_3class" in metrics:
+        made["confusion_matrix_3class"] = plots.confusion_matrix_plot(
+            metrics["confusion_matrix_3class"], [n.upper() for n in meta.class_names],
+            out_dir / "confusion_matrix_3class.png", title="Confusion matrix (3 classes)")
+    history = scored.bundle_dir / "history.csv"
+    if history.is_file():
+        rows = plots.read_history(history)
+        if rows:
+            made["training_curves"] = plots.training_curves_plot(rows, out_dir / "training_curves.png")
+    return made
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON types; NaN and infinities become null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    Path(path).write_text(json.dumps(to_json(document), indent=2, allow_nan=False))
+    return Path(path)
+
+
+def evaluate_bundle(model_ref: str | Path, root: str, manifest: str, out_dir: str | Path,
+                    options: EvaluationOptions) -> EvaluationResult:
+    """Score ``options.split`` and write metrics.json, predictions.csv, the plots and report.html."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scored = score_split(model_ref, root, manifest, options)
+    metrics = compute_metrics(scored, options)
+    files = make_plots(out, scored, metrics, options.n_bins)
+    metrics["dataset"] = dataset_description(scored)
+    files["metrics"] = write_json(out / "metrics.json", metrics)
+    files["predictions"] = write_predictions(out / "predictions.csv", scored.scores, metrics["threshold"],
+                                             list(scored.meta.class_names))
+    plot_files = {k: v for k, v in files.items() if v.suffix == ".png"}
+    files["report"] = write_report(out / "report.html", metrics,
+                                   model_description(scored.meta, scored.bundle_dir, metrics["threshold"]),
+                                   dataset_labels(metrics["dataset"]), plot_files, metrics["warnings"])
+    return EvaluationResult(metrics, files)
+
+
+def format_summary(metrics: dict[str, Any]) -> str:
+    """A short table for the terminal."""
+    ci = metrics.get("ci95") or {}
+    lines = [f"{'metric':<13} {'value':>7}   95% CI", "-" * 38]
+    for name in ("auc", "sensitivity", "specificity", "precision", "f1", "accuracy", "pr_auc", "ece", "brier"):
+        interval = ci.get(name)
+        shown = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+        lines.append(f"{name:<13} {_fmt(metrics.get(name)):>7}   {shown}")
+    cm = metrics["confusion_matrix"]
+    lines.append(f"threshold {metrics['threshold']:.4f} ({metrics['threshold_source']}), temperature "
+                 f"{metrics['temperature']:.3f}")
+    lines.append(f"confusion: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}")
+    if metrics.get("per_class_recall"):
+        recall = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics["per_class_recall"].items())
+        lines.append(f"per-class recall: {recall}; "
+                     f"bacterial-vs-viral AUC {_fmt(metrics.get('bacterial_vs_viral_auc'))}")
+    return "\n".join(lines)

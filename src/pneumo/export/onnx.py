@@ -1,0 +1,131 @@
+"""Export a bundle to ONNX: one file the light deployment (onnxruntime + NumPy + Pillow) runs alone.
+
+The graph takes ``image`` (N, 1, S, S), already normalised with the bundle's preprocessing, with a dynamic
+batch axis, and returns ``logits``, ``features`` (the pooled features the gate uses) and, when the bundle has a
+gate, ``gate_distance``: the gate's mean and whitening matrix are constants inside the graph, so the gate
+needs no side file. ``metadata_props`` carries the bundle's ``bundle.json`` document (architecture,
+preprocessing, class names, threshold, temperature, gate summary with its threshold, weights checksum) under
+``pneumo.bundle`` and the export details under ``pneumo.export``; ``Predictor.load(file, backend="onnx")``
+reads both.
+
+The TorchScript-tracing exporter (``dynamo=False``) is used first: it handles every registry architecture at
+its usual input sizes, quickly. Where it cannot (vgg16's adaptive pooling at sizes whose feature map does not
+divide 7, say) the dynamo exporter (``torch.export``, opset >= 18) takes over. Opset 17 is the default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from pneumo import __version__
+from pneumo.bundle import META_FILE
+from pneumo.inference.backend import EXPORT_KEY, INPUT_NAME, METADATA_KEY, ONNX_FORMAT
+
+log = logging.getLogger("pneumo.export")
+
+DEFAULT_OPSET = 17
+
+
+def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the bundle ``ref`` as ONNX to ``out`` (atomically) and return the path."""
+    import onnx
+    import torch
+
+    from pneumo.inference.loading import load_network
+
+    if opset < 17:
+        raise ValueError(f"opset must be at least 17, got {opset}")
+    network, meta, directory, gate = load_network(ref, "cpu")
+    network.eval()
+    size = meta.preprocess.image_size
+    example = torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(0))
+    outputs = ["logits", "features"] + (["gate_distance"] if gate is not None else [])
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        exporter, opset = _trace_export(network, example, tmp, opset, outputs)
+        model = onnx.load(tmp)
+        document = json.loads((directory / META_FILE).read_text())
+        details = {"format": ONNX_FORMAT, "format_version": 1, "opset": opset, "exporter": exporter,
+                   "outputs": outputs, "feature_layers": network.feature_layers, "pooling": network.pooling,
+                   "gate_sha256": (meta.gate or {}).get("sha256", ""), "pneumo_version": __version__,
+                   "input": {"name": INPUT_NAME, "shape": ["batch", 1, size, size], "normalised": True}}
+        for key, value in ((METADATA_KEY, json.dumps(document)), (EXPORT_KEY, json.dumps(details))):
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        model.producer_name, model.producer_version = "pneumo", __version__
+        model.doc_string = meta.description or f"pneumo {meta.arch}"
+        onnx.checker.check_model(model)
+        onnx.save(model, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _trace_export(network, example, path: str, opset: int, outputs: list[str]) -> tuple[str, int]:
+    """Export with the tracing exporter, or the dynamo exporter where tracing cannot; returns which exporter
+    and opset were used."""
+    import torch
+
+    with warnings.catch_warnings():
+        # The tracing exporter announces its deprecation on every call; it is chosen on purpose (see above).
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        try:
+            torch.onnx.export(network, (example,), path, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=outputs,
+                              dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
+                              do_constant_folding=True)
+            return "torchscript", opset
+        except RuntimeError as exc:  # OnnxExporterError and SymbolicValueError derive from it
+            log.warning("tracing exporter failed (%s); using the dynamo exporter", str(exc).splitlines()[0])
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        torch.onnx.export(network, (example,), path, dynamo=True, opset_version=max(opset, 18),
+                          input_names=[INPUT_NAME], output_names=outputs, dynamic_shapes=({0: batch},),
+                          external_data=False, verbose=False)
+        return "dynamo", max(opset, 18)
+
+
+def probe_batch(meta, batch: int = 3, seed: int = 0):
+    """Image-like inputs through the bundle's own preprocessing (smooth random fields, not white noise:
+    an untrained network amplifies noise into logits in the tens, where float32 rounding alone exceeds 1e-4)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from pneumo.data.preprocess import normalize_uint8, preprocess_array
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(batch):
+        field = Image.fromarray(rng.integers(0, 256, size=(96, 80), dtype=np.uint8))
+        smooth = np.asarray(field.filter(ImageFilter.GaussianBlur(4)), dtype=np.float32) / 255.0
+        images.append(preprocess_array(smooth, meta.preprocess))
+    return normalize_uint8(np.stack(images), meta.preprocess)[:, None]
+
+
+def verify_export(ref: str | os.PathLike[str], path: str | os.PathLike[str], batch: int = 3) -> dict[str, float]:
+    """Max difference between PyTorch and ONNX Runtime on image-like inputs: absolute for logits and features,
+    relative for the gate distance (it is tens to thousands, so float32 rounding is relative)."""
+    import numpy as np
+
+    from pneumo.inference.backend import OnnxBackend
+    from pneumo.inference.loading import load_torch_backend
+
+    torch_backend, meta, _, _ = load_torch_backend(ref)
+    x = probe_batch(meta, batch)
+    expected, actual = torch_backend.run(x), OnnxBackend(path).run(x)
+    diffs = {"logits": float(np.abs(expected.logits - actual.logits).max()),
+             "features": float(np.abs(expected.features - actual.features).max())}
+    if expected.distance is not None and actual.distance is not None:
+        diffs["gate_distance (relative)"] = float(
+            (np.abs(expected.distance - actual.distance) / np.maximum(np.abs(expected.distance), 1.0)).max())
+    return diffs

@@ -1,0 +1,166 @@
+"""Fit a bundle's chest-X-ray gate and measure it.
+
+1. Features of the bundle's training X-rays (the train split carved exactly as in training, from
+   ``meta.training``), split by patient into a fitting part and a calibration part.
+2. Mean and Ledoit-Wolf covariance on the fitting part; threshold at ``percentile`` of the calibration part's
+   distances (held out from the covariance, so the threshold is not optimistic).
+3. Report: X-rays flagged on the calibration part and on the bundle's validation split (patients the gate
+   never saw), and non-X-ray images flagged (:mod:`pneumo.gate.negatives`) per category.
+4. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pneumo.bundle import BundleMeta, read_meta, write_meta
+from pneumo.data.records import ImageRecord
+from pneumo.gate.mahalanobis import GateParams, fit_gate, save_gate
+from pneumo.gate.negatives import NegativeImage, negative_images
+
+log = logging.getLogger("pneumo.gate")
+
+
+@dataclass
+class GateFitConfig:
+    percentile: float = 99.5
+    calibration_fraction: float = 0.2  # of the training patients, held out from the covariance
+    max_images: int = 0  # 0 uses every training image
+    batch_size: int = 32
+    seed: int = 0
+    negatives_scale: float = 1.0
+    feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.inference.network)
+    pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.calibration_fraction < 0.9:
+            raise ValueError(f"calibration_fraction must be in (0, 0.9), got {self.calibration_fraction}")
+        if self.max_images < 0:
+            raise ValueError(f"max_images must be >= 0, got {self.max_images}")
+
+
+@dataclass
+class GateReport:
+    summary: dict[str, Any]  # what went into meta.gate
+    calibration_distances: np.ndarray
+    negatives: list[dict[str, Any]] = field(default_factory=list)  # one row per negative image
+    skipped: list[str] = field(default_factory=list)  # training images that could not be used, with reasons
+
+
+def _in_calibration(patient: str, fraction: float, seed: int) -> bool:
+    """A stable per-patient draw: the same patient always lands on the same side."""
+    digest = hashlib.sha256(f"{seed}|{patient}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _subsample(records: list[ImageRecord], limit: int, seed: int) -> list[ImageRecord]:
+    if not limit or len(records) <= limit:
+        return records
+    order = np.random.default_rng(seed).permutation(len(records))[:limit]
+    return [records[i] for i in sorted(order)]
+
+
+def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: GateParams | None):
+    from pneumo.bundle import load_bundle
+    from pneumo.inference.network import InferenceNetwork, TorchBackend, default_gate_layers
+    from pneumo.inference.predictor import Predictor
+
+    model, _, _ = load_bundle(directory, device=cfg.device)
+    if gate is not None:
+        layers, pooling = gate.feature_layers, gate.pooling
+    elif cfg.feature_layers:
+        layers, pooling = list(cfg.feature_layers), cfg.pooling or "mean+std"
+    else:
+        layers, pooling = default_gate_layers(model, meta.arch)
+    backend = TorchBackend(InferenceNetwork(model, layers, pooling, gate), cfg.device)
+    return Predictor(meta, backend, bundle_dir=directory, device=cfg.device,
+                     gate_threshold=None if gate is None else gate.threshold)
+
+
+def _flagged_pct(predictions: list[Any]) -> float:
+    scored = [p for p in predictions if p.error is None]
+    return 100.0 * sum(p.label == "UNKNOWN" for p in scored) / max(1, len(scored))
+
+
+def score_negatives(predictor: Any, images: list[NegativeImage], batch_size: int) -> list[dict[str, Any]]:
+    """One row per non-X-ray image: category, name, label, reason (None when it got a probability)."""
+    predictions = predictor.predict_many([i.source for i in images], batch_size=batch_size)
+    return [{"category": i.category, "name": i.name, "label": p.label, "unknown_reason": p.unknown_reason,
+             "error": p.error} for i, p in zip(images, predictions)]
+
+
+def negatives_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per category: images, % flagged, % flagged by the feature distance (not a cheap check)."""
+    table: dict[str, dict[str, float]] = {}
+    for category in dict.fromkeys(r["category"] for r in rows):
+        mine = [r for r in rows if r["category"] == category and r["error"] is None]
+        flagged = [r for r in mine if r["label"] == "UNKNOWN"]
+        by_distance = [r for r in flagged if "feature distance" in (r["unknown_reason"] or "")]
+        table[category] = {"n": len(mine), "flagged_pct": round(100.0 * len(flagged) / max(1, len(mine)), 2),
+                           "by_distance_pct": round(100.0 * len(by_distance) / max(1, len(mine)), 2)}
+    return table
+
+
+def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
+                    ) -> GateReport:
+    """Fit, calibrate, measure and store the gate of the bundle ``model`` (a directory: it is modified)."""
+    from pneumo.evaluation.scoring import select_records
+
+    directory, meta = read_meta(model)
+    train = select_records(meta, "train", root, manifest)
+    for warning in train.warnings:
+        log.warning("%s", warning)
+    records = _subsample(train.records, cfg.max_images, cfg.seed)
+    predictor = _predictor(directory, meta, cfg, None)
+    network = predictor.backend.network
+    log.info("extracting %s features of %s of %d training X-rays", network.pooling, network.feature_layers,
+             len(records))
+    embeddings = predictor.embed_many([r.path for r in records], batch_size=cfg.batch_size)
+    skipped = [f"{e.path}: {e.error or e.unknown_reason}" for e in embeddings if e.features is None]
+    used = [(r, e) for r, e in zip(records, embeddings) if e.features is not None]
+    if len(used) < 10:
+        raise ValueError(f"only {len(used)} usable training X-rays; a gate needs many more")
+    calibrate = np.array([_in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)
+                          for r, _ in used])
+    features = np.stack([e.features for _, e in used])
+    params, distances = fit_gate(features[~calibrate], features[calibrate], feature_layers=network.feature_layers,
+                                 pooling=network.pooling, percentile=cfg.percentile)
+    calibration_flagged = 100.0 * (float(np.mean(distances > params.threshold)) if len(distances) else 0.0)
+    log.info("threshold %.3f at the %.1fth percentile of %d calibration X-rays", params.threshold,
+             cfg.percentile, int(calibrate.sum()))
+
+    gated = _predictor(directory, meta, cfg, params)
+    summary: dict[str, Any] = {}
+    try:
+        validation = select_records(meta, "val", root, manifest).records
+        val_predictions = gated.predict_many([r.path for r in validation], batch_size=cfg.batch_size)
+        summary["xray_flagged_pct"] = round(_flagged_pct(val_predictions), 3)
+        summary["xray_flagged_split"] = f"val ({len(validation)} images, patients not used by the gate)"
+    except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
+        log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
+        summary["xray_flagged_pct"] = round(calibration_flagged, 3)
+        summary["xray_flagged_split"] = "calibration part of train"
+    negatives = negative_images(cfg.seed, scale=cfg.negatives_scale)
+    rows = score_negatives(gated, negatives, cfg.batch_size)
+    table = negatives_table(rows)
+    scored = [r for r in rows if r["error"] is None]
+
+    summary.update(save_gate(directory, params))
+    summary.update({
+        "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()),
+        "calibration_flagged_pct": round(calibration_flagged, 3),
+        "nonxray_flagged_pct": round(100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), 3),
+        "n_nonxray": len(scored), "nonxray_by_category": table, "data_fingerprint": train.fingerprint,
+        "fitted": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
+    })
+    meta.gate = summary
+    write_meta(directory, meta)
+    return GateReport(summary=summary, calibration_distances=distances, negatives=rows, skipped=skipped)

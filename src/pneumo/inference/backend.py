@@ -1,0 +1,74 @@
+"""What a backend returns, and the ONNX Runtime backend (NumPy + onnxruntime only: no torch import here).
+
+An exported pneumo ONNX model has one input ``image`` (N, 1, S, S) float32, already normalised, and outputs
+``logits`` (N, K), ``features`` (N, D) (the pooled features the gate uses) and, when the bundle has a gate,
+``gate_distance`` (N,) (the Mahalanobis distance computed inside the graph from the gate's parameters). The
+bundle's metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "features", "gate_distance")
+METADATA_KEY = "pneumo.bundle"  # the bundle.json document (format, weights checksum, meta)
+EXPORT_KEY = "pneumo.export"  # how it was exported: feature layer, gate checksum, opset, outputs
+ONNX_FORMAT = "pneumo-onnx"
+
+
+@dataclass
+class ModelOutputs:
+    logits: np.ndarray  # (N, K) float32
+    features: np.ndarray  # (N, D) float32
+    distance: np.ndarray | None  # (N,) Mahalanobis distance, None without a gate
+
+
+class OnnxBackend:
+    """Runs an exported pneumo model on ONNX Runtime's CPU provider. ``session.run`` is thread-safe."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 0, spinning: bool = False) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads  # 0: one per physical core
+        # Idle ORT workers spin by default, burning the cores that decoding threads (predict_many, the service's
+        # thread pool) need; without spinning they sleep between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        outputs = [o.name for o in self.session.get_outputs()]
+        if outputs[:2] != ["logits", "features"]:
+            raise ValueError(f"{self.path}: outputs {outputs} are not those of a pneumo export "
+                             f"(expected {list(OUTPUT_NAMES)}); export it with `pneumo export`")
+        self.has_distance = "gate_distance" in outputs
+        self._outputs = outputs
+
+    def bundle_document(self) -> dict[str, Any]:
+        """The embedded bundle.json document; ValueError when the model carries none."""
+        raw = self.metadata.get(METADATA_KEY)
+        if not raw:
+            raise ValueError(f"{self.path}: no pneumo metadata ({METADATA_KEY!r} in metadata_props); "
+                             "export the model with `pneumo export`")
+        return json.loads(raw)
+
+    def export_info(self) -> dict[str, Any]:
+        return json.loads(self.metadata.get(EXPORT_KEY, "{}"))
+
+    def run(self, batch: np.ndarray) -> ModelOutputs:
+        values = self.session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        named = dict(zip(self._outputs, values))
+        return ModelOutputs(named["logits"], named["features"], named.get("gate_distance"))

@@ -1,0 +1,67 @@
+"""One analysis, run in a worker thread: the Predictor (with Grad-CAM), then the history row.
+
+Kept apart from the routes so the blocking work is one plain function: the event loop hands it to
+the thread pool and keeps serving other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+from time import perf_counter
+from typing import Any
+
+from pneumo.data.decode import decode_image
+from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
+from pneumo.service.errors import ApiError
+from pneumo.service.history import HistoryRepository
+from pneumo.service.uploads import Upload
+
+# Fields of Prediction kept in the history row and the response; ``path`` and ``error`` are not stored.
+RESULT_FIELDS = ("label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "model_version",
+                 "timing_ms")
+
+
+def decode_error_to_api(exc: ImageDecodeError) -> ApiError:
+    """Map the decoder's typed errors to HTTP: bombs 413, not an image 415, anything else 400."""
+    if isinstance(exc, ImageTooLargeError):
+        return ApiError(413, f"image refused: {exc.reason}")
+    if isinstance(exc, UnsupportedFormatError):
+        return ApiError(415, f"unsupported file type: {exc.reason}")
+    return ApiError(400, f"the image cannot be decoded: {exc.reason}")
+
+
+def _error_for_failed_prediction(data: bytes, message: str) -> ApiError:
+    # predict() reports bad input as a string; decoding again (only on this rare path) recovers the type.
+    try:
+        decode_image(data, name="upload")
+    except ImageDecodeError as exc:
+        return decode_error_to_api(exc)
+    return ApiError(400, f"the image cannot be analysed: {message}")
+
+
+def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool) -> dict[str, Any]:
+    """Predict (and explain), store the row, and return the response body. Blocking: run it in a thread."""
+    started = perf_counter()
+    heatmap_png: bytes | None = None
+    if with_heatmap:
+        try:
+            explanation = predictor.explain(upload.data)
+        except ImageDecodeError as exc:
+            raise decode_error_to_api(exc) from exc
+        prediction = explanation.prediction
+        # The gate refused the image: a heatmap over a non-X-ray would only suggest meaning that is not there.
+        if prediction.error is None and prediction.label != "UNKNOWN":
+            heatmap_png = explanation.overlay_png
+    else:
+        prediction = predictor.predict(upload.data)
+    if prediction.error is not None:
+        raise _error_for_failed_prediction(upload.data, prediction.error)
+    document = prediction.to_dict()
+    result = {key: document.get(key) for key in RESULT_FIELDS}
+    result["timing_ms"] = dict(result.get("timing_ms") or {})
+    result["timing_ms"]["analysis"] = round((perf_counter() - started) * 1000.0, 3)
+    entry = history.add(image_sha256=upload.sha256, file_type=upload.file_type,
+                        model_version=prediction.model_version, result=result, heatmap_png=heatmap_png)
+    return {"id": entry.id, "created": entry.created, **result, "image_sha256": upload.sha256,
+            "file_type": upload.file_type,
+            "heatmap": base64.b64encode(heatmap_png).decode("ascii") if heatmap_png else None}

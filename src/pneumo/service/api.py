@@ -1,0 +1,154 @@
+"""The REST API under ``/api/v1``: predict, health, model card, history."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, File, Path as PathParam, Query, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
+
+from pneumo import DISCLAIMER, __version__
+from pneumo.service.analysis import analyse
+from pneumo.service.errors import ApiError
+from pneumo.service.history import HistoryRepository
+from pneumo.service.settings import ServiceSettings
+from pneumo.service.uploads import read_upload
+
+API_PREFIX = "/api/v1"
+SQL_INT_MAX = 2**63 - 1  # larger ids/offsets overflow the database driver (a 500); refuse them as 422
+INTENDED_USE = (
+    "Second reader for trained clinicians reviewing frontal (PA/AP) chest radiographs: flags images that may "
+    "show pneumonia and shows which regions drove the model's output. The reference models are trained on "
+    "paediatric films (ages 1-5) from one centre; performance on adults, lateral views and other hospitals' "
+    "scanners is unknown unless the model card reports it. Never a substitute for a radiologist's read."
+)
+MODEL_CARD_FILES = ("MODEL_CARD.md", "model_card.md")
+
+
+@dataclass
+class ServiceContext:
+    """What every request shares: settings, the one loaded Predictor, the history store."""
+
+    settings: ServiceSettings
+    predictor: Any
+    history: HistoryRepository
+    bundle_dir: Path | None
+    _limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use: an anyio limiter needs a running event loop.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.settings.workers)
+        return self._limiter
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.service
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="required when the server has PNEUMO_API_KEY set")
+
+
+def require_api_key(key: Annotated[str | None, Security(api_key_header)], context: Context) -> None:
+    expected = context.settings.api_key
+    if expected is None:
+        return
+    if not key:
+        raise ApiError(401, "missing API key: send it in the X-API-Key header", {"WWW-Authenticate": "X-API-Key"})
+    # Constant-time comparison, so response timing does not leak how much of a guess was right.
+    if not secrets.compare_digest(key.encode(), expected.encode()):
+        raise ApiError(401, "wrong API key (X-API-Key header)", {"WWW-Authenticate": "X-API-Key"})
+
+
+router = APIRouter(prefix=API_PREFIX)
+
+
+@router.post("/predict", dependencies=[Depends(require_api_key)], responses=_errors(400, 401, 413, 415, 422, 500),
+             summary="Analyse one chest X-ray (JPEG, PNG or DICOM)")
+async def predict(
+    file: Annotated[UploadFile, File(description="the image: JPEG, PNG or DICOM (type sniffed from the bytes)")],
+    context: Context,
+    heatmap: Annotated[bool, Query(description="compute the Grad-CAM overlay (slower)")] = True,
+) -> dict[str, Any]:
+    """Label (NORMAL, PNEUMONIA or UNKNOWN), calibrated probability, decision threshold, the reason for
+    UNKNOWN, model version, timings, the Grad-CAM overlay as base64 PNG (null for UNKNOWN), and the id
+    of the history row. No patient identifier, DICOM tag or file name is stored."""
+    started = perf_counter()
+    upload = await read_upload(file, context.settings.max_upload_bytes)
+    queued = perf_counter()
+    work = partial(analyse, context.predictor, context.history, upload, with_heatmap=heatmap)
+    body = await anyio.to_thread.run_sync(work, limiter=context.limiter)
+    body["timing_ms"]["upload"] = round((queued - started) * 1000.0, 3)
+    body["timing_ms"]["request"] = round((perf_counter() - started) * 1000.0, 3)
+    body["disclaimer"] = DISCLAIMER
+    return body
+
+
+@router.get("/health", summary="Liveness, model version, whether an API key is required")
+def health(context: Context) -> dict[str, Any]:
+    return {"status": "ok", "pneumo_version": __version__, "model_version": context.predictor.meta.version,
+            "auth": "on" if context.settings.api_key else "off", "database": context.history.kind,
+            "max_upload_bytes": context.settings.max_upload_bytes}
+
+
+@router.get("/model", summary="Model card: architecture, classes, threshold, calibration, metrics, intended use")
+def model_card(context: Context) -> dict[str, Any]:
+    meta = context.predictor.meta
+    card_text = None
+    for name in MODEL_CARD_FILES:
+        if context.bundle_dir is not None and (context.bundle_dir / name).is_file():
+            card_text = (context.bundle_dir / name).read_text(encoding="utf-8", errors="replace")
+            break
+    return {
+        "arch": meta.arch, "version": meta.version, "description": meta.description, "created": meta.created,
+        "classes": meta.classes, "class_names": list(meta.class_names), "image_size": meta.preprocess.image_size,
+        "threshold": meta.threshold, "temperature": meta.temperature, "metrics": meta.metrics,
+        "calibration": meta.calibration, "gate": meta.gate,
+        "gate_status": getattr(context.predictor, "gate_status", None), "data_fingerprint": meta.data_fingerprint,
+        "pneumo_version": meta.pneumo_version, "intended_use": INTENDED_USE, "disclaimer": DISCLAIMER,
+        "model_card": card_text,
+    }
+
+
+@router.get("/history", dependencies=[Depends(require_api_key)], responses=_errors(401, 422),
+            summary="Earlier analyses, newest first")
+def history_list(context: Context, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+                 offset: Annotated[int, Query(ge=0, le=SQL_INT_MAX)] = 0) -> dict[str, Any]:
+    items = context.history.recent(limit=limit, offset=offset)
+    return {"items": [item.summary() for item in items], "total": context.history.count(),
+            "limit": limit, "offset": offset}
+
+
+@router.get("/history/{entry_id}", dependencies=[Depends(require_api_key)], responses=_errors(401, 404, 422),
+            summary="One earlier analysis, with its heatmap")
+def history_item(entry_id: Annotated[int, PathParam(ge=1, le=SQL_INT_MAX)], context: Context) -> dict[str, Any]:
+    entry = context.history.get(entry_id)
+    if entry is None:
+        raise ApiError(404, f"no analysis with id {entry_id} in the history")
+    return entry.to_dict()

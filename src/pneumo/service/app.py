@@ -1,0 +1,107 @@
+"""``create_app(settings)``: the FastAPI application that serves the API and the offline web page."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pneumo import DISCLAIMER, __version__
+from pneumo.bundle import BundleError, resolve_model
+from pneumo.service.api import ServiceContext, router
+from pneumo.service.errors import install_error_handlers
+from pneumo.service.history import open_history
+from pneumo.service.settings import ServiceSettings
+from pneumo.service.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("pneumo.service")
+
+# The page loads nothing from elsewhere; the heatmap and preview are data:/blob: URLs.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+class SecurityHeadersMiddleware:
+    """nosniff and no-referrer everywhere; a strict CSP on the web page (``/docs`` needs its CDN, so not there)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        strict = path == "/" or path.startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                if strict:
+                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
+                    headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def load_predictor(settings: ServiceSettings) -> Any:
+    from pneumo.inference.predictor import Predictor
+
+    return Predictor.load(settings.model, backend=settings.backend, device=settings.device)
+
+
+def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> FastAPI:
+    """Load the model once and open the history store, then wire routes, errors, limits and the page.
+
+    ``predictor`` lets a caller that already holds a loaded Predictor share it instead of loading again.
+    """
+    if predictor is None:
+        predictor = load_predictor(settings)
+    bundle_dir: Path | None = getattr(predictor, "bundle_dir", None)
+    if bundle_dir is None:
+        try:
+            bundle_dir = resolve_model(settings.model)
+        except BundleError:
+            bundle_dir = None  # an ONNX file given directly: no bundle directory, no MODEL_CARD.md
+    history = open_history(settings.database_url)
+    context = ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        history.close()
+
+    app = FastAPI(title="pneumo", version=__version__, lifespan=lifespan,
+                  description=f"Pneumonia detection on chest X-rays, with Grad-CAM. {DISCLAIMER}")
+    app.state.service = context
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+                       file_limit=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type"])
+    log.info("pneumo service ready: model %s, history %s, auth %s", predictor.meta.version, history.kind,
+             "on" if settings.api_key else "off")
+    return app

@@ -1,0 +1,58 @@
+"""Typed settings for the web service, built once by ``pneumo serve`` (or a test) and passed to ``create_app``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+API_KEY_ENV = "PNEUMO_API_KEY"
+
+
+def default_data_dir() -> Path:
+    """Where the history database lives unless told otherwise: ``$XDG_DATA_HOME/pneumo``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pneumo"
+
+
+def _api_key_from_env() -> str | None:
+    # Read at construction so a key set in the environment can never be silently ignored.
+    return os.environ.get(API_KEY_ENV) or None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything the service needs; nothing else is read from the environment after this.
+
+    ``api_key``: when set, ``X-API-Key`` must match it for ``/predict`` and ``/history``; when unset,
+    those endpoints are open and ``/health`` reports ``auth: "off"`` (fine on loopback, not on a network).
+    ``db_url``: ``sqlite:///path/to/file.sqlite3`` or ``postgresql://user:pass@host/db``; empty means a
+    SQLite file ``history.sqlite3`` in ``data_dir``.
+    """
+
+    model: str = "default"
+    db_url: str = ""
+    data_dir: Path = field(default_factory=default_data_dir)
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    api_key: str | None = field(default_factory=_api_key_from_env)
+    cors_origins: tuple[str, ...] = ()
+    # Predictions allowed to run at once in the thread pool; more requests queue without blocking the loop.
+    workers: int = 2
+    backend: str = "torch"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        if self.max_upload_bytes < 1:
+            raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key must not be blank; leave it unset to turn authentication off")
+
+    @property
+    def database_url(self) -> str:
+        """The history database URL, defaulting to a SQLite file in ``data_dir``."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'history.sqlite3'}"

@@ -1,0 +1,320 @@
+// pneumo web page: plain JavaScript, no build step, nothing loaded from elsewhere.
+// Server data is written with textContent only, never innerHTML.
+"use strict";
+
+(() => {
+  const API = "/api/v1";
+  const KEY_STORE = "pneumo.apiKey";
+  const PAGE_SIZE = 10;
+  const $ = (id) => document.getElementById(id);
+  const state = { authRequired: false, maxUpload: null, offset: 0, total: 0, previewUrl: null, activeId: null };
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  // ---- API -----------------------------------------------------------------------------------------
+  const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
+
+  async function api(path, options = {}) {
+    const headers = new Headers(options.headers || {});
+    if (apiKey()) headers.set("X-API-Key", apiKey());
+    let response;
+    try {
+      response = await fetch(API + path, { ...options, headers });
+    } catch (err) {
+      throw new ApiError(0, "The server cannot be reached. Is pneumo serve still running?");
+    }
+    let body = null;
+    try { body = await response.json(); } catch (err) { body = null; }
+    if (!response.ok) {
+      const message = body && body.error ? body.error.message : `The server answered HTTP ${response.status}.`;
+      if (response.status === 401) showKeyPanel(message);
+      throw new ApiError(response.status, message);
+    }
+    return body;
+  }
+
+  // ---- API key -------------------------------------------------------------------------------------
+  function showKeyPanel(message) {
+    $("api-key-panel").hidden = false;
+    $("api-key-status").textContent = message || (apiKey() ? "A key is set for this tab." : "No key set yet.");
+  }
+
+  $("api-key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("api-key-input").value.trim();
+    if (!value) return;
+    sessionStorage.setItem(KEY_STORE, value);
+    $("api-key-input").value = "";
+    $("api-key-status").textContent = "Key set for this tab.";
+    loadHistory(0);
+  });
+  $("api-key-clear").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_STORE);
+    $("api-key-status").textContent = "Key forgotten.";
+  });
+
+  // ---- Upload --------------------------------------------------------------------------------------
+  const dropZone = $("drop-zone");
+  $("file-input").addEventListener("change", (event) => {
+    const file = event.target.files && event.target.files[0];
+    if (file) analyse(file);
+    event.target.value = "";  // choosing the same file again still triggers a new analysis
+  });
+  ["dragenter", "dragover"].forEach((type) => dropZone.addEventListener(type, (event) => {
+    event.preventDefault();
+    dropZone.classList.add("dragging");
+  }));
+  ["dragleave", "dragend"].forEach((type) => dropZone.addEventListener(type, () => dropZone.classList.remove("dragging")));
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dropZone.classList.remove("dragging");
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) analyse(file);
+  });
+  // A file dropped next to the zone must not make the browser navigate away from the page.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+
+  function showPreview(file) {
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = URL.createObjectURL(file);
+    const preview = $("preview");
+    $("viewer").hidden = false;
+    $("stage").classList.remove("overlay-only");
+    $("no-preview").hidden = true;
+    preview.hidden = false;
+    $("overlay").hidden = true;
+    $("overlay").removeAttribute("src");
+    preview.onerror = () => {  // DICOM: browsers cannot draw it; the overlay will show the decoded image
+      preview.hidden = true;
+      $("stage").classList.add("overlay-only");
+      const hasOverlay = Boolean($("overlay").getAttribute("src"));
+      $("no-preview").hidden = hasOverlay;
+      if (hasOverlay) {
+        $("overlay").hidden = false;
+        $("overlay-controls").hidden = true;
+        applyOpacity();
+      }
+    };
+    preview.src = state.previewUrl;
+    $("overlay-controls").hidden = true;
+    const kb = file.size / 1024;
+    $("file-line").textContent = `${file.name} · ${kb < 1024 ? kb.toFixed(0) + " KB" : (kb / 1024).toFixed(1) + " MB"}`;
+  }
+
+  async function analyse(file) {
+    showPreview(file);
+    setBusy(true);
+    try {
+      if (state.maxUpload && file.size > state.maxUpload) {
+        throw new ApiError(413, `This file is ${(file.size / 1048576).toFixed(1)} MB; the server accepts up to ` +
+          `${(state.maxUpload / 1048576).toFixed(0)} MB.`);
+      }
+      const form = new FormData();
+      form.append("file", file);
+      const result = await api("/predict", { method: "POST", body: form });
+      renderResult(result);
+      state.activeId = result.id;
+      loadHistory(0);
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function setBusy(busy) {
+    $("busy").hidden = !busy;
+    if (busy) {
+      $("error-box").hidden = true;
+      $("result").hidden = true;
+      $("result-empty").hidden = true;
+    }
+  }
+
+  function showError(message) {
+    $("error-box").textContent = message;
+    $("error-box").hidden = false;
+    $("result").hidden = true;
+  }
+
+  // ---- Result --------------------------------------------------------------------------------------
+  const percent = (p) => `${(100 * p).toFixed(1)}%`;
+
+  function renderResult(r, fromHistory = false) {
+    $("error-box").hidden = true;
+    $("result-empty").hidden = true;
+    $("result").hidden = false;
+    const label = r.label || "UNKNOWN";
+    const badge = $("result-label");
+    badge.textContent = label;
+    badge.className = `badge ${label.toLowerCase()}`;
+    const unknown = label === "UNKNOWN" || r.probability === null || r.probability === undefined;
+    $("unknown-box").hidden = !unknown;
+    $("unknown-reason").textContent = unknown ? (r.unknown_reason || "No reason was given.") : "";
+    $("probability").textContent = unknown ? "" : `P(pneumonia) ${percent(r.probability)}`;
+    $("confidence").hidden = unknown;
+    const threshold = Number(r.threshold);
+    if (!unknown) {
+      const fill = $("confidence-fill");
+      fill.style.width = `${Math.max(0, Math.min(1, r.probability)) * 100}%`;
+      fill.className = `fill ${r.probability >= threshold ? "above" : "below"}`;
+      $("threshold-marker").style.left = `${threshold * 100}%`;
+      $("threshold-label").textContent = `threshold ${percent(threshold)}`;
+      const bar = $("confidence-bar");
+      bar.setAttribute("aria-valuenow", (100 * r.probability).toFixed(1));
+      bar.setAttribute("aria-valuetext", `${percent(r.probability)}, ${r.probability >= threshold ? "at or above" : "below"} the ${percent(threshold)} threshold`);
+    }
+    renderSubtypes(r.subtype_probabilities);
+    $("threshold-value").textContent = Number.isFinite(threshold) ? percent(threshold) : "–";
+    $("result-model").textContent = r.model_version || "–";
+    const when = r.created ? new Date(r.created).toLocaleString() : "";
+    const ms = r.timing_ms && (r.timing_ms.request || r.timing_ms.analysis || r.timing_ms.total);
+    $("result-time").textContent = [when, ms ? `${Math.round(ms)} ms` : ""].filter(Boolean).join(" · ");
+    $("result-id").textContent = r.id !== undefined ? `#${r.id}` : "–";
+    renderHeatmap(r.heatmap, fromHistory);
+  }
+
+  function renderSubtypes(subtypes) {
+    const rows = $("subtype-rows");
+    rows.replaceChildren();
+    $("subtypes").hidden = !subtypes;
+    if (!subtypes) return;
+    for (const [name, p] of Object.entries(subtypes)) {
+      const tr = document.createElement("tr");
+      const a = document.createElement("td");
+      const b = document.createElement("td");
+      a.textContent = name;
+      b.textContent = percent(p);
+      tr.append(a, b);
+      rows.append(tr);
+    }
+  }
+
+  function renderHeatmap(heatmap, fromHistory) {
+    const overlay = $("overlay");
+    $("viewer").hidden = false;
+    if (fromHistory) {  // the image itself is never stored; the overlay PNG carries the X-ray under the map
+      $("preview").hidden = true;
+      $("stage").classList.add("overlay-only");
+      $("file-line").textContent = "From history: the original image is not stored.";
+    }
+    if (!heatmap) {
+      overlay.hidden = true;
+      overlay.removeAttribute("src");
+      $("overlay-controls").hidden = true;
+      $("no-preview").hidden = !$("preview").hidden;
+      if (fromHistory) $("no-preview").textContent = "No heatmap for this analysis.";
+      return;
+    }
+    overlay.src = `data:image/png;base64,${heatmap}`;
+    $("no-preview").hidden = true;
+    // With no original image underneath (history, DICOM) the overlay PNG is the picture: show it whole.
+    const overlayOnly = $("stage").classList.contains("overlay-only");
+    overlay.hidden = overlayOnly ? false : !$("heatmap-toggle").checked;
+    $("overlay-controls").hidden = overlayOnly;
+    applyOpacity();
+  }
+
+  function applyOpacity() {
+    const value = Number($("opacity").value);
+    const overlayOnly = $("stage").classList.contains("overlay-only");
+    $("overlay").style.opacity = overlayOnly ? "1" : String(value / 100);
+    $("opacity-value").textContent = `${value}%`;
+  }
+  $("opacity").addEventListener("input", applyOpacity);
+  $("heatmap-toggle").addEventListener("change", (event) => {
+    $("overlay").hidden = !event.target.checked || !$("overlay").getAttribute("src");
+  });
+
+  // ---- History -------------------------------------------------------------------------------------
+  async function loadHistory(offset) {
+    let page;
+    try {
+      page = await api(`/history?limit=${PAGE_SIZE}&offset=${offset}`);
+    } catch (err) {
+      $("history-error").textContent = err.status === 401 ? "Enter the API key to see the history." : err.message;
+      $("history-error").hidden = false;
+      return;
+    }
+    $("history-error").hidden = true;
+    state.offset = page.offset;
+    state.total = page.total;
+    const list = $("history-list");
+    list.replaceChildren();
+    for (const item of page.items) list.append(historyRow(item));
+    $("history-empty").hidden = page.total > 0;
+    $("history-newer").disabled = page.offset === 0;
+    $("history-older").disabled = page.offset + page.items.length >= page.total;
+    $("history-page").textContent = page.total ? `${page.offset + 1}–${page.offset + page.items.length} of ${page.total}` : "";
+  }
+
+  function historyRow(item) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "history-item" + (item.id === state.activeId ? " active" : "");
+    button.dataset.id = String(item.id);
+    const label = item.label || "UNKNOWN";
+    const badge = document.createElement("span");
+    badge.className = `badge ${label.toLowerCase()}`;
+    badge.textContent = label;
+    const what = document.createElement("span");
+    what.textContent = item.probability === null || item.probability === undefined
+      ? `#${item.id} · ${item.file_type.toUpperCase()}`
+      : `#${item.id} · ${percent(item.probability)} · ${item.file_type.toUpperCase()}`;
+    const when = document.createElement("span");
+    when.className = "when";
+    when.textContent = new Date(item.created).toLocaleString();
+    button.append(badge, what, when);
+    button.addEventListener("click", () => openHistory(item.id));
+    li.append(button);
+    return li;
+  }
+
+  async function openHistory(id) {
+    setBusy(true);
+    try {
+      const entry = await api(`/history/${id}`);
+      state.activeId = entry.id;
+      renderResult({ ...entry.result, ...entry }, true);
+      for (const el of document.querySelectorAll(".history-item")) {
+        el.classList.toggle("active", el.dataset.id === String(id));
+      }
+      // On a phone the list sits below the picture: bring the opened analysis into view.
+      if (window.matchMedia("(max-width: 860px)").matches) $("viewer").scrollIntoView({ block: "start" });
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  $("history-refresh").addEventListener("click", () => loadHistory(state.offset));
+  $("history-newer").addEventListener("click", () => loadHistory(Math.max(0, state.offset - PAGE_SIZE)));
+  $("history-older").addEventListener("click", () => loadHistory(state.offset + PAGE_SIZE));
+
+  // ---- Start ---------------------------------------------------------------------------------------
+  async function start() {
+    try {
+      const health = await api("/health");
+      state.authRequired = health.auth === "on";
+      state.maxUpload = health.max_upload_bytes;
+      if (state.authRequired && !apiKey()) showKeyPanel("This server requires an API key.");
+    } catch (err) {
+      showError(err.message);
+    }
+    try {
+      const model = await api("/model");
+      $("model-line").textContent = `Model ${model.arch} · ${model.image_size} px · threshold ${percent(model.threshold)}`;
+      $("model-line").title = model.version;
+      $("intended-use").textContent = `Intended use: ${model.intended_use}`;
+    } catch (err) {
+      $("model-line").textContent = "Model information unavailable.";
+    }
+    loadHistory(0);
+  }
+  start();
+})();

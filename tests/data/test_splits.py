@@ -1,0 +1,107 @@
+"""Patient-level splits (no patient on both sides, stratified, seeded), split selection and duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo.config import DataConfig
+from pneumo.data.records import ImageRecord, scan_kermany
+from pneumo.data.selection import fingerprint, select_split, training_splits
+from pneumo.data.splits import find_duplicates, patients_in_both, split_by_patient
+
+
+def _records(seed: int, patients: int = 120) -> list[ImageRecord]:
+    """Kermany-like records: ~1:3 normal:pneumonia patients, 1-4 images each, bacterial and viral."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for p in range(patients):
+        images = int(rng.integers(1, 5))
+        if rng.random() < 0.25:
+            label, subtype, patient = "NORMAL", "", f"IM-{p:04d}"
+        else:
+            subtype = "bacterial" if rng.random() < 0.65 else "viral"
+            label, patient = "PNEUMONIA", f"person{p}_{'bacteria' if subtype == 'bacterial' else 'virus'}"
+        records += [ImageRecord(f"/d/{patient}_{k}.jpeg", label, "train", patient, subtype) for k in range(images)]
+    return records
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("classes", [2, 3])
+def test_no_patient_in_both_parts(seed: int, classes: int) -> None:
+    records = _records(seed)
+    train, val = split_by_patient(records, 0.2, seed=seed, classes=classes)
+    assert not patients_in_both(train, val)
+    assert sorted(r.path for r in train + val) == sorted(r.path for r in records)  # nothing lost or doubled
+    assert {r.split for r in train} == {"train"} and {r.split for r in val} == {"val"}
+    assert 0.1 < len(val) / len(records) < 0.3
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stratification_is_roughly_preserved(seed: int) -> None:
+    records = _records(seed, patients=300)
+    for classes in (2, 3):
+        train, val = split_by_patient(records, 0.2, seed=seed, classes=classes)
+        for c in range(classes):
+            overall = np.mean([r.target(classes) == c for r in records])
+            in_val = np.mean([r.target(classes) == c for r in val])
+            assert abs(in_val - overall) < 0.05, (classes, c, overall, in_val)
+
+
+def test_split_is_seeded() -> None:
+    records = _records(0)
+    first = split_by_patient(records, 0.2, seed=5)[1]
+    assert split_by_patient(records, 0.2, seed=5)[1] == first
+    assert split_by_patient(records, 0.2, seed=6)[1] != first
+
+
+def test_too_few_patients() -> None:
+    records = [ImageRecord(f"/d/{i}.png", "NORMAL", "train", f"p{i}") for i in range(3)]
+    with pytest.raises(ValueError, match="only 3 patients"):
+        split_by_patient(records, 0.15, seed=0)
+
+
+def test_select_split_on_tree(kermany_tree: Path) -> None:
+    records = scan_kermany(kermany_tree)
+    cfg = DataConfig(root=str(kermany_tree), val_fraction=0.2, split_seed=3)
+    train, val = training_splits(records, cfg)
+    assert select_split(records, "train", cfg) == train and select_split(records, "val", cfg) == val
+    assert not patients_in_both(train, val)
+    test = select_split(records, "test", cfg)
+    assert len(test) == 12 and {r.split for r in test} == {"test"}
+    assert len(select_split(records, "all", cfg)) == len(records)
+    with pytest.raises(ValueError, match="no images in split 'official-val'"):
+        select_split(records, "official-val", cfg)
+    with pytest.raises(ValueError, match="unknown split 'holdout'; choose one of"):
+        select_split(records, "holdout", cfg)
+    with pytest.raises(ValueError, match="no val split"):
+        training_splits(records, DataConfig(val_source="folder"))
+    assert fingerprint(train) == fingerprint(list(reversed(train))) != fingerprint(val)
+
+
+def test_duplicates_across_splits_are_leakage(kermany_tree: Path) -> None:
+    records = scan_kermany(kermany_tree)
+    source = next(r for r in records if r.split == "train" and r.label == "NORMAL")
+    copy_in_test = kermany_tree / "test" / "NORMAL" / "IM-0900-0001.jpeg"
+    copy_in_test.write_bytes(Path(source.path).read_bytes())
+    twin_in_train = Path(source.path).with_name("IM-0901-0001.jpeg")
+    other = next(r for r in records if r.split == "train" and r.label == "PNEUMONIA")
+    twin_in_train.write_bytes(Path(other.path).read_bytes())
+    groups = find_duplicates(scan_kermany(kermany_tree))
+    assert len(groups) == 2
+    by_path = {p: g for g in groups for p in g.paths}
+    leak = by_path[str(copy_in_test)]
+    assert set(leak.paths) == {source.path, str(copy_in_test)} and leak.crosses_splits
+    assert not by_path[str(twin_in_train)].crosses_splits  # a duplicate inside train is not leakage
+
+
+def test_duplicates_skip_unreadable_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"same")
+    b.write_bytes(b"same")
+    records = [ImageRecord(str(a), "NORMAL", "train"), ImageRecord(str(b), "NORMAL", "test"),
+               ImageRecord(str(tmp_path / "gone.png"), "NORMAL", "test")]
+    groups = find_duplicates(records)
+    assert len(groups) == 1 and groups[0].crosses_splits

@@ -1,0 +1,168 @@
+"""ONNX export: same outputs as PyTorch within 1e-4, metadata embedded, and a torch-free runtime path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import synthetic_xray
+from inference.bundles import add_gate, make_bundle, noise_png, xray_png
+from pneumo.bundle import META_FILE
+from pneumo.data.preprocess import normalize_uint8, preprocess_array
+from pneumo.cli import main
+from pneumo.export.onnx import export_onnx, verify_export
+from pneumo.inference.backend import EXPORT_KEY, METADATA_KEY, OnnxBackend
+from pneumo.inference.loading import load_torch_backend
+from pneumo.inference.predictor import Predictor
+
+TOLERANCE = 1e-4
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _xrays(meta, batch: int) -> np.ndarray:
+    """Synthetic X-rays through the bundle's preprocessing: what the exported graph will see."""
+    images = [preprocess_array(synthetic_xray(700 + i, size=(70, 60), pneumonia=i % 2 == 1) / 255.0, meta.preprocess)
+              for i in range(batch)]
+    return normalize_uint8(np.stack(images), meta.preprocess)[:, None]
+
+
+@pytest.fixture
+def gated_bundle(tmp_path) -> Path:
+    bundle = make_bundle(tmp_path / "gated", classes=3)
+    add_gate(bundle, [xray_png(s, pneumonia=s % 2 == 0) for s in range(90)], percentile=99.0)
+    return bundle
+
+
+@pytest.mark.parametrize("arch, size", [("simple_cnn", 32), ("mobilenet_v3_small", 64)])
+def test_outputs_equal_pytorch_for_any_batch(tmp_path, arch, size):
+    bundle = make_bundle(tmp_path / arch, arch=arch, size=size)
+    path = export_onnx(bundle, tmp_path / f"{arch}.onnx")
+    torch_backend, meta, _, _ = load_torch_backend(bundle)
+    runtime = OnnxBackend(path)
+    for batch in (1, 5):
+        x = _xrays(meta, batch)
+        expected, actual = torch_backend.run(x), runtime.run(x)
+        assert actual.logits.shape == (batch, 1) and actual.features.shape == expected.features.shape
+        np.testing.assert_allclose(actual.logits, expected.logits, atol=TOLERANCE)
+        # An untrained mobilenet's mid-level activations reach the hundreds, where float32 rounding (and ONNX
+        # Runtime's conv/batch-norm fusion) is relative to that scale; a trained one stays within 1e-5.
+        scale = max(1.0, float(np.abs(expected.features).max()))
+        assert np.abs(actual.features - expected.features).max() <= TOLERANCE * scale
+        assert np.abs(expected.features).max() > 1e-3  # a meaningful comparison, not of vanished signals
+    assert verify_export(bundle, path)["logits"] < TOLERANCE
+
+
+def test_metadata_opset_and_gate_output(gated_bundle, tmp_path):
+    path = export_onnx(gated_bundle, tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    props = {p.key: p.value for p in model.metadata_props}
+    document = json.loads(props[METADATA_KEY])
+    assert document == json.loads((gated_bundle / META_FILE).read_text())
+    details = json.loads(props[EXPORT_KEY])
+    assert details["outputs"] == ["logits", "features", "gate_distance"]
+    assert details["gate_sha256"] == document["meta"]["gate"]["sha256"]
+    torch_backend, meta, _, _ = load_torch_backend(gated_bundle)
+    x = _xrays(meta, 4)
+    expected, actual = torch_backend.run(x), OnnxBackend(path).run(x)
+    np.testing.assert_allclose(actual.logits, expected.logits, atol=TOLERANCE)
+    np.testing.assert_allclose(actual.distance, expected.distance, rtol=1e-5)
+
+
+def test_onnx_predictor_matches_torch_predictor(gated_bundle, tmp_path):
+    path = export_onnx(gated_bundle, tmp_path / "m.onnx")
+    sources = [xray_png(s, pneumonia=s % 2 == 0) for s in range(500, 508)] + [noise_png(3), b"junk" * 40]
+    torch_results = Predictor.load(gated_bundle).predict_many(sources)
+    onnx_results = Predictor.load(path, backend="onnx").predict_many(sources)
+    for t, o in zip(torch_results, onnx_results):
+        assert (t.label, t.unknown_reason is None, t.error is None) == (o.label, o.unknown_reason is None,
+                                                                        o.error is None)
+        if t.probability is not None:
+            assert o.probability == pytest.approx(t.probability, abs=TOLERANCE)
+            for k, v in t.subtype_probabilities.items():
+                assert o.subtype_probabilities[k] == pytest.approx(v, abs=TOLERANCE)
+        assert o.model_version == t.model_version and o.threshold == t.threshold
+    assert onnx_results[-2].label == "UNKNOWN" and onnx_results[-1].error
+
+
+def test_bundle_with_onnx_backend_exports_once_into_the_cache(tiny_bundle, monkeypatch, tmp_path):
+    monkeypatch.setenv("PNEUMO_CACHE", str(tmp_path / "cache"))
+    first = Predictor.load(tiny_bundle, backend="onnx")
+    cached = first.backend.path
+    assert cached.parent == tmp_path / "cache" / "onnx"
+    stamp = cached.stat().st_mtime_ns
+    second = Predictor.load(tiny_bundle, backend="onnx")
+    assert second.backend.path == cached and cached.stat().st_mtime_ns == stamp
+    assert second.predict(xray_png(1)).probability == pytest.approx(
+        Predictor.load(tiny_bundle).predict(xray_png(1)).probability, abs=TOLERANCE)
+    # Grad-CAM still works: the bundle's PyTorch weights are loaded for it on demand.
+    assert second.explain(xray_png(2)).heatmap.shape == (32, 32)
+
+
+NO_TORCH_SCRIPT = """
+import json, sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+from pneumo.inference.predictor import Predictor
+predictor = Predictor.load(sys.argv[1], backend="onnx")
+results = predictor.predict_many(sys.argv[2:])
+print(json.dumps([r.to_dict() for r in results]))
+loaded = sorted(m for m, module in sys.modules.items()
+                if module is not None and m.split(".")[0] in ("torch", "torchvision", "scipy", "sklearn", "onnx"))
+print(json.dumps(loaded))
+"""
+
+
+def test_onnx_path_runs_without_torch(gated_bundle, tmp_path):
+    path = export_onnx(gated_bundle, tmp_path / "m.onnx")
+    images = []
+    for i, data in enumerate([xray_png(600), xray_png(601, pneumonia=True), noise_png(4)]):
+        images.append(tmp_path / f"{i}.png")
+        images[-1].write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(path), *map(str, images)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    results, heavy = json.loads(lines[0]), json.loads(lines[1])
+    assert heavy == []  # no torch (poisoned), and no scipy, sklearn or onnx either
+    expected = Predictor.load(gated_bundle).predict_many(images)
+    for got, want in zip(results, expected):
+        assert got["label"] == want.label and got["path"] == want.path
+        if want.probability is not None:
+            assert got["probability"] == pytest.approx(want.probability, abs=TOLERANCE)
+
+
+def test_export_command(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "deploy" / "model.onnx"
+    assert main(["export", "--model", str(tiny_bundle), "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file() and "max difference" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["export", "--model", str(tiny_bundle), "--format", "tflite", "--out", str(out)])
+
+
+def test_bare_onnx_file_predicts_but_cannot_explain(tiny_bundle, tmp_path, capsys):
+    path = export_onnx(tiny_bundle, tmp_path / "m.onnx")
+    image = tmp_path / "x.png"
+    image.write_bytes(xray_png(8))
+    assert main(["predict", str(image), "--model", str(path), "--backend", "onnx", "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["label"] in ("NORMAL", "PNEUMONIA")
+    with pytest.raises(ValueError, match="PyTorch model"):
+        Predictor.load(path, backend="onnx").explain(image)
+    import warnings
+
+    import torch
+
+    foreign = tmp_path / "foreign.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracing exporter's deprecation notice
+        torch.onnx.export(torch.nn.Conv2d(1, 1, 3).eval(), (torch.zeros(1, 1, 8, 8),), str(foreign), dynamo=False)
+    with pytest.raises(ValueError, match="pneumo export"):
+        Predictor.load(foreign, backend="onnx")

@@ -1,0 +1,48 @@
+"""``pneumo serve``: flags map onto ServiceSettings and the app is handed to uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from pneumo.cli import build_parser, main
+from pneumo.commands.serve import build_settings
+
+
+def test_flags_map_onto_settings(tiny_bundle, tmp_path):
+    args = build_parser().parse_args([
+        "serve", "--model", str(tiny_bundle), "--db", f"sqlite:///{tmp_path}/h.sqlite3", "--port", "8123",
+        "--max-upload-mb", "1.5", "--cors-origin", "https://a.example", "--cors-origin", "https://b.example",
+        "--workers", "3"])
+    settings = build_settings(args)
+    assert settings.model == str(tiny_bundle)
+    assert settings.database_url == f"sqlite:///{tmp_path}/h.sqlite3"
+    assert settings.max_upload_bytes == int(1.5 * 1048576)
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.workers == 3
+    assert (args.host, args.port) == ("127.0.0.1", 8123)
+
+
+def test_defaults_are_loopback_and_20_mb(tmp_path):
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path)])
+    settings = build_settings(args)
+    assert args.host == "127.0.0.1" and args.port == 8000 and args.model == "default"
+    assert settings.max_upload_bytes == 20 * 1048576
+    assert settings.database_url == f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    assert settings.cors_origins == ()
+
+
+def test_run_builds_the_app_and_warns_when_open_on_a_network(monkeypatch, tiny_bundle, tmp_path, capsys):
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    code = main(["serve", "--model", str(tiny_bundle), "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "9"])
+    assert code == 0
+    app, kw = calls[0]
+    assert (kw["host"], kw["port"]) == ("0.0.0.0", 9)
+    assert "/api/v1/predict" in app.openapi()["paths"]
+    assert "no PNEUMO_API_KEY" in capsys.readouterr().err
+
+
+def test_bad_model_is_a_clean_cli_error(tmp_path, capsys):
+    code = main(["serve", "--model", str(tmp_path / "missing"), "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "not found" in capsys.readouterr().err
