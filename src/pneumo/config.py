@@ -80,6 +80,7 @@ class ModelConfig:
     arch: str = "mobilenet_v3_small"
     pretrained: bool = False
     pretrained_weights: str = ""  # a local torchvision state dict file; used instead of a download
+    init_from: str = ""  # a pneumo bundle (same arch) whose backbone starts this model; its head is not used
     dropout: float = 0.3
     freeze_backbone: bool = False
     finetune_last: int = 0  # 0 trains every block

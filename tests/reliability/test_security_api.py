@@ -149,8 +149,15 @@ def raw_get(app, raw_path: str) -> tuple[int, bytes]:
              "headers": [(b"host", b"testserver"), (b"x-api-key", KEY.encode())], "server": ("testserver", 80),
              "client": ("127.0.0.1", 1)}
     sent: list[dict] = []
+    requested = False
 
     async def receive():
+        # The body once, then block like a client that stays connected: a receive that kept answering at
+        # once would starve FileResponse, which polls receive() for a disconnect while it streams.
+        nonlocal requested
+        if requested:
+            await anyio.sleep_forever()
+        requested = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
     async def send(message):

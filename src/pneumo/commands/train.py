@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="start from torchvision ImageNet weights (needs internet)")
     p.add_argument("--pretrained-weights", default=None, help="local torchvision state dict to start from")
+    p.add_argument("--init-from", default=None, metavar="BUNDLE",
+                   help="start from another pneumo bundle of the same architecture (its head is replaced)")
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--finetune-last", type=int, default=None, metavar="N", help="train only the top N blocks")
     p.add_argument("--balance", choices=("none", "class_weights", "sampler"), default=None)
@@ -44,6 +46,7 @@ _FLAG_TO_FIELD = {
     "batch_size": ("data", "batch_size"), "balance": ("data", "balance"), "workers": ("data", "num_workers"),
     "cache_dir": ("data", "cache_dir"), "arch": ("model", "arch"), "pretrained": ("model", "pretrained"),
     "pretrained_weights": ("model", "pretrained_weights"), "freeze_backbone": ("model", "freeze_backbone"),
+    "init_from": ("model", "init_from"),
     "finetune_last": ("model", "finetune_last"), "image_size": ("preprocess", "image_size"),
     "epochs": ("train", "epochs"), "lr": ("train", "lr"), "device": ("train", "device"), "seed": ("train", "seed"),
     "max_steps_per_epoch": ("train", "max_steps_per_epoch"), "progress": ("train", "progress"),

@@ -21,7 +21,7 @@ def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[I
         if not val:
             raise ValueError("val_source='folder' but the dataset has no val split")
         return train_pool, val
-    return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed, cfg.classes)
+    return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed)
 
 
 def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> list[ImageRecord]:

@@ -13,16 +13,18 @@ from sklearn.model_selection import StratifiedGroupKFold
 from pneumo.data.records import ImageRecord
 
 
-def split_by_patient(records: list[ImageRecord], val_fraction: float, seed: int,
-                     classes: int = 2) -> tuple[list[ImageRecord], list[ImageRecord]]:
+def split_by_patient(records: list[ImageRecord], val_fraction: float,
+                     seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Carve a validation set out of ``records`` so that no patient is in both parts.
 
-    Stratified on the class (3-class target when ``classes`` is 3) so that the imbalance is the same in both.
+    Stratified on normal/pneumonia so that the imbalance is the same in both. Binary and 3-class runs get
+    the same split on purpose: a 3-class model started from a binary one (``--init-from``), or compared
+    with it, is then never validated on patients the other trained on.
     """
     if not records:
         raise ValueError("no records to split")
     groups = np.array([r.patient_id or r.path for r in records])
-    strata = np.array([r.target(classes) if classes == 3 else r.target(2) for r in records])
+    strata = np.array([r.target(2) for r in records])
     n_splits = max(2, int(round(1.0 / val_fraction)))
     n_groups = len(set(groups))
     if n_groups < n_splits:

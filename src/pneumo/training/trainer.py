@@ -31,7 +31,7 @@ from pneumo.data.cache import ImageCache
 from pneumo.data.dataset import XrayDataset
 from pneumo.data.records import ImageRecord, class_names, load_records
 from pneumo.data.selection import fingerprint, training_splits
-from pneumo.models import create_model, set_trainable_blocks
+from pneumo.models import create_model, init_backbone_from_bundle, set_trainable_blocks
 from pneumo.training.losses import ClassificationLoss, pneumonia_probability
 from pneumo.training.loop import evaluate, train_one_epoch
 from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
@@ -201,6 +201,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
 
     model = create_model(cfg.model.arch, classes=num_classes, pretrained=cfg.model.pretrained,
                          weights_file=cfg.model.pretrained_weights, dropout=cfg.model.dropout)
+    if cfg.model.init_from and not resume:
+        init_backbone_from_bundle(model, cfg.model.arch, cfg.model.init_from)
     if resume:
         read_meta(run_dir / "last")  # checks the weights' checksum before trusting them
         model.load_state_dict(load_weights(run_dir / "last"))
