@@ -94,8 +94,10 @@ def test_train_cli_config_file_and_flags(kermany_tree: Path, tmp_path: Path) -> 
     config.write_text("data:\n  classes: 3\n  val_fraction: 0.25\ntrain:\n  epochs: 7\n  lr: 0.01\n"
                       "augment:\n  horizontal_flip: true\n")
     args = build_parser().parse_args(_train_args(kermany_tree, tmp_path, "--config", str(config), "--epochs", "1",
-                                                 "--out", str(tmp_path / "run"), "--freeze-backbone"))
+                                                 "--out", str(tmp_path / "run"), "--freeze-backbone",
+                                                 "--init-from", "default"))
     cfg = build_config(args)
+    assert cfg.model.init_from == "default"
     assert cfg.data.classes == 3 and cfg.data.val_fraction == 0.25 and cfg.augment.horizontal_flip
     assert cfg.train.epochs == 1 and cfg.train.lr == 0.01  # flags override the file, the file the defaults
     assert cfg.model.freeze_backbone and cfg.model.arch == "simple_cnn" and cfg.train.progress is False

@@ -175,6 +175,7 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
         json.dump(document, handle, indent=2)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shipped or shared bundle must be readable by all
     os.replace(tmp, path)
 
 
@@ -206,6 +207,7 @@ def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
     if not meta.created:
         meta.created = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    staging.chmod(0o755)  # mkdtemp's owner-only mode would survive the rename
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"arch": meta.arch})

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from pneumo import DISCLAIMER, __version__
 
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("PIL").setLevel(logging.INFO)  # its per-chunk debug lines drown ours under -v
+    if not args.verbose:
+        # pydicom logs a traceback, and warns without naming the file, for each malformed DICOM it meets;
+        # pneumo reports each of those files in one line that names it, so the rest is noise (kept under -v).
+        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module="pydicom")
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as exc:

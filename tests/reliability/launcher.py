@@ -3,7 +3,8 @@ for every start.
 
 A small server process imports pneumo once, then forks one child per command; the child runs exactly what
 the ``pneumo`` console script runs (``pneumo.cli.main(argv)``) with its own stdout/stderr files. Killing
-the child is killing ``pneumo train`` mid-flight. Used by the crash tests and ``bench/reliability_*.py``.
+the child is killing ``pneumo train`` (or ``pneumo serve``) mid-flight. Used by the crash tests and
+``bench/reliability_*.py``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ import json, os, sys, traceback
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 torch.set_num_threads(1)
-import pneumo.cli, pneumo.training.trainer, pneumo.models  # imported once, inherited by every fork
+# imported once, inherited by every fork
+import pneumo.cli, pneumo.inference.predictor, pneumo.models, pneumo.service, pneumo.training.trainer, uvicorn
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     request = json.loads(line)
     pid = os.fork()
     if pid == 0:
+        os.environ.update(request["env"])
         out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if request["err"] else out
         os.dup2(out, 1)
-        os.dup2(out, 2)
+        os.dup2(err, 2)
         os.chdir(request["cwd"])
         try:
             code = pneumo.cli.main(request["argv"])
@@ -59,7 +63,8 @@ class Finished:
 
     code: int | None
     signal: int | None
-    output: str
+    output: str  # stdout, and stderr too unless it was sent to its own file
+    errors: str = ""  # stderr, when it had its own file
 
     @property
     def killed(self) -> bool:
@@ -92,12 +97,16 @@ class Launcher:
             raise RuntimeError("the launcher process died")
         return json.loads(line)
 
-    def start(self, argv: list[str], log: Path, cwd: Path | None = None) -> "Child":
+    def start(self, argv: list[str], log: Path, cwd: Path | None = None, *, err: Path | None = None,
+              env: dict[str, str] | None = None) -> "Child":
+        """Fork ``pneumo ARGV``: stdout (and stderr, unless ``err`` names its own file) into ``log``, with
+        ``env`` added to the environment. One command at a time: kill or wait for it before the next."""
         assert self.server is not None and self.server.stdin is not None
-        request = {"argv": [str(a) for a in argv], "log": str(log), "cwd": str(cwd or Path.cwd())}
+        request = {"argv": [str(a) for a in argv], "log": str(log), "err": str(err) if err else "",
+                   "cwd": str(cwd or Path.cwd()), "env": env or {}}
         self.server.stdin.write(json.dumps(request) + "\n")
         self.server.stdin.flush()
-        return Child(self, self._read()["pid"], Path(log), time.monotonic())
+        return Child(self, self._read()["pid"], Path(log), time.monotonic(), Path(err) if err else None)
 
 
 @dataclass
@@ -106,6 +115,7 @@ class Child:
     pid: int
     log: Path
     started: float
+    err: Path | None = None
 
     def kill(self) -> Finished:
         """SIGKILL now (harmless if it already exited: it is not reaped yet) and collect how it ended."""
@@ -113,6 +123,11 @@ class Child:
 
     def wait(self) -> Finished:
         """Wait for a normal exit."""
+        return self._finish(kill=False)
+
+    def terminate(self) -> Finished:
+        """SIGTERM (a graceful stop, e.g. for ``pneumo serve``) and wait for the exit."""
+        os.kill(self.pid, signal.SIGTERM)  # not reaped yet, so the pid is still this child's
         return self._finish(kill=False)
 
     def running(self) -> bool:
@@ -130,6 +145,7 @@ class Child:
         server.stdin.flush()
         status = self.launcher._read()["status"]
         output = self.log.read_text(errors="replace") if self.log.exists() else ""
+        errors = self.err.read_text(errors="replace") if self.err is not None and self.err.exists() else ""
         if os.WIFSIGNALED(status):
-            return Finished(None, os.WTERMSIG(status), output)
-        return Finished(os.WEXITSTATUS(status), None, output)
+            return Finished(None, os.WTERMSIG(status), output, errors)
+        return Finished(os.WEXITSTATUS(status), None, output, errors)

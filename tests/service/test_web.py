@@ -42,6 +42,11 @@ def test_page_has_disclaimer_characteristics_and_controls(client):
     assert 'name="viewport"' in text  # phone-width layout
 
 
-def test_api_docs_pages(client):
+def test_api_docs_pages_work_offline(client):
     assert client.get("/openapi.json").status_code == 200
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "/docs-assets/swagger-ui-bundle.js" in page.text
+    script = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200

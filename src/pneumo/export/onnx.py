@@ -64,6 +64,7 @@ def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, ops
         model.doc_string = meta.description or f"pneumo {meta.arch}"
         onnx.checker.check_model(model)
         onnx.save(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp is owner-only
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

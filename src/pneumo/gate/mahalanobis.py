@@ -117,6 +117,7 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
     try:
         save_file(tensors, tmp, metadata={"method": METHOD, "feature_layers": json.dumps(params.feature_layers),
                                           "pooling": params.pooling})
+        os.chmod(tmp, 0o644)  # mkstemp is owner-only; bundles are shared
         os.replace(tmp, directory / GATE_FILE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

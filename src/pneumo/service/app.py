@@ -9,7 +9,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +32,8 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
 
 
 class SecurityHeadersMiddleware:
-    """nosniff and no-referrer everywhere; a strict CSP on the web page (``/docs`` needs its CDN, so not there)."""
+    """nosniff and no-referrer everywhere; a strict CSP on the web page (Swagger UI's ``/docs`` page has an
+    inline script, so not there)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -54,6 +56,21 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """The OpenAPI page at ``/docs`` with Swagger UI served from the installed package, so it works
+    offline (FastAPI's default page loads it from a CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="pneumo API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 def load_predictor(settings: ServiceSettings) -> Any:
@@ -83,7 +100,7 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
         yield
         history.close()
 
-    app = FastAPI(title="pneumo", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="pneumo", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description=f"Pneumonia detection on chest X-rays, with Grad-CAM. {DISCLAIMER}")
     app.state.service = context
     install_error_handlers(app)
@@ -94,6 +111,7 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
 
     # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
