@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # pydicom logs a traceback, and warns without naming the file, for each malformed DICOM it meets;
         # pneumo reports each of those files in one line that names it, so the rest is noise (kept under -v).
-        logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+        # Not propagating (rather than a level, which pydicom resets when it is imported) keeps it off stderr.
+        logging.getLogger("pydicom").propagate = False
         warnings.filterwarnings("ignore", module="pydicom")
     try:
         return int(args.func(args) or 0)
