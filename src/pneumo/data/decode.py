@@ -209,8 +209,11 @@ def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
             pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return _finish(_minmax(pixels), label)
     try:
-        values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-        array = _apply_voi(values, dataset)
+        # Hostile slope, intercept or window values overflow to inf/NaN here: _finish refuses those files
+        # with a message naming them, so numpy's RuntimeWarnings would only add noise without the file name.
+        with np.errstate(all="ignore"):
+            values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+            array = _apply_voi(values, dataset)
     except ImageDecodeError:
         raise
     except Exception as exc:
