@@ -97,7 +97,7 @@ def resolve_model(ref: str | os.PathLike[str]) -> Path:
                       f"shipped models {sorted(shipped)}")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -124,7 +124,7 @@ def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
     expected = (raw.get("files") or {}).get(WEIGHTS_FILE)
     if not expected:  # save_bundle always records it; its absence means the metadata was edited
         raise BundleError(f"{meta_path}: no checksum recorded for {WEIGHTS_FILE}; cannot verify the weights")
-    if _sha256(weights) != expected:
+    if file_sha256(weights) != expected:
         raise BundleError(f"{weights}: checksum mismatch; the weights were modified or truncated")
     try:
         meta = BundleMeta.from_dict(raw["meta"])
@@ -166,7 +166,7 @@ def write_meta(directory: Path, meta: BundleMeta) -> None:
 
 def _meta_document(directory: Path, meta: BundleMeta) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "files": {WEIGHTS_FILE: _sha256(directory / WEIGHTS_FILE)}, "meta": meta.to_dict()}
+            "files": {WEIGHTS_FILE: file_sha256(directory / WEIGHTS_FILE)}, "meta": meta.to_dict()}
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ SHA-256, checked on load. NumPy only at import: the light deployment reads gates
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pneumo.bundle import file_sha256
 
 GATE_FILE = "gate.safetensors"
 METHOD = "mahalanobis-ledoit-wolf"
@@ -93,14 +94,6 @@ def fit_gate(fit_features: np.ndarray, calibration_features: np.ndarray | None, 
     return params, distances
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str, Any]:
     """Write ``gate.safetensors`` atomically and return the summary for ``meta.gate``."""
     from safetensors.numpy import save_file
@@ -122,7 +115,7 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"method": METHOD, "file": GATE_FILE, "sha256": _sha256(directory / GATE_FILE),
+    return {"method": METHOD, "file": GATE_FILE, "sha256": file_sha256(directory / GATE_FILE),
             "feature_layers": params.feature_layers, "pooling": params.pooling, "feature_dim": params.dim,
             "percentile": params.percentile,
             "threshold": params.threshold, "shrinkage": params.shrinkage}
@@ -140,7 +133,7 @@ def load_gate(directory: str | os.PathLike[str], summary: dict[str, Any]) -> Gat
     expected = summary.get("sha256")
     if not expected:
         raise GateError(f"{path}: bundle.json records no sha256 for the gate; cannot verify it")
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise GateError(f"{path}: checksum mismatch; the gate was modified or truncated")
     try:
         with safe_open(str(path), framework="numpy") as handle:
