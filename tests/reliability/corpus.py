@@ -437,6 +437,10 @@ def build_corpus(root: str | Path, seed: int = 0) -> list[Case]:
     }
     for tag, tags in window_cases.items():
         w.add(f"dicom_{tag}.dcm", odd, "either", dicom_bytes(small16, **tags))
+    # Width 1 is legal (PS3.3 C.11.2.1.2.1): a step at c - 0.5, here with a pixel exactly on it.
+    step = float(small16[0, 0]) - 0.5
+    w.add("dicom_window_width_one.dcm", odd, "ok", dicom_bytes(small16, WindowCenter=step + 1.0, WindowWidth=1),
+          reference=(small16 > step + 0.5).astype(np.float32), tolerance=0.0)
     w.add("dicom_frames_lie.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=5))
     w.add("dicom_frames_zero.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=0))
     w.add("dicom_frames_negative.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=-3))

@@ -12,12 +12,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from pneumo.bundle import load_bundle
 from pneumo.training.state import STATE_FILE
 
+from .corpus import xray_like
 from .launcher import Launcher
+
+
+def synthetic_tree(root: Path, seed: int = 0) -> Path:
+    """A tiny Kermany-style tree (train/test x NORMAL/PNEUMONIA, several images per patient), like the
+    ``kermany_tree`` test fixture, for the bench scripts that run outside pytest."""
+    rng = np.random.default_rng(seed)
+    for split, patients, base in (("train", 10, 0), ("test", 3, 100)):
+        for label in ("NORMAL", "PNEUMONIA"):
+            (root / split / label).mkdir(parents=True, exist_ok=True)
+        for p in range(patients):
+            for k in range(2):
+                Image.fromarray(xray_like(rng)).save(root / split / "NORMAL" / f"IM-{base + p:04d}-{k + 1:04d}.jpeg")
+                sick = xray_like(rng)
+                sick[20:30, 8:16] = 150  # a bright patch in one lung
+                kind = "bacteria" if p % 2 == 0 else "virus"
+                Image.fromarray(sick).save(root / split / "PNEUMONIA" / f"person{base + p}_{kind}_{p * 2 + k}.jpeg")
+    return root
 
 
 def train_argv(data: Path, run: Path, cache: Path, epochs: int) -> list[str]:

@@ -3,8 +3,11 @@ request path that reaches files outside the service's own folders."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import anyio
@@ -135,6 +138,7 @@ TRAVERSALS = [
     "/static/%252e%252e/%252e%252e/etc/passwd", "/static/app.js/../../settings.py", "/static/%00../../etc/passwd",
     "/api/v1/history/../../etc/passwd", "/api/v1/history/..%2f..%2fetc%2fpasswd", "/api/v1/history/%2e%2e",
     "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/api/v1/../../../etc/passwd", "//etc/passwd",
+    "/api/v1/history/../x", "/api/v1/history/..%2fx", "/api/v1/history/%2e%2e%2fx", "/api/v1/history/1/../../x",
 ]
 SECRETS = ("root:x:", "[project]", "[build-system]", "ServiceSettings", "import ")
 
@@ -182,3 +186,66 @@ def test_static_files_still_served(secured: TestClient) -> None:
     """The traversal checks above mean something only if the static route works at all."""
     status, body = raw_get(secured.app, "/static/app.js")
     assert status == 200 and len(body) > 100
+
+
+# --- file system access ------------------------------------------------------------------------------------
+
+UPLOAD_NAMES = ["../../etc/passwd", "../../../../tmp/pneumo-pwned.png", "/etc/passwd", "..\\..\\win.ini",
+                "%2e%2e%2f%2e%2e%2fpneumo-pwned.png", "x/../../../pneumo-pwned.png", "~/.ssh/id_rsa",
+                "a" * 4096 + ".png", "CON", ".", ""]
+_opened: list[str] | None = None  # filled by the audit hook while a test records
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _opened is not None and event == "open" and isinstance(args[0], (str, bytes)):
+        _opened.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed: it records only inside ``recording_opens``
+
+
+@contextlib.contextmanager
+def recording_opens():
+    global _opened
+    _opened = []
+    try:
+        yield _opened
+    finally:
+        _opened = None
+
+
+def test_request_input_never_opens_a_file_outside_the_service_folders(session_bundle: Path, tmp_path: Path) -> None:
+    """Every file opened while hostile names and paths are served lies in the data folder, the static folder
+    or the model bundle (recorded with a Python audit hook, so any ``open`` anywhere in the process counts)."""
+    from pneumo.service.app import STATIC_DIR
+
+    data_dir = tmp_path / "data"
+    settings = ServiceSettings(model=str(session_bundle), data_dir=data_dir, api_key=KEY)
+    allowed = [data_dir.resolve(), STATIC_DIR.resolve(), session_bundle.resolve()]
+    headers = {"X-API-Key": KEY}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        # Warm every route once first, so lazy imports (which open .py files) happen outside the recording.
+        assert predict(client, png_bytes(), headers).status_code == 200
+        assert client.get("/api/v1/history/1", headers=headers).status_code == 200
+        assert raw_get(client.app, "/static/app.js")[0] == 200
+        with recording_opens() as opened:
+            for index, name in enumerate(UPLOAD_NAMES):
+                response = predict(client, png_bytes(seed=index + 1), headers, name=name)
+                if name == "":  # a part without a file name is a plain form field, not a file
+                    assert response.status_code == 422 and response.json()["error"]["message"]
+                    continue
+                assert response.status_code == 200, (name[:40], response.text[:300])
+                row = client.get(f"/api/v1/history/{response.json()['id']}", headers=headers)
+                assert row.status_code == 200
+                if len(name) > 4:  # the file name is never stored or echoed
+                    assert name not in response.text and name not in row.text
+            for raw_path in TRAVERSALS:
+                assert raw_get(client.app, raw_path)[0] != 200, raw_path
+            assert raw_get(client.app, "/static/app.js")[0] == 200  # proof that the recording sees opens
+    assert str(STATIC_DIR / "app.js") in opened, opened
+    outside = sorted({path for path in opened
+                      if not any(Path(path).resolve().is_relative_to(root) for root in allowed)})
+    assert not outside, f"files opened outside the service folders: {outside}"
+    assert sorted(p.name for p in data_dir.iterdir()) <= ["history.sqlite3", "history.sqlite3-shm",
+                                                          "history.sqlite3-wal"]
+    assert not list(Path("/tmp").glob("pneumo-pwned*")) and not list(tmp_path.rglob("*pwned*"))

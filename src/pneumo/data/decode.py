@@ -260,7 +260,10 @@ def _apply_voi(values: np.ndarray, dataset) -> np.ndarray:
     else:  # LINEAR, the default; the standard requires width >= 1
         if width < 1:
             return _minmax(values)
-        out = (values - (centre - 0.5)) / (width - 1.0) + 0.5
+        if width == 1:  # the standard's rule is then a step at c - 0.5; the formula below would divide by zero
+            out = np.sign(values - (centre - 0.5))
+        else:
+            out = (values - (centre - 0.5)) / (width - 1.0) + 0.5
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

@@ -1,0 +1,172 @@
+"""``pneumo serve`` as a real process on loopback: start it, wait for it, hit it with a burst of uploads,
+SIGKILL it mid-burst, and read back what its history kept.
+
+Shared by ``test_server_kill.py`` (one kill, in CI) and ``bench/reliability_server_kill.py`` (many).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from .corpus import xray_like
+from .launcher import Child, Launcher
+
+API_KEY = "reliability-server-kill-key"
+HEADERS = {"X-API-Key": API_KEY}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_argv(model: Path | str, db: Path, port: int, workers: int = 2) -> list[str]:
+    return ["serve", "--host", "127.0.0.1", "--port", port, "--model", model, "--db", f"sqlite:///{db}",
+            "--workers", workers, "--log-level", "warning"]
+
+
+def wait_healthy(base_url: str, alive, timeout: float = 90.0) -> None:
+    """Poll ``/api/v1/health`` until it answers 200; fail early if the server process is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {base_url} exited before it was ready")
+        try:
+            if httpx.get(f"{base_url}/api/v1/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"the server at {base_url} was not ready after {timeout:.0f} s")
+
+
+def start_server(launcher: Launcher, model: Path | str, db: Path, log: Path) -> tuple[Child, str]:
+    """Fork ``pneumo serve`` (API key on) on a free loopback port; returns the child and its base URL."""
+    port = free_port()
+    child = launcher.start(serve_argv(model, db, port), log, env={"PNEUMO_API_KEY": API_KEY})
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, child.running)
+    except BaseException:
+        finished = child.kill()
+        raise RuntimeError(f"pneumo serve did not start: {finished.output[-2000:]}") from None
+    return child, base_url
+
+
+def png_upload(index: int, side: int = 40) -> bytes:
+    """A small distinct PNG per index, so each request's SHA-256 identifies its history row."""
+    buffer = io.BytesIO()
+    Image.fromarray(xray_like(np.random.default_rng(index), side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Burst:
+    """What the clients saw: ``acknowledged`` maps the image SHA-256 of each 200 to its history id."""
+
+    sent: int = 0
+    acknowledged: dict[str, int] = field(default_factory=dict)
+    cut_off: int = 0  # sent, then the connection died with the server: these may or may not have a row
+    refused: int = 0  # no connection at all (the server was already gone): these never reached it
+    other: list[str] = field(default_factory=list)  # any non-200 answer: must stay empty
+    in_flight_at_kill: int = 0
+
+
+def burst_and_kill(child: Child, base_url: str, *, requests: int, threads: int, kill_after: int,
+                   first_index: int = 0, timeout: float = 120.0) -> Burst:
+    """Upload ``requests`` distinct images from ``threads`` clients at once; SIGKILL the server as soon as
+    ``kill_after`` uploads have been answered 200, while the other clients are still waiting."""
+    burst = Burst()
+    lock = threading.Lock()
+    enough = threading.Event()
+    killed = threading.Event()
+    pending = iter(range(first_index, first_index + requests))
+    in_flight = 0
+
+    def client() -> None:
+        nonlocal in_flight
+        with httpx.Client(base_url=base_url, headers=HEADERS, timeout=30.0) as http:
+            while not killed.is_set():
+                with lock:
+                    index = next(pending, None)
+                    if index is None:
+                        return
+                    burst.sent += 1
+                    in_flight += 1
+                try:
+                    response = http.post("/api/v1/predict", params={"heatmap": "false"},
+                                         files={"file": (f"{index}.png", png_upload(index), "image/png")})
+                except httpx.ConnectError:
+                    with lock:
+                        in_flight -= 1
+                        burst.refused += 1
+                    continue
+                except httpx.TransportError:
+                    with lock:
+                        in_flight -= 1
+                        burst.cut_off += 1
+                    continue
+                with lock:
+                    in_flight -= 1
+                    if response.status_code == 200:
+                        body = response.json()
+                        burst.acknowledged[body["image_sha256"]] = body["id"]
+                        if len(burst.acknowledged) >= kill_after:
+                            enough.set()
+                    else:
+                        burst.other.append(f"{response.status_code}: {response.text[:200]}")
+
+    workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    reached = enough.wait(timeout)
+    with lock:
+        burst.in_flight_at_kill = in_flight
+    finished = child.kill()
+    killed.set()
+    for worker in workers:
+        worker.join(60)
+    if not reached:
+        raise TimeoutError(f"only {len(burst.acknowledged)} uploads answered in {timeout:.0f} s: "
+                           f"{finished.output[-2000:]}")
+    if not finished.killed:
+        raise RuntimeError(f"the server had already exited (code {finished.code}): {finished.output[-2000:]}")
+    return burst
+
+
+def history_rows(base_url: str) -> dict[int, str]:
+    """Every history row the restarted server lists, as id -> image SHA-256 (paging through)."""
+    rows: dict[int, str] = {}
+    with httpx.Client(base_url=base_url, headers=HEADERS, timeout=30.0) as http:
+        while True:
+            page = http.get("/api/v1/history", params={"limit": 200, "offset": len(rows)})
+            page.raise_for_status()
+            body = page.json()
+            rows.update({item["id"]: item["image_sha256"] for item in body["items"]})
+            if not body["items"] or len(rows) >= body["total"]:
+                return rows
+
+
+def check_database(db: Path) -> tuple[str, int]:
+    """``PRAGMA integrity_check`` and the row count, read straight from the SQLite file."""
+    with sqlite3.connect(db) as connection:
+        integrity = connection.execute("PRAGMA integrity_check").fetchone()[0]
+        count = connection.execute("SELECT COUNT(*) FROM analyses").fetchone()[0]
+    connection.close()
+    return str(integrity), int(count)
+
+
+def lost_rows(burst: Burst, rows: dict[int, str]) -> list[str]:
+    """Acknowledged uploads whose row is missing, or holds another image."""
+    return [f"id {row_id} ({sha[:12]})" for sha, row_id in burst.acknowledged.items() if rows.get(row_id) != sha]
