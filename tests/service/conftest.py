@@ -6,12 +6,13 @@ import io
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from PIL import Image
 from pneumo.service import ServiceSettings, create_app
 
 from conftest import synthetic_xray  # the shared tests/conftest.py (rootdir on sys.path)
+from local_postgres import find_binaries, local_postgres  # tests/local_postgres.py
 
 
 @pytest.fixture
@@ -111,22 +113,43 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 POSTGRES_ENV = "PNEUMO_TEST_POSTGRES_URL"
 
 
-@pytest.fixture
-def postgres_url():
-    """A URL into a private, temporary schema of the PostgreSQL server named by $PNEUMO_TEST_POSTGRES_URL."""
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """$PNEUMO_TEST_POSTGRES_URL if set, else a throwaway local server when PostgreSQL is installed."""
     url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server for the test: set {POSTGRES_ENV}=postgresql://user:pass@host/db")
+    if url:
+        yield url
+        return
+    binaries = find_binaries()
+    if binaries is None:
+        pytest.skip(f"no PostgreSQL for the test: install Debian's postgresql (scripts/setup.sh does) or set "
+                    f"{POSTGRES_ENV}=postgresql://user:pass@host/db")
+    try:
+        server = local_postgres(*binaries)
+        url = server.__enter__()
+    except (OSError, KeyError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"could not start a local PostgreSQL ({exc}) {detail.decode(errors='replace')[-300:]}")
+    try:
+        yield url
+    finally:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A URL into a private, temporary schema of the test PostgreSQL server."""
     try:
         import psycopg
     except ImportError:
         pytest.skip("psycopg is not installed (pip install 'pneumo[postgres]')")
+    url = postgres_server
     schema = f"pneumo_test_{uuid.uuid4().hex[:12]}"  # never touches the server's real tables
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=3) as admin:
             admin.execute(f"CREATE SCHEMA {schema}")
     except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL at ${POSTGRES_ENV} is not reachable ({exc.__class__.__name__})")
+        pytest.skip(f"PostgreSQL at {url} is not reachable ({exc.__class__.__name__})")
     separator = "&" if "?" in url else "?"
     yield f"{url}{separator}options=-csearch_path%3D{schema}"
     with psycopg.connect(url, autocommit=True) as admin:
