@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402  (bench/verdict.py)
 from tests.reliability.crash import (check_bundles, history_epochs, kill_repeatedly,  # noqa: E402
                                      synthetic_tree)
 from tests.reliability.launcher import Launcher  # noqa: E402
@@ -74,10 +75,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"final resume:                 exit {final.code}, last epoch {epochs.get('last')}, "
               f"best epoch {epochs.get('best')}, history rows {len(history)} (expected {args.epochs})")
         print(f"wall time:                    {elapsed:.1f} s")
-        for problem in problems:
-            print(f"FAILED: {problem}")
-        print("result:", "FAIL" if problems else "PASS")
-        return 1 if problems else 0
+        return verdict(problems)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402  (bench/verdict.py)
 from tests.reliability.launcher import Launcher  # noqa: E402
 from tests.reliability.server import (burst_and_kill, check_database, history_rows, lost_rows,  # noqa: E402
                                       start_server)
@@ -100,10 +101,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"answered uploads without a row:   {totals['lost']}")
     print(f"PRAGMA integrity_check:           {integrity}")
     print(f"wall time:                        {elapsed:.1f} s")
-    for problem in problems:
-        print(f"FAILED: {problem}")
-    print("result:", "FAIL" if problems else "PASS")
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

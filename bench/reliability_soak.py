@@ -35,6 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verdict import verdict  # noqa: E402  (bench/verdict.py)
 from tests.reliability.corpus import dicom_bytes  # noqa: E402
 from tests.reliability.server import free_port, wait_healthy  # noqa: E402
 
@@ -212,10 +213,7 @@ def main(args: argparse.Namespace) -> int:
         problems.append(f"{rows} history rows for {load.ok} answers 200")
     if "Traceback" in server_log:
         problems.append(f"traceback in the server log: {server_log[-1500:]}")
-    for problem in problems:
-        print(f"FAILED: {problem}")
-    print("result:", "FAIL" if problems else "PASS")
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

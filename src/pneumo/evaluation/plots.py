@@ -57,6 +57,15 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     return _save(fig, path)
 
 
+def _unit_square(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Labels and [0, 1] limits (with a margin so points on the edge stay visible) for rate-vs-rate plots."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+
+
 def roc_plot(y_true: np.ndarray, prob: np.ndarray, threshold: float, sensitivity: float | None,
              specificity: float | None, auc: float | None, path: Path) -> Path:
     fig = _figure()
@@ -68,11 +77,7 @@ def roc_plot(y_true: np.ndarray, prob: np.ndarray, threshold: float, sensitivity
     if sensitivity is not None and specificity is not None:
         ax.plot(1 - specificity, sensitivity, **_OPERATING, ls="none",
                 label=f"operating point (threshold {threshold:.3f})")
-    ax.set_xlabel("1 - specificity (normal X-rays flagged)")
-    ax.set_ylabel("sensitivity (pneumonia found)")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("ROC curve")
+    _unit_square(ax, "1 - specificity (normal X-rays flagged)", "sensitivity (pneumonia found)", "ROC curve")
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
@@ -88,11 +93,8 @@ def pr_plot(y_true: np.ndarray, prob: np.ndarray, sensitivity: float | None, pre
     ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"prevalence {prevalence:.2f}")
     if sensitivity is not None and precision is not None:
         ax.plot(sensitivity, precision, **_OPERATING, ls="none", label="operating point")
-    ax.set_xlabel("recall = sensitivity")
-    ax.set_ylabel("precision (flagged X-rays that have pneumonia)")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Precision-recall curve")
+    _unit_square(ax, "recall = sensitivity", "precision (flagged X-rays that have pneumonia)",
+                 "Precision-recall curve")
     ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path)
 
