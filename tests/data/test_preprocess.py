@@ -149,10 +149,10 @@ def test_training_brightness_contrast_matches_its_definition() -> None:
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (224, 224), (37, 91)])
 def test_fast_percentiles_equal_numpys(shape: tuple[int, int]) -> None:
-    from pneumo.data.preprocess import _percentiles
+    from pneumo.data.preprocess import percentiles
 
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     for image in (rng.random(shape, dtype=np.float32) ** 3, np.full(shape, 0.25, np.float32),
                   (rng.random(shape) > 0.5).astype(np.float32)):
         expected = np.percentile(image, [0.5, 99.5])
-        assert np.allclose(_percentiles(image, 0.5, 99.5), expected, rtol=0, atol=1e-7)
+        assert np.allclose(percentiles(image, 0.5, 99.5), expected, rtol=0, atol=1e-7)

@@ -50,7 +50,8 @@ def sniff_format(head: bytes) -> str:
     return "unknown"
 
 
-def _read_bytes(source: Source, limits: DecodeLimits) -> tuple[str, bytes]:
+def read_image_bytes(source: Source, limits: DecodeLimits = DecodeLimits()) -> tuple[str, bytes]:
+    """(label, bytes) of a path or raw bytes, refusing missing, non-regular and over-size files by name."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>", bytes(source)
     path = Path(source)
@@ -73,7 +74,7 @@ def _read_bytes(source: Source, limits: DecodeLimits) -> tuple[str, bytes]:
 
 def decode_image(source: Source, *, limits: DecodeLimits = DecodeLimits(), name: str | None = None) -> np.ndarray:
     """Decode a file path or raw bytes into a 2-D float32 array in [0, 1] (white = dense)."""
-    label, data = _read_bytes(source, limits)
+    label, data = read_image_bytes(source, limits)
     label = name or label
     if len(data) == 0:
         raise ImageDecodeError(label, "file is empty (0 bytes)")

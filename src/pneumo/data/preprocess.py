@@ -33,15 +33,15 @@ def resize_square(image: np.ndarray, size: int, mode: str) -> np.ndarray:
 def percentile_stretch(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """Map the [low, high] percentile range to [0, 1]: removes exposure and window offsets between
     scanners, a common reason X-ray models fail on other hospitals' images."""
-    lo, hi = _percentiles(image, low, high)
+    lo, hi = percentiles(image, low, high)
     if hi - lo < 1e-6:
         return np.zeros_like(image)
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _percentiles(image: np.ndarray, low: float, high: float) -> tuple[float, float]:
+def percentiles(image: np.ndarray, low: float, high: float) -> tuple[float, float]:
     """``np.percentile(image, [low, high])`` (linear interpolation) with one partial sort instead of its
-    general machinery: 2-3x faster, and this runs once per image on every prediction."""
+    general machinery: 2-3x faster, and this runs twice per image on every prediction."""
     flat = image.ravel()
     if flat.size == 0:
         raise ValueError("empty image")

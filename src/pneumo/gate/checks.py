@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumo.data.preprocess import percentiles
+
 
 @dataclass(frozen=True)
 class CheckConfig:
@@ -29,7 +31,7 @@ class CheckConfig:
 def intensity_spread(pixels: np.ndarray) -> float:
     """1st-99th percentile range of a float [0, 1] image, on a subsample (a few thousand pixels suffice)."""
     step = max(1, int(np.sqrt(pixels.size / 4096)))
-    lo, hi = np.percentile(pixels[::step, ::step], [1.0, 99.0])
+    lo, hi = percentiles(pixels[::step, ::step], 1.0, 99.0)
     return float(hi - lo)
 
 

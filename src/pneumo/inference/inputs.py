@@ -11,13 +11,12 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pneumo.data.decode import decode_image, sniff_format
+from pneumo.data.decode import decode_image, read_image_bytes, sniff_format
 from pneumo.data.errors import ImageDecodeError
 
 # A pixel counts as strongly coloured when its channels differ by more than this (of 255): JPEG chroma noise
@@ -49,11 +48,10 @@ def describe(source: Any) -> str | None:
 def load_input(source: Any) -> InputImage:
     """Decode ``source`` (see module docstring); raises :class:`ImageDecodeError` naming the input."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        pixels = decode_image(path)
-        # decode_image has read and validated the file; reading it again for the colour check is cheap
-        # (only the header for grayscale files, a reduced-size decode for colour JPEGs).
-        return InputImage(str(path), pixels, _colour_of_bytes(path.read_bytes(), str(path)))
+        # Read once: the colour check looks at the same bytes the decoder saw.
+        label, data = read_image_bytes(source)
+        pixels = decode_image(data, name=label)
+        return InputImage(label, pixels, _colour_of_bytes(data, label))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         pixels = decode_image(data, name="<bytes>")
