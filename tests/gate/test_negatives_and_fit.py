@@ -83,7 +83,8 @@ def test_gate_fit_command(tmp_path, monkeypatch, capsys):
                  "--report", str(report)]) == 0
     out = capsys.readouterr().out
     assert "X-rays flagged UNKNOWN" in out and "non-X-ray images flagged UNKNOWN" in out
-    assert read_meta(bundle)[1].gate["n_fit"] + read_meta(bundle)[1].gate["n_calibration"] == 30
+    gate = read_meta(bundle)[1].gate
+    assert gate["variants"] == 1 and gate["n_fit"] + gate["n_calibration"] == 30 * 2  # originals + one variant each
     assert len(json.loads(report.read_text())["negatives"]) == 5
     assert main(["gate", "show", "--model", str(bundle)]) == 0
 

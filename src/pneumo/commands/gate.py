@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "1/3, 2/3 and 9/10 of the depth)")
     fit.add_argument("--pooling", default="", choices=("", "mean", "mean+std"),
                      help="per-channel statistics with --feature-layers (default mean+std)")
+    fit.add_argument("--variants", type=int, default=1, metavar="K",
+                     help="also fit on K acquisition variants of each training X-ray (exposure, noise, blur, "
+                     "rotation, collimation, black borders), so that such X-rays are not called UNKNOWN; 0: off")
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
@@ -41,16 +44,16 @@ def run_fit(args: argparse.Namespace) -> int:
     from pneumo.gate.fit import GateFitConfig, fit_bundle_gate
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
-                        max_images=args.max_images, batch_size=args.batch_size, seed=args.seed,
+                        max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
                         feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
     for line in report.skipped[:20]:
         print(f"skipped training image {line}", file=sys.stderr)
-    print(f"gate fitted on {s['n_fit']} X-rays ({s['pooling']} of {', '.join(s['feature_layers'])}: "
+    print(f"gate fitted on {s['n_fit']} X-rays and variants ({s['pooling']} of {', '.join(s['feature_layers'])}: "
           f"{s['feature_dim']} features, shrinkage "
           f"{s['shrinkage']:.3f}); threshold {s['threshold']:.3f} at the {s['percentile']}th percentile of "
-          f"{s['n_calibration']} held-out training X-rays")
+          f"{s['n_calibration']} held-out training X-rays and variants")
     print(f"X-rays flagged UNKNOWN: {s['xray_flagged_pct']:.2f}% on {s['xray_flagged_split']}; "
           f"{s['calibration_flagged_pct']:.2f}% of the calibration part")
     print(f"non-X-ray images flagged UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']}")

@@ -1,7 +1,9 @@
 """Fit a bundle's chest-X-ray gate and measure it.
 
 1. Features of the bundle's training X-rays (the train split carved exactly as in training, from
-   ``meta.training``), split by patient into a fitting part and a calibration part.
+   ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.gate.variants`: exposure,
+   noise, blur, rotation, collimation, black borders), split by patient into a fitting part and a
+   calibration part.
 2. Mean and Ledoit-Wolf covariance on the fitting part; threshold at ``percentile`` of the calibration part's
    distances (held out from the covariance, so the threshold is not optimistic).
 3. Report: X-rays flagged on the calibration part and on the bundle's validation split (patients the gate
@@ -21,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from pneumo.bundle import BundleMeta, read_meta, write_meta
+from pneumo.data.decode import decode_image
 from pneumo.data.records import ImageRecord
 from pneumo.gate.mahalanobis import GateParams, fit_gate, save_gate
 from pneumo.gate.negatives import NegativeImage, negative_images
+from pneumo.gate.variants import acquisition_variant
 
 log = logging.getLogger("pneumo.gate")
 
@@ -36,6 +40,7 @@ class GateFitConfig:
     batch_size: int = 32
     seed: int = 0
     negatives_scale: float = 1.0
+    variants: int = 1  # acquisition variants per training X-ray (0: the originals only)
     feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.inference.network)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
     device: str = "cpu"
@@ -45,6 +50,8 @@ class GateFitConfig:
             raise ValueError(f"calibration_fraction must be in (0, 0.9), got {self.calibration_fraction}")
         if self.max_images < 0:
             raise ValueError(f"max_images must be >= 0, got {self.max_images}")
+        if self.variants < 0:
+            raise ValueError(f"variants must be >= 0, got {self.variants}")
 
 
 @dataclass
@@ -66,6 +73,13 @@ def _subsample(records: list[ImageRecord], limit: int, seed: int) -> list[ImageR
         return records
     order = np.random.default_rng(seed).permutation(len(records))[:limit]
     return [records[i] for i in sorted(order)]
+
+
+def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int):
+    """Acquisition variant number ``variant`` of each usable training X-ray, one at a time (memory)."""
+    for index, (record, _) in enumerate(used):
+        rng = np.random.default_rng([seed, variant, index])
+        yield acquisition_variant(decode_image(record.path), rng)
 
 
 def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: GateParams | None):
@@ -128,9 +142,16 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     used = [(r, e) for r, e in zip(records, embeddings) if e.features is not None]
     if len(used) < 10:
         raise ValueError(f"only {len(used)} usable training X-rays; a gate needs many more")
-    calibrate = np.array([_in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)
-                          for r, _ in used])
-    features = np.stack([e.features for _, e in used])
+    features_of = [e.features for _, e in used]
+    patients = [r.patient_id or r.path for r, _ in used]
+    for variant in range(cfg.variants):
+        log.info("features of acquisition variant %d of %d", variant + 1, cfg.variants)
+        copies = predictor.embed_many(_variants(used, variant, cfg.seed), batch_size=cfg.batch_size)
+        kept = [(r, e) for (r, _), e in zip(used, copies) if e.features is not None]
+        features_of += [e.features for _, e in kept]
+        patients += [r.patient_id or r.path for r, _ in kept]
+    calibrate = np.array([_in_calibration(patient, cfg.calibration_fraction, cfg.seed) for patient in patients])
+    features = np.stack(features_of)
     params, distances = fit_gate(features[~calibrate], features[calibrate], feature_layers=network.feature_layers,
                                  pooling=network.pooling, percentile=cfg.percentile)
     calibration_flagged = 100.0 * (float(np.mean(distances > params.threshold)) if len(distances) else 0.0)
@@ -155,7 +176,7 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
 
     summary.update(save_gate(directory, params))
     summary.update({
-        "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()),
+        "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()), "variants": cfg.variants,
         "calibration_flagged_pct": round(calibration_flagged, 3),
         "nonxray_flagged_pct": round(100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), 3),
         "n_nonxray": len(scored), "nonxray_by_category": table, "data_fingerprint": train.fingerprint,
