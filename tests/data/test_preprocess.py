@@ -153,6 +153,21 @@ def test_fast_percentiles_equal_numpys(shape: tuple[int, int]) -> None:
 
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     for image in (rng.random(shape, dtype=np.float32) ** 3, np.full(shape, 0.25, np.float32),
+                  np.round(rng.random(shape, dtype=np.float32) * 4) / 4,  # many ties
                   (rng.random(shape) > 0.5).astype(np.float32)):
         expected = np.percentile(image, [0.5, 99.5])
         assert np.allclose(percentiles(image, 0.5, 99.5), expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_same_size_shortcut_equals_pillows_resize(mode: str) -> None:
+    from PIL import Image
+
+    from pneumo.data.preprocess import resize_square
+
+    image = np.random.default_rng(3).random((48, 48), dtype=np.float32)
+    via_pillow = np.asarray(Image.fromarray(image, mode="F").resize((48, 48), Image.BILINEAR), dtype=np.float32)
+    out = resize_square(image, 48, mode)
+    assert np.array_equal(out, via_pillow) and out is not image
+    with pytest.raises(ValueError, match="resize mode"):
+        resize_square(image, 48, "crop")
