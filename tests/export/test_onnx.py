@@ -92,6 +92,25 @@ def test_onnx_predictor_matches_torch_predictor(gated_bundle, tmp_path):
     assert onnx_results[-2].label == "UNKNOWN" and onnx_results[-1].error
 
 
+def test_folder_batches_in_parallel_lanes_keep_order_and_values(gated_bundle, tmp_path):
+    path = export_onnx(gated_bundle, tmp_path / "m.onnx")
+    # 41 inputs: several lane batches in flight at once, junk and non-X-rays among them, a short last batch.
+    sources = [xray_png(s, pneumonia=s % 3 == 0) for s in range(600, 636)] + [noise_png(4), b"junk" * 40]
+    sources += [xray_png(s) for s in range(700, 703)]
+    laned = Predictor.load(path, backend="onnx", threads=2)
+    single = Predictor.load(path, backend="onnx", threads=1)
+    assert laned.backend.lanes == 2 and single.backend.lanes == 1
+    many = laned.predict_many(sources, batch_size=32)
+    one_by_one = [single.predict(s) for s in sources]
+    assert len(many) == len(sources)
+    for m, o in zip(many, one_by_one):
+        assert (m.label, m.unknown_reason is None, m.error is None) == (o.label, o.unknown_reason is None,
+                                                                        o.error is None)
+        if o.probability is not None:
+            assert m.probability == pytest.approx(o.probability, abs=1e-6)
+    assert many[36].label == "UNKNOWN" and many[37].error and laned.backend._lane_session is not None
+
+
 def test_bundle_with_onnx_backend_exports_once_into_the_cache(tiny_bundle, monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_CACHE", str(tmp_path / "cache"))
     first = Predictor.load(tiny_bundle, backend="onnx")

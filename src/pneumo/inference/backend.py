@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,13 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 0, spinning: bool = False) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0: one per physical core
-        # Idle ORT workers spin by default, burning the cores that decoding threads (predict_many, the service's
-        # thread pool) need; without spinning they sleep between batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ValueError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self._spinning = spinning
+        self.session = self._open(threads)
+        # Batches of a folder run in this many single-threaded lanes side by side (see run_in_lane).
+        self.lanes = threads if threads > 0 else (os.cpu_count() or 1)
+        self._lane_session: Any = None
+        self._lane_lock = threading.Lock()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs[:2] != ["logits", "features"]:
@@ -56,6 +51,20 @@ class OnnxBackend:
                              f"(expected {list(OUTPUT_NAMES)}); export it with `pneumo export`")
         self.has_distance = "gate_distance" in outputs
         self._outputs = outputs
+
+    def _open(self, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads  # 0: one per physical core
+        # Idle ORT workers spin by default, burning the cores that decoding threads (predict_many, the service's
+        # thread pool) need; without spinning they sleep between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self._spinning else "0")
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
 
     def bundle_document(self) -> dict[str, Any]:
         """The embedded bundle.json document; ValueError when the model carries none."""
@@ -69,6 +78,18 @@ class OnnxBackend:
         return json.loads(self.metadata.get(EXPORT_KEY, "{}"))
 
     def run(self, batch: np.ndarray) -> ModelOutputs:
-        values = self.session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        return self._run(self.session, batch)
+
+    def run_in_lane(self, batch: np.ndarray) -> ModelOutputs:
+        """``run`` on a single-threaded session that several threads call at once. With decoding threads
+        sharing the cores, one multi-threaded run stalls whenever one of its threads loses its core; separate
+        single-threaded runs do not wait for each other (bench/bench_predict.py)."""
+        with self._lane_lock:
+            if self._lane_session is None:
+                self._lane_session = self._open(1)
+        return self._run(self._lane_session, batch)
+
+    def _run(self, session: Any, batch: np.ndarray) -> ModelOutputs:
+        values = session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         named = dict(zip(self._outputs, values))
         return ModelOutputs(named["logits"], named["features"], named.get("gate_distance"))

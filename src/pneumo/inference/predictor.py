@@ -82,6 +82,11 @@ def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000.0, 3)
 
 
+# A single-threaded lane gains nothing from big batches (no intra-op parallelism to feed), and small ones
+# interleave better with decoding: on 2 cores, 8 gave the highest folder rate of 4, 8, 16 and 32.
+LANE_BATCH = 8
+
+
 class Predictor:
     """Load once, predict many times; thread-safe (``predict`` may be called from many threads at once)."""
 
@@ -162,10 +167,24 @@ class Predictor:
         return prediction
 
     def predict_many(self, sources: Iterable[Any], batch_size: int = 16) -> list[Prediction]:
-        """Predict many inputs in batches, decoding the next ones in threads while the model runs."""
+        """Predict many inputs in batches, decoding the next ones in threads while the model runs. On ONNX
+        Runtime the batches (at most :data:`LANE_BATCH` inputs) run in ``backend.lanes`` single-threaded
+        lanes side by side."""
         results: list[Prediction] = []
-        for chunk in self._prepared_chunks(sources, batch_size):
-            results.extend(self._finish(chunk))
+        lanes = getattr(self.backend, "lanes", 1)
+        if lanes <= 1:
+            for chunk in self._prepared_chunks(sources, batch_size):
+                results.extend(self._finish(chunk))
+            return results
+        # Consecutive small batches run side by side in single-threaded lanes; results keep the input order.
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pneumo-lane") as pool:
+            running: deque[Future[list[Prediction]]] = deque()
+            for chunk in self._prepared_chunks(sources, min(batch_size, LANE_BATCH)):
+                running.append(pool.submit(self._finish, chunk, True))
+                if len(running) >= lanes:
+                    results.extend(running.popleft().result())
+            while running:
+                results.extend(running.popleft().result())
         return results
 
     def embed_many(self, sources: Iterable[Any], batch_size: int = 16) -> list[Embedding]:
@@ -247,18 +266,18 @@ class Predictor:
             if chunk:
                 yield chunk
 
-    def _run_model(self, pixels: list[np.ndarray]) -> tuple[ModelOutputs, int]:
+    def _run_model(self, pixels: list[np.ndarray], lane: bool = False) -> tuple[ModelOutputs, int]:
         views = [tta.views(p, self.tta) for p in pixels]
         count = views[0].shape[0]
         batch = normalize_uint8(np.concatenate(views), self.meta.preprocess)[:, None]
-        return self.backend.run(batch), count
+        return (self.backend.run_in_lane(batch) if lane else self.backend.run(batch)), count
 
-    def _finish(self, prepared: list[_Prepared]) -> list[Prediction]:
+    def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[Prediction]:
         ready = [p for p in prepared if p.pixels is not None]
         scored: dict[int, tuple[float, dict[str, float] | None, float | None]] = {}
         if ready:
             started = perf_counter()
-            outputs, views = self._run_model([p.pixels for p in ready])  # type: ignore[misc]
+            outputs, views = self._run_model([p.pixels for p in ready], lane)  # type: ignore[misc]
             model_ms = _ms(started) / len(ready)
             temperature = float(self.meta.temperature)
             probability = pneumonia_probability(outputs.logits, temperature).reshape(len(ready), views).mean(axis=1)
