@@ -1,5 +1,5 @@
 """A dataset health report: counts per split and class, patients, subtypes, sizes, corrupt files,
-duplicates and cross-split leakage."""
+exact and near duplicates, and cross-split leakage."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
+from pneumo.data.near_duplicates import MAX_DISTANCE, difference_hash, near_duplicate_groups
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import DuplicateGroup, find_duplicates
 
@@ -30,6 +33,11 @@ class DatasetSummary:
     corrupt: list[tuple[str, str]]
     duplicates: list[DuplicateGroup]
     leaking_patients: dict[str, list[str]]
+    near_duplicates: list[DuplicateGroup] = field(default_factory=list)  # digest: "near"
+
+    @property
+    def leaking_near_duplicates(self) -> list[DuplicateGroup]:
+        return [g for g in self.near_duplicates if g.crosses_splits]
 
     @property
     def leaking_duplicates(self) -> list[DuplicateGroup]:
@@ -44,6 +52,9 @@ class DatasetSummary:
             "duplicate_groups": len(self.duplicates),
             "duplicate_files": sum(len(g.paths) for g in self.duplicates),
             "leaking_duplicates": [list(g.paths) for g in self.leaking_duplicates],
+            "near_duplicate_groups": len(self.near_duplicates),
+            "near_duplicate_files": sum(len(g.paths) for g in self.near_duplicates),
+            "leaking_near_duplicates": [list(g.paths) for g in self.leaking_near_duplicates],
             "leaking_patients": self.leaking_patients,
         }
 
@@ -63,30 +74,36 @@ class DatasetSummary:
             lines.append(f"  ... and {len(self.corrupt) - 20} more")
         lines.append(f"exact-duplicate groups: {len(self.duplicates)} "
                      f"({sum(len(g.paths) for g in self.duplicates)} files)")
-        leak = self.leaking_duplicates
-        lines.append(f"cross-split leakage: {len(leak)} duplicate groups, {len(self.leaking_patients)} patients "
-                     "in more than one split")
+        lines.append(f"near-duplicate groups (same image re-encoded or resized; difference hash within "
+                     f"{MAX_DISTANCE} of 256 bits): {len(self.near_duplicates)} "
+                     f"({sum(len(g.paths) for g in self.near_duplicates)} files)")
+        leak, near_leak = self.leaking_duplicates, self.leaking_near_duplicates
+        lines.append(f"cross-split leakage: {len(leak)} duplicate groups, {len(near_leak)} near-duplicate groups, "
+                     f"{len(self.leaking_patients)} patients in more than one split")
         for g in leak[:10]:
             lines.append("  duplicate across splits: " + ", ".join(g.paths))
+        for g in near_leak[:10]:
+            lines.append("  near-duplicate across splits: " + ", ".join(g.paths))
         for patient, splits in list(self.leaking_patients.items())[:10]:
             lines.append(f"  patient {patient} in splits {splits}")
         return "\n".join(lines)
 
 
-def _side_range(record: ImageRecord) -> tuple[int, int] | str:
+def _inspect(record: ImageRecord) -> tuple[int, int, np.ndarray] | str:
+    """(short side, long side, difference hash) of a readable image, else the reason it is unreadable."""
     try:
         image = decode_image(record.path)
     except ImageDecodeError as exc:
         return exc.reason
     height, width = image.shape
-    return min(height, width), max(height, width)
+    return min(height, width), max(height, width), difference_hash(image)
 
 
 def summarize(records: list[ImageRecord], workers: int = 2) -> DatasetSummary:
     groups: dict[tuple[str, str], GroupStats] = defaultdict(GroupStats)
     corrupt: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        sizes = list(pool.map(_side_range, records))
+        sizes = list(pool.map(_inspect, records))
     for record, size in zip(records, sizes):
         g = groups[(record.split, record.label)]
         g.images += 1
@@ -97,11 +114,14 @@ def summarize(records: list[ImageRecord], workers: int = 2) -> DatasetSummary:
             g.corrupt += 1
             corrupt.append((record.path, size))
             continue
-        short, long = size
+        short, long, _ = size
         g.min_side = short if g.min_side == 0 else min(g.min_side, short)
         g.max_side = max(g.max_side, long)
     splits_of: dict[str, set[str]] = defaultdict(set)
     for record in records:
         splits_of[record.patient_id].add(record.split)
     leaking = {p: sorted(s) for p, s in sorted(splits_of.items()) if len(s) > 1}
-    return DatasetSummary(dict(groups), corrupt, find_duplicates(records), leaking)
+    hashes = [None if isinstance(size, str) else size[2] for size in sizes]
+    near = [DuplicateGroup("near", tuple(records[i].path for i in g), tuple(records[i].split for i in g))
+            for g in near_duplicate_groups(hashes)]
+    return DatasetSummary(dict(groups), corrupt, find_duplicates(records), leaking, near)
