@@ -195,3 +195,16 @@ def test_unknown_backend_and_onnx_file_with_torch_are_refused(tiny_bundle, tmp_p
     fake.write_bytes(b"x")
     with pytest.raises(ValueError, match="backend='onnx'"):
         Predictor.load(fake)
+
+
+def test_explain_can_skip_gradcam_for_unknown(tiny_bundle):
+    predictor = Predictor.load(tiny_bundle)
+    colour = np.zeros((64, 64, 3), np.uint8)
+    colour[..., 0] = 200  # strongly coloured: refused by the cheap checks
+    skipped = predictor.explain(colour, skip_unknown=True)
+    assert skipped.prediction.label == "UNKNOWN" and skipped.heatmap is None and skipped.overlay_png is None
+    assert "gradcam" not in skipped.prediction.timing_ms
+    full = predictor.explain(colour)
+    assert full.heatmap is not None and full.overlay_png  # research use: explain whatever it is given
+    xray = predictor.explain(xray_png(12), skip_unknown=True)
+    assert xray.prediction.label != "UNKNOWN" and xray.heatmap is not None

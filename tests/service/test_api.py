@@ -279,7 +279,7 @@ def test_500_is_json_without_internals(make_client, xray_jpeg, caplog):
     client = make_client(raise_server_exceptions=False)
     predictor = client.app.state.service.predictor
 
-    def broken(source):
+    def broken(source, **options):
         raise RuntimeError("secret internal detail /srv/model.py line 42")
 
     predictor.explain = broken

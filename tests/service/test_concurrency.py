@@ -16,9 +16,9 @@ def test_slow_predictions_do_not_block_the_event_loop(make_settings, xray_jpeg):
     real_explain = predictor.explain
     delay = 0.4
 
-    def slow_explain(source):
+    def slow_explain(source, **options):
         time.sleep(delay)  # stands in for a big model: blocking, GIL released like torch does
-        return real_explain(source)
+        return real_explain(source, **options)
 
     predictor.explain = slow_explain
 

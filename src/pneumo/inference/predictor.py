@@ -54,8 +54,8 @@ class Prediction:
 
 @dataclass
 class Explanation:
-    heatmap: np.ndarray  # float32 SxS in [0, 1] at the model's input size
-    overlay_png: bytes
+    heatmap: np.ndarray | None  # float32 SxS in [0, 1] at the model's input size; None: skipped for UNKNOWN
+    overlay_png: bytes | None
     prediction: Prediction
 
 
@@ -200,14 +200,18 @@ class Predictor:
             out.extend(Embedding(p.name, features.get(id(p)), p.reason, p.error) for p in chunk)
         return out
 
-    def explain(self, source: Any) -> Explanation:
-        """Prediction plus Grad-CAM heatmap and overlay. Raises ImageDecodeError for undecodable input."""
+    def explain(self, source: Any, *, skip_unknown: bool = False) -> Explanation:
+        """Prediction plus Grad-CAM heatmap and overlay. Raises ImageDecodeError for undecodable input.
+        ``skip_unknown``: no Grad-CAM (heatmap and overlay None) when the gate answers UNKNOWN, for callers
+        that would not show a heatmap over a non-X-ray anyway (the web app)."""
         from pneumo.explain.overlay import overlay_png
 
         started = perf_counter()
         image = load_input(source)
         prepared = self._check(describe(source), image, {"decode": _ms(started)})
         prediction = self._finish([prepared])[0]
+        if skip_unknown and prediction.label == "UNKNOWN":
+            return Explanation(heatmap=None, overlay_png=None, prediction=prediction)
         pixels = prepared.pixels if prepared.pixels is not None else preprocess_array(image.pixels,
                                                                                       self.meta.preprocess)
         cam_started = perf_counter()

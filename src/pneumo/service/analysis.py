@@ -45,11 +45,12 @@ def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_
     heatmap_png: bytes | None = None
     if with_heatmap:
         try:
-            explanation = predictor.explain(upload.data)
+            # The gate refused the image: a heatmap over a non-X-ray would only suggest meaning that is not
+            # there, so none is computed.
+            explanation = predictor.explain(upload.data, skip_unknown=True)
         except ImageDecodeError as exc:
             raise decode_error_to_api(exc) from exc
         prediction = explanation.prediction
-        # The gate refused the image: a heatmap over a non-X-ray would only suggest meaning that is not there.
         if prediction.error is None and prediction.label != "UNKNOWN":
             heatmap_png = explanation.overlay_png
     else:
