@@ -28,29 +28,22 @@ from PIL import Image, ImageFilter
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.metrics import binary_metrics
 from pneumo.evaluation.scoring import select_records
+from pneumo.gate.variants import from_pil, to_pil
 from pneumo.inference.predictor import Predictor
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
-def _pil(image: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-
-
-def _array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     buffer = io.BytesIO()
-    _pil(image).save(buffer, format="JPEG", quality=quality)
-    return _array(Image.open(io.BytesIO(buffer.getvalue())))
+    to_pil(image).save(buffer, format="JPEG", quality=quality)
+    return from_pil(Image.open(io.BytesIO(buffer.getvalue())))
 
 
 def _rescale(image: np.ndarray, factor: float) -> np.ndarray:
-    pil = _pil(image)
+    pil = to_pil(image)
     small = pil.resize((max(1, round(pil.width * factor)), max(1, round(pil.height * factor))), Image.BILINEAR)
-    return _array(small.resize(pil.size, Image.BILINEAR))
+    return from_pil(small.resize(pil.size, Image.BILINEAR))
 
 
 def _crop(image: np.ndarray, keep: float) -> np.ndarray:
@@ -69,11 +62,11 @@ CONDITIONS: dict[str, Transform] = {
     "gamma 0.6 (brighter)": lambda x, rng: x ** 0.6,
     "gamma 1.6 (darker)": lambda x, rng: x ** 1.6,
     "contrast halved": lambda x, rng: 0.25 + 0.5 * x,
-    "blur (sigma 2 px)": lambda x, rng: _array(_pil(x).filter(ImageFilter.GaussianBlur(2))),
+    "blur (sigma 2 px)": lambda x, rng: from_pil(to_pil(x).filter(ImageFilter.GaussianBlur(2))),
     "noise (sigma 0.04)": lambda x, rng: np.clip(x + rng.normal(0, 0.04, x.shape), 0, 1).astype(np.float32),
     "JPEG quality 20": lambda x, rng: _jpeg(x, 20),
     "low resolution (1/3 and back)": lambda x, rng: _rescale(x, 1 / 3),
-    "rotated 10 degrees": lambda x, rng: _array(_pil(x).rotate(10, resample=Image.BILINEAR)),
+    "rotated 10 degrees": lambda x, rng: from_pil(to_pil(x).rotate(10, resample=Image.BILINEAR)),
     "tighter crop (central 80%)": lambda x, rng: _crop(x, 0.8),
     "black border (5% each side)": lambda x, rng: _border(x, 0.05),
     "black border (15% each side)": lambda x, rng: _border(x, 0.15),

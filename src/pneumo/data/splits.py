@@ -58,11 +58,20 @@ class DuplicateGroup:
 
 def find_duplicates(records: list[ImageRecord]) -> list[DuplicateGroup]:
     """Groups of byte-identical files; a group spanning two splits is leakage."""
-    by_digest: dict[str, list[ImageRecord]] = defaultdict(list)
+    digests: list[str | None] = []
     for record in records:
         try:
-            by_digest[file_digest(record.path)].append(record)
+            digests.append(file_digest(record.path))
         except OSError:
-            continue  # unreadable files are reported by the scanner, not here
+            digests.append(None)  # unreadable files are reported by the scanner, not here
+    return group_duplicates(records, digests)
+
+
+def group_duplicates(records: list[ImageRecord], digests: list[str | None]) -> list[DuplicateGroup]:
+    """Groups of records whose content digests (SHA-256 of the file) are equal; ``None`` is never grouped."""
+    by_digest: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record, digest in zip(records, digests):
+        if digest is not None:
+            by_digest[digest].append(record)
     return [DuplicateGroup(d, tuple(r.path for r in rs), tuple(r.split for r in rs))
             for d, rs in sorted(by_digest.items()) if len(rs) > 1]

@@ -3,17 +3,18 @@ exact and near duplicates, and cross-split leakage."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pneumo.data.decode import decode_image
+from pneumo.data.decode import decode_image, read_image_bytes
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.near_duplicates import MAX_DISTANCE, difference_hash, near_duplicate_groups
 from pneumo.data.records import ImageRecord
-from pneumo.data.splits import DuplicateGroup, find_duplicates
+from pneumo.data.splits import DuplicateGroup, group_duplicates
 
 
 @dataclass
@@ -89,39 +90,54 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def _inspect(record: ImageRecord) -> tuple[int, int, np.ndarray] | str:
-    """(short side, long side, difference hash) of a readable image, else the reason it is unreadable."""
+@dataclass
+class _Inspection:
+    """What one read of a file tells: its content digest, and its sides and difference hash or why not."""
+    digest: str | None = None
+    sides: tuple[int, int] = (0, 0)
+    dhash: np.ndarray | None = None
+    problem: str | None = None
+
+
+def _inspect(record: ImageRecord) -> _Inspection:
     try:
-        image = decode_image(record.path)
+        label, data = read_image_bytes(record.path)
     except ImageDecodeError as exc:
-        return exc.reason
+        return _Inspection(problem=exc.reason)
+    found = _Inspection(digest=hashlib.sha256(data).hexdigest())
+    try:
+        image = decode_image(data, name=label)
+    except ImageDecodeError as exc:
+        found.problem = exc.reason
+        return found
     height, width = image.shape
-    return min(height, width), max(height, width), difference_hash(image)
+    found.sides, found.dhash = (min(height, width), max(height, width)), difference_hash(image)
+    return found
 
 
 def summarize(records: list[ImageRecord], workers: int = 2) -> DatasetSummary:
     groups: dict[tuple[str, str], GroupStats] = defaultdict(GroupStats)
     corrupt: list[tuple[str, str]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        sizes = list(pool.map(_inspect, records))
-    for record, size in zip(records, sizes):
+        inspections = list(pool.map(_inspect, records))
+    for record, seen in zip(records, inspections):
         g = groups[(record.split, record.label)]
         g.images += 1
         g.patients.add(record.patient_id)
         g.bacterial += record.subtype == "bacterial"
         g.viral += record.subtype == "viral"
-        if isinstance(size, str):
+        if seen.problem is not None:
             g.corrupt += 1
-            corrupt.append((record.path, size))
+            corrupt.append((record.path, seen.problem))
             continue
-        short, long, _ = size
+        short, long = seen.sides
         g.min_side = short if g.min_side == 0 else min(g.min_side, short)
         g.max_side = max(g.max_side, long)
     splits_of: dict[str, set[str]] = defaultdict(set)
     for record in records:
         splits_of[record.patient_id].add(record.split)
     leaking = {p: sorted(s) for p, s in sorted(splits_of.items()) if len(s) > 1}
-    hashes = [None if isinstance(size, str) else size[2] for size in sizes]
+    exact = group_duplicates(records, [seen.digest for seen in inspections])
     near = [DuplicateGroup("near", tuple(records[i].path for i in g), tuple(records[i].split for i in g))
-            for g in near_duplicate_groups(hashes)]
-    return DatasetSummary(dict(groups), corrupt, find_duplicates(records), leaking, near)
+            for g in near_duplicate_groups([seen.dhash for seen in inspections])]
+    return DatasetSummary(dict(groups), corrupt, exact, leaking, near)

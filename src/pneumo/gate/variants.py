@@ -14,18 +14,22 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 
-def _pil(image: np.ndarray) -> Image.Image:
+def to_pil(image: np.ndarray) -> Image.Image:
+    """Float [0, 1] HxW -> 8-bit grayscale image (for Pillow's filters and geometry)."""
     return Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def from_pil(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float32) / 255.0
 
 
 def acquisition_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A randomly re-acquired copy of a decoded float [0, 1] X-ray (HxW float32)."""
     out = np.clip(image, 0.0, 1.0).astype(np.float32) ** np.float32(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
     if rng.random() < 0.3:
-        out = np.asarray(_pil(out).rotate(rng.uniform(-10, 10), resample=Image.BILINEAR), np.float32) / 255.0
+        out = from_pil(to_pil(out).rotate(rng.uniform(-10, 10), resample=Image.BILINEAR))
     if rng.random() < 0.3:
-        blurred = _pil(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0)))
-        out = np.asarray(blurred, np.float32) / 255.0
+        out = from_pil(to_pil(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))))
     if rng.random() < 0.5:
         out = out + rng.normal(0.0, rng.uniform(0.005, 0.05), out.shape).astype(np.float32)
     h, w = out.shape

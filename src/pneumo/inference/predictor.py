@@ -172,15 +172,12 @@ class Predictor:
         lanes side by side."""
         results: list[Prediction] = []
         lanes = getattr(self.backend, "lanes", 1)
-        if lanes <= 1:
-            for chunk in self._prepared_chunks(sources, batch_size):
-                results.extend(self._finish(chunk))
-            return results
-        # Consecutive small batches run side by side in single-threaded lanes; results keep the input order.
+        in_lanes = lanes > 1
+        # Up to ``lanes`` consecutive batches run side by side; results keep the input order.
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pneumo-lane") as pool:
             running: deque[Future[list[Prediction]]] = deque()
-            for chunk in self._prepared_chunks(sources, min(batch_size, LANE_BATCH)):
-                running.append(pool.submit(self._finish, chunk, True))
+            for chunk in self._prepared_chunks(sources, min(batch_size, LANE_BATCH) if in_lanes else batch_size):
+                running.append(pool.submit(self._finish, chunk, in_lanes))
                 if len(running) >= lanes:
                     results.extend(running.popleft().result())
             while running:
