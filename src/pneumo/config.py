@@ -49,6 +49,8 @@ class AugmentConfig:
     contrast: float = 0.2
     # Off by default: the heart sits on the left, a mirrored chest is not a normal chest.
     horizontal_flip: bool = False
+    # Random gamma x ** exp(U(-g, g)) per image: mimics other detectors' and sites' tone curves.
+    gamma: float = 0.0
 
 
 @dataclass
@@ -61,6 +63,11 @@ class DataConfig:
     # "folder": use the dataset's own val split as given.
     val_source: Literal["carve", "folder"] = "carve"
     split_seed: int = 42
+    # "patient": a random patient-level split; "temporal": the earliest (or latest) patients of each
+    # numbering sequence, a stand-in for a later cohort (Kermany file numbers run in time; manifests give
+    # an ``order`` column).
+    split_by: Literal["patient", "temporal"] = "patient"
+    temporal_end: Literal["earliest", "latest"] = "earliest"
     balance: Literal["none", "class_weights", "sampler"] = "class_weights"
     cache_dir: str = ""
     num_workers: int = 2
@@ -95,7 +102,13 @@ class TrainConfig:
     loss: Literal["ce", "focal"] = "ce"
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
-    scheduler: Literal["plateau", "cosine"] = "plateau"
+    # "onecycle": warmup then cosine decay, stepped every batch; "cosine": per epoch; "plateau": on val AUC.
+    scheduler: Literal["plateau", "cosine", "onecycle"] = "plateau"
+    warmup_fraction: float = 0.3  # onecycle only: share of the steps spent warming up
+    # Exponential moving average of the weights (0 turns it off); the average is what is validated and saved.
+    ema_decay: float = 0.0
+    # AdamW's decay on BatchNorm weights and biases shrinks nothing useful; False leaves them undecayed.
+    decay_norm_and_bias: bool = True
     plateau_patience: int = 2
     plateau_factor: float = 0.3
     early_stopping_patience: int = 5
@@ -113,8 +126,12 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose adam or adamw")
         if self.loss not in ("ce", "focal"):
             raise ValueError(f"unknown loss {self.loss!r}; choose ce or focal")
-        if self.scheduler not in ("plateau", "cosine"):
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose plateau or cosine")
+        if self.scheduler not in ("plateau", "cosine", "onecycle"):
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose plateau, cosine or onecycle")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in (0, 1), got {self.warmup_fraction}")
 
 
 @dataclass

@@ -68,9 +68,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = Path(args.resume)
+        ignored = sorted(f"--{flag.replace('_', '-')}" for flag in _FLAG_TO_FIELD
+                         if flag not in ("epochs", "progress") and getattr(args, flag, None) is not None)
+        if ignored or args.out or args.config:
+            extra = ignored + (["--out"] if args.out else []) + (["--config"] if args.config else [])
+            raise SystemExit(f"pneumo train: --resume continues {run_dir} with its saved config.json; "
+                             f"only --epochs and --progress may change, not {' '.join(extra)}")
         cfg = load_run_config(run_dir)
+        if args.epochs is not None and args.epochs != cfg.train.epochs and cfg.train.scheduler == "onecycle":
+            raise SystemExit(f"pneumo train: {run_dir} uses the onecycle schedule, fixed to "
+                             f"{cfg.train.epochs} epochs at the start; it cannot be resumed with --epochs {args.epochs}")
         if args.epochs is not None:
             cfg.train.epochs = args.epochs
+        if args.progress is not None:
+            cfg.train.progress = args.progress
         best = fit(cfg, run_dir, resume=True)
     else:
         if not args.out:

@@ -83,10 +83,16 @@ class BatchPreprocess(torch.nn.Module):
         self.cfg = cfg
         self.brightness = aug.brightness if aug and aug.enabled else 0.0
         self.contrast = aug.contrast if aug and aug.enabled else 0.0
+        self.gamma = aug.gamma if aug and aug.enabled else 0.0
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if not (self.training and (self.brightness > 0 or self.contrast > 0)):
+        if not (self.training and (self.brightness > 0 or self.contrast > 0 or self.gamma > 0)):
             return normalize_batch(pixels, self.cfg)
+        if self.gamma > 0:
+            # Still on the 0..255 scale, so the fused scale and offset below apply unchanged.
+            shape = (pixels.shape[0], 1, 1, 1)
+            gamma = torch.exp((2 * torch.rand(shape, device=pixels.device) - 1) * self.gamma)
+            pixels = (pixels.float() / 255.0).pow(gamma) * 255.0
         # x = p / 255; y = clamp(((x - mean) * contrast + mean) * brightness, 0, 1); out = (y - M) / S,
         # folded into one per-sample scale and offset and one clamp: three passes over the batch instead
         # of a dozen (on a CPU this is a third of the loader's cost per image).

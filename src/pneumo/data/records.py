@@ -23,6 +23,7 @@ class ImageRecord:
     split: str = ""
     patient_id: str = ""
     subtype: str = ""  # "", "bacterial" or "viral"
+    order: str = ""  # manifests only: acquisition order (a number or an ISO date) for temporal splits
 
     def target(self, classes: int) -> int:
         """Integer target: 0 normal / 1 pneumonia, or 0 normal / 1 bacterial / 2 viral."""
@@ -92,7 +93,7 @@ def scan_kermany(root: str | Path) -> list[ImageRecord]:
 
 
 def read_manifest(manifest: str | Path) -> list[ImageRecord]:
-    """Read ``path,label[,split][,patient_id][,subtype]``; relative paths are relative to the CSV."""
+    """Read ``path,label[,split][,patient_id][,subtype][,order]``; relative paths are relative to the CSV."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist")
@@ -124,7 +125,7 @@ def read_manifest(manifest: str | Path) -> list[ImageRecord]:
             if not patient:
                 patient, parsed_subtype = parse_kermany_name(path.name)
                 subtype = subtype or (parsed_subtype if label == "PNEUMONIA" else "")
-            records.append(ImageRecord(str(path), label, split, patient, subtype))
+            records.append(ImageRecord(str(path), label, split, patient, subtype, row.get("order", "")))
     return records
 
 

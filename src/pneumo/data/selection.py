@@ -6,7 +6,7 @@ import hashlib
 
 from pneumo.config import DataConfig
 from pneumo.data.records import ImageRecord, load_records
-from pneumo.data.splits import split_by_patient
+from pneumo.data.splits import split_by_patient, split_temporal
 
 SPLIT_CHOICES = ("train", "val", "test", "official-val", "all")
 
@@ -21,6 +21,8 @@ def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[I
         if not val:
             raise ValueError("val_source='folder' but the dataset has no val split")
         return train_pool, val
+    if cfg.split_by == "temporal":
+        return split_temporal(train_pool, cfg.val_fraction, cfg.temporal_end)
     return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed)
 
 

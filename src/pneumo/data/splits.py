@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +36,64 @@ def split_by_patient(records: list[ImageRecord], val_fraction: float,
     train_idx, val_idx = next(splitter.split(np.zeros(len(records)), strata, groups))
     train = [replace(records[i], split="train") for i in sorted(train_idx)]
     val = [replace(records[i], split="val") for i in sorted(val_idx)]
+    return train, val
+
+
+_NUMBERED_PATIENT = re.compile(r"^(.*\D)?(\d+)(\D*)$")
+
+
+def temporal_position(record: ImageRecord) -> tuple[str, float]:
+    """(sequence, position in time) of a record.
+
+    A manifest's ``order`` column (a number or an ISO date) is used when present, one sequence per label.
+    Otherwise the patient key's number: Kermany numbers patients in time, one sequence each for ``IM-``,
+    ``NORMAL2-IM-``, ``personN_bacteria`` and ``personN_virus``.
+    """
+    if record.order:
+        try:
+            return record.label, float(record.order)
+        except ValueError:
+            pass
+        try:
+            return record.label, float(datetime.date.fromisoformat(record.order[:10]).toordinal())
+        except ValueError:
+            raise ValueError(f"{record.path}: order {record.order!r} is neither a number nor an ISO date") from None
+    match = _NUMBERED_PATIENT.match(record.patient_id or "")
+    if not match:
+        raise ValueError(f"{record.path}: patient key {record.patient_id!r} holds no number, so its place in time "
+                         "is unknown; give the manifest an 'order' column or use split_by='patient'")
+    return f"{match.group(1) or ''}#{match.group(3)}", float(match.group(2))
+
+
+def split_temporal(records: list[ImageRecord], val_fraction: float,
+                   end: str = "earliest") -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Validation = the earliest (or latest) ``val_fraction`` of patients of each numbering sequence.
+
+    A random patient split of one cohort is far easier than later X-rays; a block of patients from one end
+    of the timeline is the usual stand-in for a cohort the model has not seen. Patients stay whole.
+    """
+    if not records:
+        raise ValueError("no records to split")
+    if end not in ("earliest", "latest"):
+        raise ValueError(f"unknown temporal end {end!r}; choose earliest or latest")
+    first_seen: dict[str, tuple[str, float]] = {}
+    for record in records:
+        sequence, position = temporal_position(record)
+        key = record.patient_id or record.path
+        if key not in first_seen or position < first_seen[key][1]:
+            first_seen[key] = (sequence, position)
+    by_sequence: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for patient, (sequence, position) in first_seen.items():
+        by_sequence[sequence].append((position, patient))
+    val_patients: set[str] = set()
+    for patients in by_sequence.values():
+        patients.sort(reverse=end == "latest")
+        n_val = max(1, int(round(val_fraction * len(patients)))) if len(patients) > 1 else 0
+        val_patients.update(p for _, p in patients[:n_val])
+    if not val_patients or len(val_patients) == len(first_seen):
+        raise ValueError(f"a {val_fraction:.0%} temporal split of {len(first_seen)} patients leaves one side empty")
+    train = [replace(r, split="train") for r in records if (r.patient_id or r.path) not in val_patients]
+    val = [replace(r, split="val") for r in records if (r.patient_id or r.path) in val_patients]
     return train, val
 
 

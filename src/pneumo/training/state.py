@@ -24,20 +24,34 @@ class Progress:
     stopped_early: bool = False
 
 
-def save_state(path: Path, progress: Progress, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-    torch.save({"progress": asdict(progress), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}, path)
+def save_state(path: Path, progress: Progress, optimizer: torch.optim.Optimizer, scheduler: Any,
+               training_weights: dict[str, torch.Tensor] | None = None) -> None:
+    """``training_weights``: the raw network's state when the bundle beside holds other weights (an EMA)."""
+    state = {"progress": asdict(progress), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
+    if training_weights is not None:
+        state["training_weights"] = training_weights
+    torch.save(state, path)
 
 
-def load_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> Progress:
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: {path} is missing")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (damaged zip), EOFError...: refused, not a traceback
         raise ValueError(f"cannot resume: {path} is damaged or not a pneumo training state "
                          f"({type(exc).__name__}); it is never loaded as a general pickle") from exc
+
+
+def load_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> Progress:
+    raw = _read(path)
     optimizer.load_state_dict(raw["optimizer"])
     scheduler.load_state_dict(raw["scheduler"])
     torch.set_rng_state(raw["torch_rng"])
     return Progress(**raw["progress"])
+
+
+def load_training_weights(path: Path) -> dict[str, torch.Tensor] | None:
+    """The raw network's weights saved beside an EMA bundle, or None when the bundle holds them itself."""
+    return _read(path).get("training_weights")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pneumo.bundle import BundleMeta, load_state as load_weights, read_meta, save_bundle
@@ -36,7 +37,7 @@ from pneumo.training.losses import ClassificationLoss, pneumonia_probability
 from pneumo.training.loop import evaluate, train_one_epoch
 from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
     shutdown_distributed
-from pneumo.training.state import STATE_FILE, Progress, load_state, save_state
+from pneumo.training.state import STATE_FILE, Progress, load_state, load_training_weights, save_state
 
 log = logging.getLogger("pneumo.train")
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "epoch_s"]
@@ -213,17 +214,22 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tc.epochs, 1))
-    else:
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=tc.plateau_factor,
-                                                               patience=tc.plateau_patience)
+    optimizer = _optimizer(model, tc)
+    steps_per_epoch = min(len(train_loader), tc.max_steps_per_epoch or len(train_loader))
+    scheduler = _scheduler(optimizer, tc, steps_per_epoch)
+    ema = _ema(model, tc)
     progress = Progress()
     if resume:
         progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
+        if ema is not None:
+            # last/ holds the average; the raw weights that keep training sit in its train state.
+            ema.module.load_state_dict(model.state_dict())
+            raw = load_training_weights(run_dir / "last" / STATE_FILE)
+            if raw is None:
+                raise ValueError(f"cannot resume {run_dir}: ema_decay is set but last/{STATE_FILE} holds no "
+                                 "training weights (was the run started without EMA?)")
+            model.load_state_dict(raw)
+            ema.n_averaged.fill_(max(progress.epoch, 1))
         log.info("resuming after epoch %d (best AUC %.4f at epoch %d)", progress.epoch, progress.best_auc,
                  progress.best_epoch)
         if dist_info.is_main:
@@ -241,16 +247,24 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         started = time.perf_counter()
         if isinstance(sampler, (DistributedSampler, DistributedWeightedSampler)):
             sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+
+        def after_step(_step: int) -> None:
+            if tc.scheduler == "onecycle":
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
+
         train_loss = train_one_epoch(train_model, train_loader, train_prep, loss_fn, optimizer, device,
                                      grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
-                                     progress=show, desc=f"epoch {epoch}/{tc.epochs}")
-        logits, targets = evaluate(model, val_loader, eval_prep, device, amp=tc.amp, progress=show, desc="validate")
+                                     progress=show, desc=f"epoch {epoch}/{tc.epochs}", on_step=after_step)
+        scored = model if ema is None else ema.module
+        logits, targets = evaluate(scored, val_loader, eval_prep, device, amp=tc.amp, progress=show, desc="validate")
         val_loss, val_auc = _validation_metrics(logits, targets, eval_loss)
         score = val_auc if np.isfinite(val_auc) else -val_loss
-        lr = optimizer.param_groups[0]["lr"]
         if tc.scheduler == "cosine":
             scheduler.step()
-        else:
+        elif tc.scheduler == "plateau":
             scheduler.step(score)
         elapsed = time.perf_counter() - started
         progress.epoch = epoch
@@ -273,8 +287,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
             _append_history(run_dir / "history.csv", row)
             meta = _bundle_meta(cfg, names, all_train, data, progress, val_loss, val_auc, epoch)
             if improved:
-                save_bundle(run_dir / "best", model, meta, {"history.csv": run_dir / "history.csv"})
-            _save_last(run_dir, model, meta, progress, optimizer, scheduler)
+                save_bundle(run_dir / "best", scored, meta, {"history.csv": run_dir / "history.csv"})
+            _save_last(run_dir, scored, meta, progress, optimizer, scheduler,
+                       None if ema is None else model.state_dict())
         barrier(dist_info)
         if progress.stopped_early:
             log.info("early stopping: no validation improvement for %d epochs", tc.early_stopping_patience)
@@ -300,6 +315,35 @@ def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], d
     )
 
 
+def _optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
+    """Adam/AdamW over the trainable parameters; norm weights and biases (1-D tensors) undecayed on request."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if tc.decay_norm_and_bias:
+        groups = [{"params": [p for _, p in params], "weight_decay": tc.weight_decay}]
+    else:
+        groups = [{"params": [p for _, p in params if p.ndim > 1], "weight_decay": tc.weight_decay},
+                  {"params": [p for _, p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    return opt_cls(groups, lr=tc.lr)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, tc, steps_per_epoch: int):
+    if tc.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=max(tc.epochs * steps_per_epoch, 2),
+                                                   pct_start=tc.warmup_fraction, anneal_strategy="cos")
+    if tc.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tc.epochs, 1))
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=tc.plateau_factor,
+                                                      patience=tc.plateau_patience)
+
+
+def _ema(model: torch.nn.Module, tc):
+    if not tc.ema_decay:
+        return None
+    # Buffers too: BatchNorm's running statistics must belong to the averaged weights.
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+
+
 def _recover_from_crash(run_dir: Path) -> None:
     """Tidy what a run killed mid-save leaves behind: put back a bundle that was moved aside (killed
     between the two renames of a replace) and delete half-built ``.last.*``/``.best.*`` folders, which
@@ -313,10 +357,11 @@ def _recover_from_crash(run_dir: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _save_last(run_dir: Path, model, meta: BundleMeta, progress: Progress, optimizer, scheduler) -> None:
+def _save_last(run_dir: Path, model, meta: BundleMeta, progress: Progress, optimizer, scheduler,
+               training_weights: dict | None) -> None:
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".last.state-") as tmp:
         state_path = Path(tmp) / STATE_FILE
-        save_state(state_path, progress, optimizer, scheduler)
+        save_state(state_path, progress, optimizer, scheduler, training_weights)
         save_bundle(run_dir / "last", model, meta, {STATE_FILE: state_path, "history.csv": run_dir / "history.csv"})
 
 
