@@ -10,7 +10,7 @@ import pytest
 from pneumo.config import DataConfig
 from pneumo.data.records import ImageRecord, scan_kermany
 from pneumo.data.selection import fingerprint, select_split, training_splits
-from pneumo.data.splits import find_duplicates, patients_in_both, split_by_patient
+from pneumo.data.splits import find_duplicates, patients_in_both, split_by_patient, split_temporal, temporal_position
 
 
 def _records(seed: int, patients: int = 120) -> list[ImageRecord]:
@@ -114,3 +114,40 @@ def test_duplicates_skip_unreadable_files(tmp_path: Path) -> None:
                ImageRecord(str(tmp_path / "gone.png"), "NORMAL", "test")]
     groups = find_duplicates(records)
     assert len(groups) == 1 and groups[0].crosses_splits
+
+
+def test_temporal_split_takes_the_earliest_patients_of_each_sequence() -> None:
+    records = _records(3, patients=200)
+    train, val = split_temporal(records, 0.2, "earliest")
+    assert not patients_in_both(train, val)
+    assert sorted(r.path for r in train + val) == sorted(r.path for r in records)
+    for sequence in ("IM-#", "person#_bacteria", "person#_virus"):
+        numbers = {rec.split: [] for rec in train + val}
+        for rec in train + val:
+            seq, position = temporal_position(rec)
+            if seq == sequence:
+                numbers[rec.split].append(position)
+        assert numbers["val"] and numbers["train"], sequence
+        assert max(numbers["val"]) < min(numbers["train"]), sequence  # every val patient comes first in time
+    late_train, late_val = split_temporal(records, 0.2, "latest")
+    assert {r.patient_id for r in late_val}.isdisjoint({r.patient_id for r in val})
+
+
+def test_temporal_split_is_chosen_by_config_and_honours_the_fraction() -> None:
+    records = _records(5, patients=400)
+    cfg = DataConfig(root="x", split_by="temporal", val_fraction=0.12)
+    train, val = training_splits(records, cfg)
+    patients = {r.patient_id for r in records}
+    assert abs(len({r.patient_id for r in val}) / len(patients) - 0.12) < 0.02
+    assert training_splits(records, cfg) == (train, val)  # no randomness
+
+
+def test_temporal_split_uses_a_manifest_order_column_and_names_files_without_one() -> None:
+    records = [ImageRecord(f"/d/{i}.png", "NORMAL" if i % 2 else "PNEUMONIA", "train", f"p{i}x", "",
+                           f"2020-01-{i + 1:02d}") for i in range(20)]
+    train, val = split_temporal(records, 0.2)
+    assert {r.path for r in val} == {"/d/0.png", "/d/1.png", "/d/2.png", "/d/3.png"}
+    with pytest.raises(ValueError, match="/d/odd.png.*order"):
+        split_temporal(records + [ImageRecord("/d/odd.png", "NORMAL", "train", "anon", "")], 0.2)
+    with pytest.raises(ValueError, match="neither a number nor an ISO date"):
+        split_temporal([ImageRecord("/d/a.png", "NORMAL", "train", "a", "", "yesterday")] * 2, 0.5)

@@ -236,3 +236,78 @@ def test_early_stopping(kermany_tree: Path, tmp_path: Path, monkeypatch: pytest.
 def test_resume_needs_a_state(tmp_path: Path, kermany_tree: Path) -> None:
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         fit(tiny_config(kermany_tree, tmp_path / "cache"), tmp_path / "nothing", resume=True)
+
+
+def test_ema_is_saved_and_onecycle_steps_per_batch(kermany_tree: Path, tmp_path: Path) -> None:
+    """The EMA is what is saved (the raw weights sit in the train state), norm and bias go undecayed,
+    and the one-cycle schedule steps every batch."""
+    options = dict(epochs=3, scheduler="onecycle", ema_decay=0.9, decay_norm_and_bias=False, weight_decay=0.05)
+    split = tmp_path / "split"
+    first = fit(tiny_config(kermany_tree, tmp_path / "cache", **options), split)
+    assert first == split / "best"
+    state = torch.load(split / "last" / STATE_FILE, weights_only=True)
+    raw = state["training_weights"]
+    ema, _, _ = load_bundle(split / "last")
+    differs = [k for k, v in ema.state_dict().items() if v.is_floating_point() and not torch.equal(v, raw[k])]
+    assert differs, "the saved bundle should hold the average, not the raw weights"
+    groups = state["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    assert float(state["scheduler"]["last_epoch"]) == 3 * 2  # stepped per batch: 3 epochs of 2 batches
+
+
+def test_resumed_ema_run_trains_on_from_the_raw_weights(kermany_tree: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a crash, training continues from the raw weights of the last epoch, not from the average
+    saved in last/ (which would silently restart the EMA from itself)."""
+    options = dict(epochs=3, scheduler="onecycle", ema_decay=0.8, deterministic=True)
+    real = trainer.train_one_epoch
+    entering: dict[str, dict[str, torch.Tensor]] = {}
+
+    def record(run_name: str, crash: bool):
+        calls = {"n": 0}
+
+        def wrapped(model, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3 or (run_name == "resumed-after" and calls["n"] == 1):
+                entering[run_name] = copy.deepcopy(model.state_dict())
+                if crash:
+                    raise KeyboardInterrupt
+            return real(model, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(trainer, "train_one_epoch", record("straight", crash=False))
+    fit(tiny_config(kermany_tree, tmp_path / "cache", **options), tmp_path / "straight")
+    monkeypatch.setattr(trainer, "train_one_epoch", record("resumed", crash=True))
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(kermany_tree, tmp_path / "cache", **options), tmp_path / "resumed")
+    monkeypatch.setattr(trainer, "train_one_epoch", record("resumed-after", crash=False))
+    fit(tiny_config(kermany_tree, tmp_path / "cache", **options), tmp_path / "resumed", resume=True)
+    for key, value in entering["straight"].items():
+        torch.testing.assert_close(entering["resumed-after"][key], value, rtol=0, atol=0)
+    assert [int(r["epoch"]) for r in history(tmp_path / "resumed")] == [1, 2, 3]
+
+
+def test_resume_refuses_flags_it_would_ignore(kermany_tree: Path, tmp_path: Path) -> None:
+    from pneumo.cli import main
+
+    fit(tiny_config(kermany_tree, tmp_path / "cache", epochs=1, scheduler="onecycle"), tmp_path / "run")
+    with pytest.raises(SystemExit, match="--lr"):
+        main(["train", "--resume", str(tmp_path / "run"), "--lr", "0.1"])
+    with pytest.raises(SystemExit, match="onecycle"):
+        main(["train", "--resume", str(tmp_path / "run"), "--epochs", "4"])
+
+
+def test_gamma_augmentation_changes_tone_but_not_range() -> None:
+    pixels = torch.linspace(0, 255, 64 * 64).reshape(1, 1, 64, 64).repeat(8, 1, 1, 1).to(torch.uint8)
+    cfg = PreprocessConfig(image_size=64)
+    prep = BatchPreprocess(cfg, AugmentConfig(brightness=0.0, contrast=0.0, gamma=0.4)).train()
+    torch.manual_seed(0)
+    out = prep(pixels)
+    plain = BatchPreprocess(cfg)(pixels)
+    low, high = -cfg.mean / cfg.std, (1 - cfg.mean) / cfg.std
+    assert out.min() >= low - 1e-6 and out.max() <= high + 1e-6
+    assert not torch.allclose(out, plain)
+    # Gamma keeps black black and white white: only the tone curve in between moves.
+    torch.testing.assert_close(out[:, :, 0, 0], plain[:, :, 0, 0])
+    torch.testing.assert_close(out[:, :, -1, -1], plain[:, :, -1, -1])
+    assert len({round(float(v), 4) for v in out[:, 0, 32, 32]}) > 1  # a different curve per image

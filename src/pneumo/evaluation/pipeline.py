@@ -183,7 +183,11 @@ def dataset_description(scored: Scored) -> dict[str, Any]:
     cfg = selection.data
     meaning = SPLIT_MEANING[selection.split]
     if selection.split in ("train", "val"):
-        meaning += f" (fraction {cfg.val_fraction:g}, seed {cfg.split_seed}, patients kept together)"
+        if cfg.split_by == "temporal":
+            meaning += (f" (temporal: the {cfg.temporal_end} {cfg.val_fraction:g} of patients of each numbering "
+                        "sequence are validation, patients kept together)")
+        else:
+            meaning += f" (fraction {cfg.val_fraction:g}, seed {cfg.split_seed}, patients kept together)"
     return {
         "source": cfg.manifest or cfg.root,
         "split": selection.split,
