@@ -123,3 +123,18 @@ def test_class_names() -> None:
 def test_load_records_needs_a_source() -> None:
     with pytest.raises(ValueError, match="root .* or a CSV manifest"):
         load_records()
+
+
+def test_manifest_order_column_drives_a_temporal_split(tmp_path: Path) -> None:
+    from pneumo.config import DataConfig
+    from pneumo.data.selection import training_splits
+
+    rows = ["path,label,patient_id,order"]
+    rows += [f"n{i}.png,NORMAL,pn{i},2021-03-{i + 1:02d}" for i in range(10)]
+    rows += [f"p{i}.png,PNEUMONIA,pp{i},{100 + i}" for i in range(10)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    records = read_manifest(tmp_path / "m.csv")
+    assert records[0].order == "2021-03-01" and records[-1].order == "109"
+    train, val = training_splits(records, DataConfig(manifest=str(tmp_path / "m.csv"), split_by="temporal",
+                                                     val_fraction=0.2, temporal_end="latest"))
+    assert sorted(Path(r.path).name for r in val) == ["n8.png", "n9.png", "p8.png", "p9.png"]

@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start from another pneumo bundle of the same architecture (its head is replaced)")
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--finetune-last", type=int, default=None, metavar="N", help="train only the top N blocks")
+    p.add_argument("--split-by", choices=("patient", "temporal"), default=None,
+                   help="validation: a random patient split, or the earliest patients of each numbering sequence "
+                        "(default patient; the shipped recipes use temporal)")
+    p.add_argument("--val-fraction", type=float, default=None, help="share of patients used for validation")
     p.add_argument("--balance", choices=("none", "class_weights", "sampler"), default=None)
     p.add_argument("--workers", type=int, default=None, help="data loader processes")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, mps")
@@ -43,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 _FLAG_TO_FIELD = {
     "data": ("data", "root"), "manifest": ("data", "manifest"), "classes": ("data", "classes"),
-    "batch_size": ("data", "batch_size"), "balance": ("data", "balance"), "workers": ("data", "num_workers"),
+    "batch_size": ("data", "batch_size"), "balance": ("data", "balance"),
+    "split_by": ("data", "split_by"), "val_fraction": ("data", "val_fraction"), "workers": ("data", "num_workers"),
     "cache_dir": ("data", "cache_dir"), "arch": ("model", "arch"), "pretrained": ("model", "pretrained"),
     "pretrained_weights": ("model", "pretrained_weights"), "freeze_backbone": ("model", "freeze_backbone"),
     "init_from": ("model", "init_from"),
