@@ -107,6 +107,8 @@ class TrainConfig:
     warmup_fraction: float = 0.3  # onecycle only: share of the steps spent warming up
     # Exponential moving average of the weights (0 turns it off); the average is what is validated and saved.
     ema_decay: float = 0.0
+    # Training batches that re-estimate the average's BatchNorm statistics before each validation.
+    ema_batchnorm_batches: int = 32
     # AdamW's decay on BatchNorm weights and biases shrinks nothing useful; False leaves them undecayed.
     decay_norm_and_bias: bool = True
     plateau_patience: int = 2

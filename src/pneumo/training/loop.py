@@ -82,3 +82,31 @@ def evaluate(model: nn.Module, loader: DataLoader, prep: BatchPreprocess, device
     if not logits_all:
         return np.zeros((0, 1), np.float32), np.zeros((0,), np.int64)
     return np.concatenate(logits_all), np.concatenate(targets_all)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, loader: DataLoader, prep: BatchPreprocess, device: torch.device, *,
+                        batches: int) -> None:
+    """Re-estimate BatchNorm running statistics of ``model`` from ``batches`` batches of ``loader``.
+
+    An average of weights (EMA) is a network no batch ever went through: averaging the running statistics
+    alongside does not give that network's statistics while the weights still move fast, and the averaged
+    model then answers one constant in eval mode. A cumulative average over a few batches fixes that.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    prep.eval()
+    for step, batch in enumerate(loader):
+        if step >= batches:
+            break
+        model(prep(batch["image"].to(device, non_blocking=True)))
+    for module, momentum in zip(norms, momenta):
+        module.momentum = momentum
+    model.train(was_training)

@@ -34,7 +34,7 @@ from pneumo.data.records import ImageRecord, class_names, load_records
 from pneumo.data.selection import fingerprint, training_splits
 from pneumo.models import create_model, init_backbone_from_bundle, set_trainable_blocks
 from pneumo.training.losses import ClassificationLoss, pneumonia_probability
-from pneumo.training.loop import evaluate, train_one_epoch
+from pneumo.training.loop import evaluate, recompute_batchnorm, train_one_epoch
 from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
     shutdown_distributed
 from pneumo.training.state import STATE_FILE, Progress, load_state, load_training_weights, save_state
@@ -259,6 +259,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
                                      grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
                                      progress=show, desc=f"epoch {epoch}/{tc.epochs}", on_step=after_step)
         scored = model if ema is None else ema.module
+        if ema is not None:
+            recompute_batchnorm(scored, train_loader, eval_prep, device, batches=tc.ema_batchnorm_batches)
         logits, targets = evaluate(scored, val_loader, eval_prep, device, amp=tc.amp, progress=show, desc="validate")
         val_loss, val_auc = _validation_metrics(logits, targets, eval_loss)
         score = val_auc if np.isfinite(val_auc) else -val_loss
