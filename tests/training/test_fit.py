@@ -311,3 +311,16 @@ def test_gamma_augmentation_changes_tone_but_not_range() -> None:
     torch.testing.assert_close(out[:, :, 0, 0], plain[:, :, 0, 0])
     torch.testing.assert_close(out[:, :, -1, -1], plain[:, :, -1, -1])
     assert len({round(float(v), 4) for v in out[:, 0, 32, 32]}) > 1  # a different curve per image
+
+
+def test_recompute_batchnorm_measures_the_given_batches_and_restores_momentum() -> None:
+    from pneumo.training.loop import recompute_batchnorm
+
+    cfg = PreprocessConfig(image_size=8)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1, momentum=0.01))
+    model[0].running_mean.fill_(5.0)  # stale statistics, as an EMA of buffers leaves them
+    batches = [{"image": torch.full((4, 1, 8, 8), value, dtype=torch.uint8)} for value in (51, 153, 255)]
+    recompute_batchnorm(model.eval(), batches, BatchPreprocess(cfg), torch.device("cpu"), batches=2)
+    want = np.mean([(51 / 255 - cfg.mean) / cfg.std, (153 / 255 - cfg.mean) / cfg.std])  # the third is not used
+    assert float(model[0].running_mean) == pytest.approx(want, abs=1e-6)
+    assert model[0].momentum == 0.01 and not model.training
