@@ -316,7 +316,7 @@ def test_gamma_augmentation_changes_tone_but_not_range() -> None:
 def test_recompute_batchnorm_measures_the_given_batches_and_restores_momentum() -> None:
     from pneumo.training.loop import recompute_batchnorm
 
-    cfg = PreprocessConfig(image_size=8)
+    cfg = PreprocessConfig(image_size=16)
     model = torch.nn.Sequential(torch.nn.BatchNorm2d(1, momentum=0.01))
     model[0].running_mean.fill_(5.0)  # stale statistics, as an EMA of buffers leaves them
     batches = [{"image": torch.full((4, 1, 8, 8), value, dtype=torch.uint8)} for value in (51, 153, 255)]
