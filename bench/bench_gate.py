@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from pneumo.evaluation.scoring import select_records
-from pneumo.gate.fit import negatives_table, score_negatives
-from pneumo.gate.negatives import negative_images
+from pneumo.gatefit.fit import negatives_table, score_negatives
+from pneumo.gatefit.negatives import negative_images
 from pneumo.inference.predictor import Predictor
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pneumo.bundle import (META_FILE, WEIGHTS_FILE, BundleError, BundleMeta, load_bundle, read_meta, resolve_model,
-                           save_bundle, write_meta)
+from pneumo.bundle import (META_FILE, WEIGHTS_FILE, BundleError, BundleMeta, read_meta, resolve_model, save_bundle,
+                           write_meta)
 from pneumo.config import PreprocessConfig
+from pneumo.inference.loading import load_bundle
 from pneumo.models import create_model
 
 

@@ -200,3 +200,21 @@ def predict_classes(class_prob: np.ndarray, threshold: float) -> np.ndarray:
     prob = np.asarray(class_prob, dtype=float)
     subtype = 1 + (prob[:, 2] > prob[:, 1]).astype(int)
     return np.where(1.0 - prob[:, 0] >= threshold, subtype, 0)
+
+
+def deployed_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float, unknown: np.ndarray) -> dict[str, Any]:
+    """Sensitivity and specificity as deployed: an image the gate refused (``unknown``) got no answer, so a
+    refused pneumonia counts as missed and a refused normal as not cleared."""
+    y = np.asarray(y_true).astype(int).ravel()
+    refused = np.asarray(unknown, dtype=bool).ravel()
+    flagged = (np.asarray(prob) >= threshold) & ~refused
+    cleared = (np.asarray(prob) < threshold) & ~refused
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    return {
+        "n_unknown": int(refused.sum()),
+        "n_unknown_pneumonia": int((refused & (y == 1)).sum()),
+        "n_unknown_normal": int((refused & (y == 0)).sum()),
+        "coverage": float(1.0 - refused.mean()) if y.size else float("nan"),
+        "sensitivity": float((flagged & (y == 1)).sum() / positives) if positives else float("nan"),
+        "specificity": float((cleared & (y == 0)).sum() / negatives) if negatives else float("nan"),
+    }

@@ -11,8 +11,8 @@ from inference.bundles import make_bundle, noise_png, png, xray_png
 from pneumo.bundle import read_meta
 from pneumo.cli import main
 from pneumo.data.decode import decode_image
-from pneumo.gate import negatives
-from pneumo.gate.fit import GateFitConfig, fit_bundle_gate
+from pneumo.gatefit import negatives
+from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
 from pneumo.inference.predictor import Predictor
 
 
@@ -58,7 +58,7 @@ def _dataset(root, patients=24):
 
 
 def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
-    monkeypatch.setattr("pneumo.gate.fit.negative_images", _small_negatives)
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
     root = _dataset(tmp_path / "data")
     bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
     report = fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(percentile=99.0, batch_size=16))
@@ -75,7 +75,7 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
 
 
 def test_gate_fit_command(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("pneumo.gate.fit.negative_images", _small_negatives)
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
     root = _dataset(tmp_path / "data", patients=12)
     bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
     report = tmp_path / "report.json"
