@@ -33,6 +33,10 @@ FORMAT = "pneumo-bundle"
 FORMAT_VERSION = 1
 
 
+# Metadata keys written by earlier pneumo versions that this one reads and drops (none retired yet).
+RETIRED_META_KEYS: frozenset[str] = frozenset()
+
+
 class BundleError(ValueError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
 
@@ -62,10 +66,17 @@ class BundleMeta:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "BundleMeta":
-        raw = dict(raw)
-        raw["preprocess"] = from_dict(PreprocessConfig, raw.get("preprocess", {}))
+        """Metadata from ``bundle.json``'s ``meta``. Keys that older pneumo versions wrote and no longer use
+        (:data:`RETIRED_META_KEYS`) are dropped; any other unknown key is an error, not ignored: it holds
+        something this pneumo would not honour (a newer bundle, or an edited one)."""
+        raw = {k: v for k, v in dict(raw).items() if k not in RETIRED_META_KEYS}
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown metadata keys {unknown} (a bundle from a newer pneumo?); this pneumo reads "
+                             f"{sorted(known)}")
+        raw["preprocess"] = from_dict(PreprocessConfig, raw.get("preprocess", {}))
+        return cls(**raw)
 
     @property
     def version(self) -> str:

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from pneumo.bundle import META_FILE, BundleError, BundleMeta, load_state, read_meta
-from pneumo.explain.gradcam import GradCAM
+from pneumo.explain.gradcam import GradCAM, pneumonia_log_odds
 from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateError, GateParams, load_gate
 from pneumo.inference.network import InferenceNetwork, TorchBackend
+from pneumo.inference.probability import OutputHead
 from pneumo.models import create_model, gradcam_layer
 
 
@@ -85,10 +86,11 @@ def build_explainer(backend: Any, bundle_dir: Path | None, meta: BundleMeta) -> 
         network.eval()
         device = torch.device("cpu")
     cam = GradCAM(network, gradcam_layer(network.model, meta.arch))
+    score = pneumonia_log_odds(OutputHead.of(meta.class_names).normal_index)
 
     def explain(normalised: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))[None, None].to(device)
-        heatmaps, _ = cam(x)
+        heatmaps, _ = cam(x, score)
         return heatmaps[0]
 
     return explain
