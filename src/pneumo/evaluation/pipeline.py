@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from pneumo.evaluation.metrics import (binary_metrics, bootstrap_ci, deployed_me
 from pneumo.evaluation.report import write_report
 from pneumo.evaluation.scoring import Scores, Selection, score_records, select_records
 from pneumo.inference.predictor import BACKENDS, Predictor
+
+log = logging.getLogger("pneumo.evaluation")
 
 SPLIT_MEANING = {
     "test": "the data set's held-out test folder",
@@ -80,6 +83,9 @@ class EvaluationResult:
 def score_split(model_ref: str | Path, root: str, manifest: str, options: EvaluationOptions) -> Scored:
     """Score ``options.split`` through the Predictor that ``pneumo predict`` with the same backend and TTA
     would build."""
+    if options.cache_dir:
+        log.warning("--cache-dir %s is not used: evaluation decodes every image through the Predictor, as "
+                    "prediction does", options.cache_dir)
     predictor = Predictor.load(model_ref, backend=options.backend, device=options.device, tta=options.tta,
                                workers=options.workers)
     selection = select_records(predictor.meta, options.split, root, manifest)

@@ -29,6 +29,7 @@ import numpy as np
 from pneumo.bundle import ONNX_FILE, WEIGHTS_FILE, BundleError, BundleMeta, file_sha256, read_document, read_meta
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
+from pneumo.explain.overlay import overlay_png
 from pneumo.gate.checks import CheckConfig, cheap_reason
 from pneumo.inference import tta
 from pneumo.inference.backend import Backend, ModelOutputs, OnnxBackend
@@ -246,8 +247,6 @@ class Predictor:
         """Prediction plus Grad-CAM heatmap and overlay. Raises ImageDecodeError for undecodable input.
         ``skip_unknown``: no Grad-CAM (heatmap and overlay None) when the gate answers UNKNOWN, for callers
         that would not show a heatmap over a non-X-ray anyway (the web app)."""
-        from pneumo.explain.overlay import overlay_png
-
         started = perf_counter()
         image = load_input(source)
         prepared = self._check(describe(source), image, {"decode": _ms(started)})
