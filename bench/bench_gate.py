@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from pneumo.evaluation.scoring import select_records
-from pneumo.gate.fit import negatives_table, score_negatives
-from pneumo.gate.negatives import negative_images
+from pneumo.gatefit.fit import negatives_table, score_negatives
+from pneumo.gatefit.negatives import negative_images
 from pneumo.inference.predictor import Predictor
 
 
@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped name")
-    p.add_argument("--data", default="/work/shared/data/kermany", help="dataset root the bundle was trained on")
+    p.add_argument("--data", required=True, help="dataset root the bundle was trained on")
     p.add_argument("--seed", type=int, default=1, help="negatives seed (gate fit uses 0)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"))

@@ -29,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped name")
-    p.add_argument("--data", default="/work/shared/data/kermany/val", help="folder of X-rays (searched recursively)")
+    p.add_argument("--data", required=True, help="folder of X-rays (searched recursively)")
     p.add_argument("--images", type=int, default=256, help="images in the folder-throughput run")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--latency-runs", type=int, default=40, help="single-image predictions per round")

@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.metrics import binary_metrics
 from pneumo.evaluation.scoring import select_records
-from pneumo.gate.variants import from_pil, to_pil
+from pneumo.gatefit.variants import from_pil, to_pil
 from pneumo.inference.predictor import Predictor
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -78,7 +78,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped name")
-    p.add_argument("--data", default="/work/shared/data/kermany", help="Kermany-style dataset root")
+    p.add_argument("--data", required=True, help="Kermany-style dataset root")
     p.add_argument("--split", default="val", help="val, official-val, test, ... (as pneumo evaluate)")
     p.add_argument("--backend", default="onnx", choices=("torch", "onnx"), help="same outputs within 1e-4")
     p.add_argument("--limit", type=int, default=0, help="score a seeded random sample of N images (0: all)")

@@ -34,7 +34,7 @@ from pneumo.training.loop import train_one_epoch
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="/work/shared/data/kermany/train", help="Kermany split folder or root")
+    p.add_argument("--data", required=True, help="Kermany split folder or root")
     p.add_argument("--cache-dir", default="/tmp/pneumo-bench-cache")
     p.add_argument("--archs", nargs="+", default=["mobilenet_v3_small", "resnet18"])
     p.add_argument("--image-size", type=int, default=224)

@@ -1,6 +1,6 @@
 """Kill ``pneumo train`` with SIGKILL many times, resume it each time, and count what survived.
 
-    python bench/reliability_crash.py [--kills 20] [--epochs 30] [--seed 0] [--data KERMANY_ROOT]
+    python -m bench.reliability_crash [--kills 20] [--epochs 30] [--seed 0] [--data KERMANY_ROOT]
 
 The CI test (tests/reliability/test_train_crash.py) does a few kills; this does many. Half the kills land
 the moment a bundle starts being written (best/ or last/ staging), the others at a random point of a
@@ -18,13 +18,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from verdict import verdict  # noqa: E402  (bench/verdict.py)
-from tests.reliability.crash import (check_bundles, history_epochs, kill_repeatedly,  # noqa: E402
+from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_crash`
+from tests.reliability.crash import (check_bundles, history_epochs, kill_repeatedly,
                                      synthetic_tree)
-from tests.reliability.launcher import Launcher  # noqa: E402
+from tests.reliability.launcher import Launcher
 
 
 def get_args_parser() -> argparse.ArgumentParser:

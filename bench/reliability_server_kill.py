@@ -1,7 +1,7 @@
 """SIGKILL ``pneumo serve`` during bursts of concurrent uploads, many times over one SQLite history, and
 count the history rows that clients were promised against the rows found after each restart.
 
-    python bench/reliability_server_kill.py [--rounds 10] [--model BUNDLE] [--threads 8] [--kill-after 20]
+    python -m bench.reliability_server_kill [--rounds 10] [--model BUNDLE] [--threads 8] [--kill-after 20]
 
 Each round starts the server (API key on) on the same database, sends distinct PNGs from --threads clients
 at once, SIGKILLs the server as soon as --kill-after uploads were answered 200, restarts it and lists the
@@ -18,12 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from verdict import verdict  # noqa: E402  (bench/verdict.py)
-from tests.reliability.launcher import Launcher  # noqa: E402
-from tests.reliability.server import (burst_and_kill, check_database, history_rows, lost_rows,  # noqa: E402
+from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_server_kill`
+from tests.reliability.launcher import Launcher
+from tests.reliability.server import (burst_and_kill, check_database, history_rows, lost_rows,
                                       start_server)
 
 

@@ -1,6 +1,6 @@
 """Soak ``pneumo serve``: sustained concurrent uploads for minutes, with the server's memory sampled.
 
-    python bench/reliability_soak.py [--model default] [--minutes 3] [--concurrency 4] [--warmup-s 30]
+    python -m bench.reliability_soak [--model default] [--minutes 3] [--concurrency 4] [--warmup-s 30]
 
 Starts the server as a subprocess on loopback (API key on, a fresh SQLite history in a temporary folder)
 and keeps --concurrency clients uploading for --minutes: the four real X-rays of tests/assets as JPEG, PNG,
@@ -32,13 +32,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_soak`
+from tests.reliability.corpus import dicom_bytes
+from tests.reliability.server import free_port, wait_healthy
 
-from verdict import verdict  # noqa: E402  (bench/verdict.py)
-from tests.reliability.corpus import dicom_bytes  # noqa: E402
-from tests.reliability.server import free_port, wait_healthy  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: its test assets and shipped bundle
 API_KEY = "soak-test-key"
 SHIPPED = ROOT / "src" / "pneumo" / "weights" / "default"
 

@@ -8,10 +8,13 @@ DATA=${1:-../shared/data/kermany}
 PNEUMO=${PNEUMO:-.venv/bin/pneumo}
 WEIGHTS=src/pneumo/weights
 
-ship() {  # ship RUN NAME: calibrate on validation, fit the UNKNOWN gate, copy into the package
+ship() {  # ship RUN NAME: fit the UNKNOWN gate, add model.onnx, calibrate on validation, copy into the package
   local run=$1 name=$2
-  "$PNEUMO" calibrate --model "$run/best" --data "$DATA" --split val --target-sensitivity 0.95
   "$PNEUMO" gate fit --model "$run/best" --data "$DATA"
+  # After the gate (an export made before a refit no longer matches it), before calibrating: the threshold is
+  # then chosen on ONNX Runtime's probabilities, the backend `pneumo predict` uses by default.
+  "$PNEUMO" export --model "$run/best" --into-bundle
+  "$PNEUMO" calibrate --model "$run/best" --data "$DATA" --split val --target-sensitivity 0.95
   rm -rf "${WEIGHTS:?}/$name"
   cp -r "$run/best" "$WEIGHTS/$name"
   cp docs/MODEL_CARD.md "$WEIGHTS/$name/MODEL_CARD.md"  # served by GET /api/v1/model

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pneumo.bundle import (META_FILE, WEIGHTS_FILE, BundleError, BundleMeta, load_bundle, read_meta, resolve_model,
-                           save_bundle, write_meta)
+from pneumo.bundle import (META_FILE, WEIGHTS_FILE, BundleError, BundleMeta, read_meta, resolve_model, save_bundle,
+                           write_meta)
 from pneumo.config import PreprocessConfig
+from pneumo.inference.loading import load_bundle
 from pneumo.models import create_model
 
 
@@ -174,7 +175,18 @@ def test_resolve_model(tiny_bundle: Path, tmp_path: Path) -> None:
         resolve_model("no-such-model")
 
 
-def test_meta_ignores_unknown_keys_from_newer_minor_versions() -> None:
+def test_meta_refuses_unknown_keys_and_drops_only_retired_ones(tiny_bundle: Path, monkeypatch) -> None:
     raw = _meta().to_dict()
     raw["future_field"] = {"x": 1}
+    with pytest.raises(ValueError, match=r"unknown metadata keys \['future_field'\]"):
+        BundleMeta.from_dict(raw)
+    path = tiny_bundle / META_FILE
+    document = json.loads(path.read_text())
+    document["meta"]["future_field"] = 1
+    path.write_text(json.dumps(document))
+    with pytest.raises(BundleError, match=f"{path}: invalid metadata .*future_field"):
+        read_meta(tiny_bundle)
+    # A key an older pneumo wrote and this one retired is read and dropped, by name.
+    monkeypatch.setattr("pneumo.bundle.RETIRED_META_KEYS", frozenset({"future_field"}))
     assert BundleMeta.from_dict(raw).to_dict() == _meta().to_dict()
+    assert read_meta(tiny_bundle)[1].to_dict() == BundleMeta.from_dict(document["meta"]).to_dict()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pneumo.bundle import load_bundle, read_meta
+from pneumo.bundle import read_meta
+from pneumo.inference.loading import load_bundle
 from pneumo.cli import build_parser, main
 from pneumo.commands.train import build_config
 

@@ -28,8 +28,13 @@ from pneumo.config import PreprocessConfig, from_dict
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "bundle.json"
+ONNX_FILE = "model.onnx"  # optional: the same network exported for ONNX Runtime (pneumo.export.onnx)
 FORMAT = "pneumo-bundle"
 FORMAT_VERSION = 1
+
+
+# Metadata keys written by earlier pneumo versions that this one reads and drops (none retired yet).
+RETIRED_META_KEYS: frozenset[str] = frozenset()
 
 
 class BundleError(ValueError):
@@ -61,10 +66,17 @@ class BundleMeta:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "BundleMeta":
-        raw = dict(raw)
-        raw["preprocess"] = from_dict(PreprocessConfig, raw.get("preprocess", {}))
+        """Metadata from ``bundle.json``'s ``meta``. Keys that older pneumo versions wrote and no longer use
+        (:data:`RETIRED_META_KEYS`) are dropped; any other unknown key is an error, not ignored: it holds
+        something this pneumo would not honour (a newer bundle, or an edited one)."""
+        raw = {k: v for k, v in dict(raw).items() if k not in RETIRED_META_KEYS}
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown metadata keys {unknown} (a bundle from a newer pneumo?); this pneumo reads "
+                             f"{sorted(known)}")
+        raw["preprocess"] = from_dict(PreprocessConfig, raw.get("preprocess", {}))
+        return cls(**raw)
 
     @property
     def version(self) -> str:
@@ -105,14 +117,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
-    """Resolve and read a bundle's metadata, checking its format and the integrity of its weights."""
-    directory = resolve_model(ref)
-    meta_path = directory / META_FILE
+def read_document(directory: Path) -> dict[str, Any]:
+    """The raw ``bundle.json`` document of a bundle directory (format, files and their checksums, meta)."""
+    meta_path = Path(directory) / META_FILE
     try:
         raw = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path}: unreadable bundle metadata ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{meta_path}: bundle metadata is not a JSON object")
+    return raw
+
+
+def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
+    """Resolve and read a bundle's metadata, checking its format and the integrity of its weights."""
+    directory = resolve_model(ref)
+    meta_path = directory / META_FILE
+    raw = read_document(directory)
     if raw.get("format") != FORMAT:
         raise BundleError(f"{meta_path}: not a pneumo bundle (format {raw.get('format')!r})")
     if int(raw.get("format_version", 0)) > FORMAT_VERSION:
@@ -142,31 +163,18 @@ def load_state(directory: Path) -> dict[str, Any]:
         raise BundleError(f"{directory / WEIGHTS_FILE}: unreadable weights ({exc})") from exc
 
 
-def load_bundle(ref: str | os.PathLike[str], device: str = "cpu"):
-    """Return ``(model in eval mode, BundleMeta, bundle directory)``."""
-    from pneumo.models import create_model
-
-    directory, meta = read_meta(ref)
-    try:
-        model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
-    except ValueError as exc:
-        raise BundleError(f"{directory / META_FILE}: {exc}") from exc
-    state = load_state(directory)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(f"{directory}: weights do not fit architecture {meta.arch!r} ({exc})") from exc
-    return model.to(device).eval(), meta, directory
-
-
 def write_meta(directory: Path, meta: BundleMeta) -> None:
-    """Rewrite only the metadata (after calibration, say), atomically, keeping the weights' checksum."""
-    _write_json(directory / META_FILE, _meta_document(directory, meta))
+    """Rewrite only the metadata (after calibration, say), atomically, keeping the weights' checksum and
+    the recorded checksums of the other files (``model.onnx``)."""
+    kept = {name: sha for name, sha in (read_document(directory).get("files") or {}).items()
+            if name != WEIGHTS_FILE and (Path(directory) / name).is_file()}
+    _write_json(directory / META_FILE, _meta_document(directory, meta, kept))
 
 
-def _meta_document(directory: Path, meta: BundleMeta) -> dict[str, Any]:
+def _meta_document(directory: Path, meta: BundleMeta, other_files: dict[str, str] | None = None) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "files": {WEIGHTS_FILE: file_sha256(directory / WEIGHTS_FILE)}, "meta": meta.to_dict()}
+            "files": {WEIGHTS_FILE: file_sha256(directory / WEIGHTS_FILE), **(other_files or {})},
+            "meta": meta.to_dict()}
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
@@ -206,8 +214,7 @@ def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
     target.parent.mkdir(parents=True, exist_ok=True)
     if not meta.created:
         meta.created = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
-    staging.chmod(0o755)  # mkdtemp's owner-only mode would survive the rename
+    staging = _staging_dir(target)
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"arch": meta.arch})
@@ -215,17 +222,54 @@ def save_bundle(directory: str | os.PathLike[str], model, meta: BundleMeta,
             if Path(source).is_file():
                 shutil.copyfile(source, staging / name)
         _write_json(staging / META_FILE, _meta_document(staging, meta))
-        if target.exists() and _exchange(staging, target):
-            shutil.rmtree(staging, ignore_errors=True)  # staging now holds the previous bundle
-        else:
-            old = None
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{os.getpid()}"
-                os.replace(target, old)
-            os.replace(staging, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+        _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def add_checked_files(ref: str | os.PathLike[str], files: dict[str, str | os.PathLike[str]]) -> Path:
+    """Add files (``model.onnx``, say) to an existing bundle, each with its SHA-256 in ``bundle.json``'s
+    ``files``, atomically: the bundle is copied beside itself, completed there and swapped into place, so a
+    reader sees the old bundle or the new one, never a file without its checksum."""
+    directory, _ = read_meta(ref)
+    staging = _staging_dir(directory)
+    try:
+        shutil.copytree(directory, staging, dirs_exist_ok=True)
+        document = read_document(staging)
+        recorded = dict(document.get("files") or {})
+        for name, source in files.items():
+            if name in (WEIGHTS_FILE, META_FILE) or Path(name).name != name:
+                raise BundleError(f"{name!r} cannot be added to a bundle: a plain file name other than "
+                                  f"{WEIGHTS_FILE} and {META_FILE} is expected")
+            shutil.copyfile(source, staging / name)
+            os.chmod(staging / name, 0o644)
+            recorded[name] = file_sha256(staging / name)
+        document["files"] = recorded
+        _write_json(staging / META_FILE, document)
+        _swap_into_place(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _staging_dir(target: Path) -> Path:
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    staging.chmod(0o755)  # mkdtemp's owner-only mode would survive the rename
+    return staging
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Put the complete bundle ``staging`` at ``target``, in one atomic exchange where the system allows."""
+    if target.exists() and _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the previous bundle
+        return
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

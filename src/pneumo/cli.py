@@ -14,18 +14,27 @@ from pneumo import DISCLAIMER, __version__
 COMMANDS = ("data", "train", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with ``only`` that one: each command module imports what its flags
+    need (``train`` the model registry, hence torch), so ``pneumo predict`` registers ``predict`` alone and
+    starts without importing torch or scikit-learn."""
     parser = argparse.ArgumentParser(prog="pneumo", description=f"Pneumonia detection on chest X-rays. {DISCLAIMER}")
     parser.add_argument("--version", action="version", version=f"pneumo {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"pneumo.commands.{name}").register(sub)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is one), if any."""
+    return next((arg for arg in argv if arg in COMMANDS), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("PIL").setLevel(logging.INFO)  # its per-chunk debug lines drown ours under -v

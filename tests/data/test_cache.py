@@ -51,7 +51,7 @@ def test_warm_cache_serves_without_decoding(images: list[str], tmp_path: Path,
         np.testing.assert_array_equal(got, want)
     # A new process (a new object on the same files) finds the filled cache on disk.
     reopened = ImageCache(images, CFG, tmp_path / "c")
-    assert reopened.key == cache.key and reopened.warm() == []
+    assert reopened.key == cache.key and reopened.warm(workers=1) == []
     np.testing.assert_array_equal(reopened.get(4), expected[4])
 
 
@@ -64,7 +64,7 @@ def test_get_fills_lazily(images: list[str], tmp_path: Path) -> None:
 
 def test_changed_file_invalidates(images: list[str], tmp_path: Path) -> None:
     cache = ImageCache(images, CFG, tmp_path / "c")
-    cache.warm()
+    cache.warm(workers=1)
     before = cache.get(1).copy()
     stat = os.stat(images[1])
     flipped = np.asarray(Image.open(images[1]))[::-1].copy()  # same size class, different pixels
@@ -90,7 +90,7 @@ def test_settings_and_file_list_change_the_key(images: list[str]) -> None:
 
 def test_settings_change_serves_new_pixels(images: list[str], tmp_path: Path) -> None:
     small = ImageCache(images, CFG, tmp_path / "c")
-    small.warm()
+    small.warm(workers=1)
     letterbox = ImageCache(images, PreprocessConfig(image_size=32, resize_mode="letterbox"), tmp_path / "c")
     assert letterbox.get(0).shape == (32, 32)
     assert not np.array_equal(letterbox.get(0), small.get(0))
@@ -110,18 +110,18 @@ def test_corrupt_file_is_reported_and_skipped(images: list[str], tmp_path: Path)
 def test_subset_copies_instead_of_decoding(images: list[str], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cache = ImageCache(images, CFG, tmp_path / "c")
-    cache.warm()
+    cache.warm(workers=1)
     _no_decoding(monkeypatch)
     subset = cache.subset([0, 2, 4])
     assert subset.paths == [images[0], images[2], images[4]] and subset.key != cache.key
-    assert subset.warm() == []
+    assert subset.warm(workers=1) == []
     for new, old in enumerate([0, 2, 4]):
         np.testing.assert_array_equal(subset.get(new), cache.get(old))
 
 
 def test_damaged_cache_file_is_rebuilt(images: list[str], tmp_path: Path) -> None:
     cache = ImageCache(images, CFG, tmp_path / "c")
-    cache.warm()
+    cache.warm(workers=1)
     expected = cache.get(0).copy()
     pixels_path, filled_path = cache.pixels_path, cache.filled_path
     del cache
@@ -136,7 +136,7 @@ def test_damaged_cache_file_is_rebuilt(images: list[str], tmp_path: Path) -> Non
 
 def test_empty_list_and_default_directory(tmp_path: Path) -> None:
     cache = ImageCache([], CFG)  # PNEUMO_CACHE points into tmp_path (conftest)
-    assert len(cache) == 0 and cache.warm() == []
+    assert len(cache) == 0 and cache.warm(workers=1) == []
     assert Path(os.environ["PNEUMO_CACHE"]) == cache.directory
 
 
@@ -144,7 +144,7 @@ def test_pickles_as_file_names_for_spawned_workers(images: list[str], tmp_path: 
     import pickle
 
     cache = ImageCache(images, CFG, tmp_path / "c")
-    cache.warm()
+    cache.warm(workers=1)
     data = pickle.dumps(cache)
     assert len(data) < 5 * 32 * 32  # not the pixels
     clone = pickle.loads(data)

@@ -58,6 +58,29 @@ def test_evaluate_writes_every_output_and_skips_unreadable(kermany_tree: Path, t
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
+def test_evaluate_scores_what_predict_answers_and_counts_the_gate(kermany_tree: Path, tiny_bundle: Path,
+                                                                  tmp_path: Path) -> None:
+    """One path: each probability in predictions.csv is the one `pneumo predict` gives with the same backend and
+    TTA; the deployed figures count gate-refused images as neither detected nor cleared."""
+    from pneumo.evaluation.metrics import deployed_metrics
+    from pneumo.inference.predictor import Predictor
+
+    out = tmp_path / "eval"
+    assert _evaluate(tiny_bundle, kermany_tree, out, "--split", "test", "--backend", "torch", "--tta") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["backend"], metrics["tta"], metrics["n_unknown"]) == ("torch", True, 0)
+    assert metrics["deployed"]["sensitivity"] == pytest.approx(metrics["sensitivity"])
+    rows = _rows(out / "predictions.csv")
+    answers = Predictor.load(tiny_bundle, backend="torch", tta=True).predict_many([r["path"] for r in rows])
+    for row, answer in zip(rows, answers):
+        assert float(row["probability"]) == pytest.approx(answer.probability, abs=1e-6)
+    # Two of four pneumonias refused: sensitivity as deployed halves whatever the model's own figure.
+    figures = deployed_metrics([1, 1, 1, 1, 0, 0], [0.9, 0.9, 0.9, 0.9, 0.1, 0.1], 0.5,
+                               [True, True, False, False, True, False])
+    assert (figures["sensitivity"], figures["specificity"], figures["n_unknown"]) == (0.5, 0.5, 3)
+    assert figures["coverage"] == pytest.approx(0.5)
+
+
 def test_val_split_needs_the_training_config(kermany_tree: Path, tiny_bundle: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert _evaluate(tiny_bundle, kermany_tree, tmp_path / "out", "--split", "val") == 2

@@ -14,10 +14,10 @@ import pytest
 
 from conftest import synthetic_xray
 from inference.bundles import add_gate, make_bundle, noise_png, xray_png
-from pneumo.bundle import META_FILE
+from pneumo.bundle import META_FILE, BundleError, file_sha256, read_meta, write_meta
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.cli import main
-from pneumo.export.onnx import export_onnx, verify_export
+from pneumo.export.onnx import add_onnx_to_bundle, export_onnx, verify_export
 from pneumo.inference.backend import EXPORT_KEY, METADATA_KEY, OnnxBackend
 from pneumo.inference.loading import load_torch_backend
 from pneumo.inference.predictor import Predictor
@@ -111,18 +111,54 @@ def test_folder_batches_in_parallel_lanes_keep_order_and_values(gated_bundle, tm
     assert many[36].label == "UNKNOWN" and many[37].error and laned.backend._lane_session is not None
 
 
-def test_bundle_with_onnx_backend_exports_once_into_the_cache(tiny_bundle, monkeypatch, tmp_path):
+def test_bundle_without_model_onnx_is_never_exported_silently(tiny_bundle, monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMO_CACHE", str(tmp_path / "cache"))
-    first = Predictor.load(tiny_bundle, backend="onnx")
-    cached = first.backend.path
-    assert cached.parent == tmp_path / "cache" / "onnx"
-    stamp = cached.stat().st_mtime_ns
-    second = Predictor.load(tiny_bundle, backend="onnx")
-    assert second.backend.path == cached and cached.stat().st_mtime_ns == stamp
-    assert second.predict(xray_png(1)).probability == pytest.approx(
-        Predictor.load(tiny_bundle).predict(xray_png(1)).probability, abs=TOLERANCE)
+    with pytest.raises(ValueError, match="--into-bundle"):
+        Predictor.load(tiny_bundle, backend="onnx")
+    auto = Predictor.load(tiny_bundle)  # auto: PyTorch, and it says why
+    assert auto.backend.name == "torch" and "no model.onnx" in auto.backend_note
+    assert not (tiny_bundle / "model.onnx").exists() and not (tmp_path / "cache").exists()
+
+
+def test_model_onnx_added_to_a_bundle_is_checksummed_and_used_by_default(tiny_bundle):
+    directory, diffs = add_onnx_to_bundle(tiny_bundle)
+    assert directory == tiny_bundle and max(diffs.values()) <= TOLERANCE
+    files = json.loads((tiny_bundle / META_FILE).read_text())["files"]
+    assert files["model.onnx"] == file_sha256(tiny_bundle / "model.onnx")
+    auto = Predictor.load(tiny_bundle)
+    assert auto.backend.name == "onnx" and auto.backend.path == tiny_bundle / "model.onnx"
+    torch_predictor = Predictor.load(tiny_bundle, backend="torch")
+    assert torch_predictor.backend.name == "torch"
+    assert auto.predict(xray_png(1)).probability == pytest.approx(torch_predictor.predict(xray_png(1)).probability,
+                                                                  abs=TOLERANCE)
     # Grad-CAM still works: the bundle's PyTorch weights are loaded for it on demand.
-    assert second.explain(xray_png(2)).heatmap.shape == (32, 32)
+    assert auto.explain(xray_png(2)).heatmap.shape == (32, 32)
+    # Rewriting the metadata (calibration) keeps the recorded checksum; the model stays usable.
+    directory, meta = read_meta(tiny_bundle)
+    meta.threshold = 0.25
+    write_meta(directory, meta)
+    again = Predictor.load(tiny_bundle)
+    assert again.backend.name == "onnx" and again.meta.threshold == 0.25
+
+
+def test_tampered_or_unrecorded_model_onnx_is_refused(tiny_bundle, tmp_path):
+    add_onnx_to_bundle(tiny_bundle)
+    onnx_path = tiny_bundle / "model.onnx"
+    data = bytearray(onnx_path.read_bytes())
+    data[-1] ^= 1
+    onnx_path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        Predictor.load(tiny_bundle)
+    document = json.loads((tiny_bundle / META_FILE).read_text())
+    del document["files"]["model.onnx"]
+    (tiny_bundle / META_FILE).write_text(json.dumps(document))
+    with pytest.raises(BundleError, match="not recorded"):
+        Predictor.load(tiny_bundle, backend="onnx")
+
+
+def test_export_into_bundle_command(tiny_bundle, capsys):
+    assert main(["export", "--model", str(tiny_bundle), "--into-bundle"]) == 0
+    assert "added model.onnx" in capsys.readouterr().out and (tiny_bundle / "model.onnx").is_file()
 
 
 NO_TORCH_SCRIPT = """

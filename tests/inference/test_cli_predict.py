@@ -74,3 +74,37 @@ def test_cam_files_do_not_collide(tiny_bundle, tmp_path, capsys):
     for path in written:
         assert Image.open(path).mode == "RGB"
     assert cam_name("x/scan.png") != cam_name("y/scan.png")
+
+
+LIGHT_PATH_SCRIPT = """
+import json, sys
+from pneumo.cli import main
+code = main(["predict", *sys.argv[1:], "--format", "json"])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "sklearn", "scipy"))
+print(json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def test_predict_with_a_shipped_bundle_runs_on_onnx_without_torch_or_sklearn(tmp_path):
+    """The default path of `pneumo predict` (the shipped bundle holds model.onnx) imports neither torch nor
+    scikit-learn: whole-process start-up is ONNX Runtime's, not PyTorch's (bench/bench_startup.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pneumo.inference.predictor import Predictor
+
+    root = Path(__file__).resolve().parents[2]
+    images = [str(p) for p in sorted((root / "tests" / "assets").glob("*.jpeg"))[:2]]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", LIGHT_PATH_SCRIPT, *images], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    rows, report = json.loads("\n".join(lines[:-1])), json.loads(lines[-1])
+    assert report == {"code": 0, "heavy": []}
+    assert Predictor.load("default").backend.name == "onnx"
+    expected = Predictor.load("default", backend="torch").predict_many(images)
+    for row, want in zip(rows, expected):
+        assert row["label"] == want.label and abs(row["probability"] - want.probability) < 1e-4

@@ -98,6 +98,24 @@ def test_colour_dicom_is_measured():
     assert load_input(ds).colour_fraction == pytest.approx(1.0)
 
 
+def test_colour_dicom_whose_colour_cannot_be_measured_is_refused(monkeypatch):
+    """Not passed as gray (colour 0): that would let a colour image through the colour check."""
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 0] = 200
+    ds = Dataset()
+    ds.Rows, ds.Columns = 32, 32
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = rgb.tobytes()
+
+    def broken(dataset):
+        raise NotImplementedError("this colour encoding")
+
+    monkeypatch.setattr("pneumo.inference.inputs._colour_of_dataset", broken)
+    with pytest.raises(ImageDecodeError, match="colour DICOM .*cannot be measured"):
+        load_input(ds)
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.full((8, 8), 1.5, np.float32), r"\[0, 1\]"),
     (np.full((8, 8), np.nan, np.float32), "NaN"),

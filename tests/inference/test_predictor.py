@@ -11,7 +11,8 @@ import torch
 
 from conftest import synthetic_xray
 from inference.bundles import add_gate, make_bundle, noise_png, png, xray_png
-from pneumo.bundle import BundleError, load_bundle, read_meta, write_meta
+from pneumo.bundle import BundleError, read_meta, write_meta
+from pneumo.inference.loading import load_bundle
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.inference import tta
@@ -194,7 +195,9 @@ def test_unknown_backend_and_onnx_file_with_torch_are_refused(tiny_bundle, tmp_p
     fake = tmp_path / "m.onnx"
     fake.write_bytes(b"x")
     with pytest.raises(ValueError, match="backend='onnx'"):
-        Predictor.load(fake)
+        Predictor.load(fake, backend="torch")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        Predictor.load(fake)  # auto: an .onnx file is opened with ONNX Runtime
 
 
 def test_explain_can_skip_gradcam_for_unknown(tiny_bundle):

@@ -52,7 +52,9 @@ def test_simple_cnn_is_the_classic_one() -> None:
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.features.modules()) == 3
     linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
     assert [l.out_features for l in linears] == [512, 1]
-    assert [m.p for m in model.classifier.modules() if isinstance(m, nn.Dropout)] == [0.5]  # never below 0.5
+    assert [m.p for m in model.classifier.modules() if isinstance(m, nn.Dropout)] == [0.2]  # as asked
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        create_model("simple_cnn", dropout=1.5)
 
 
 def test_unknown_arch_lists_the_choices() -> None:

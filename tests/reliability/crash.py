@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pneumo.bundle import load_bundle
+from pneumo.inference.loading import load_bundle
 from pneumo.training.state import STATE_FILE
 
 from .corpus import xray_like

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pneumo.bundle import load_bundle
+from pneumo.inference.loading import load_bundle
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import pneumo
-from pneumo.bundle import META_FILE, WEIGHTS_FILE, BundleError, load_bundle
+from pneumo.bundle import META_FILE, WEIGHTS_FILE, BundleError
+from pneumo.inference.loading import load_bundle
 from pneumo.models import create_model
 from pneumo.training.state import STATE_FILE, load_state
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pneumo.bundle import load_bundle
+from pneumo.inference.loading import load_bundle
 from pneumo.training.state import STATE_FILE
 
 

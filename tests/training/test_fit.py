@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from pneumo.bundle import load_bundle, read_meta
+from pneumo.bundle import read_meta
+from pneumo.inference.loading import load_bundle
 from pneumo.config import AugmentConfig, DataConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from pneumo.data.augment import BatchPreprocess
 from pneumo.data.cache import ImageCache

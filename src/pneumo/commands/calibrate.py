@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"WARNING: calibrating on split {args.split!r}. Fit on validation data ('val'); never report "
               "figures from the split you calibrated on.", file=sys.stderr)
     options = EvaluationOptions(split=args.split, device=args.device, batch_size=args.batch_size,
-                                cache_dir=args.cache_dir, progress=args.progress)
+                                cache_dir=args.cache_dir, progress=args.progress, backend=args.backend, tta=args.tta)
     record = calibrate_bundle(args.model, args.data, args.manifest, rule, options, fit_temp=args.temperature)
     achieved = record["achieved"]
     print(f"calibrated {record['bundle']} on split {record['split']!r} ({record['n']} images, "

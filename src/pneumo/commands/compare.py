@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.data or args.manifest:
         options = EvaluationOptions(split=args.split, device=args.device, batch_size=args.batch_size,
-                                    cache_dir=args.cache_dir, n_boot=args.bootstrap, progress=args.progress)
+                                    cache_dir=args.cache_dir, n_boot=args.bootstrap, progress=args.progress,
+                                    backend=args.backend, tta=args.tta)
         entries = [scored_metrics(ref, args.data, args.manifest, options) for ref in args.models]
     else:
         entries = [stored_metrics(ref) for ref in args.models]

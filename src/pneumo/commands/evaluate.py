@@ -17,7 +17,12 @@ def add_data_arguments(p: argparse.ArgumentParser, default_split: str) -> None:
                    help="which images: 'val' is the patient-level validation the model was trained against")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    p.add_argument("--cache-dir", default="", help="decoded-image cache; empty means $PNEUMO_CACHE or ~/.cache/pneumo")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="scored exactly as `pneumo predict --backend` answers; auto: ONNX Runtime when the bundle "
+                        "holds model.onnx, else torch")
+    p.add_argument("--tta", action="store_true", help="average over the test-time views, as `pneumo predict --tta`")
+    p.add_argument("--cache-dir", default="", help="unused: images are scored through the Predictor (kept so old "
+                   "command lines still run)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="progress bars")
 
 
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = EvaluationOptions(split=args.split, threshold=args.threshold, device=args.device,
                                 batch_size=args.batch_size, cache_dir=args.cache_dir, n_boot=args.bootstrap,
-                                seed=args.seed, progress=args.progress)
+                                seed=args.seed, progress=args.progress, backend=args.backend, tta=args.tta)
     result = evaluate_bundle(args.model, args.data, args.manifest, args.out, options)
     metrics = result.metrics
     print(f"{metrics['model_version']} on split {metrics['split']!r}: {metrics['n']} images "

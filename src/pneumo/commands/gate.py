@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from pneumo.gate.fit import GateFitConfig, fit_bundle_gate
+    from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,

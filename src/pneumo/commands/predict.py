@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--cam", default="", metavar="DIR", help="write a Grad-CAM overlay PNG per image into DIR")
     p.add_argument("--tta", action="store_true", help="average over a few small shifts and zooms")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="auto: ONNX Runtime when the bundle holds a matching model.onnx, else torch (--cam always "
+                        "runs Grad-CAM on torch)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=run)
@@ -119,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.model, backend=args.backend, device=args.device, tta=args.tta)
     if args.format == "table" or not predictor.has_gate:
         print(predictor.gate_status, file=sys.stderr)
+    if args.format == "table":
+        print(f"backend: {predictor.backend.name} ({predictor.backend_note or 'as requested'})", file=sys.stderr)
     rows = [p.to_dict() for p in predictor.predict_many(paths, batch_size=args.batch_size)]
     if args.cam:
         write_cams(predictor, rows, Path(args.cam))

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin (repeatable); CORS is closed when none is given")
     p.add_argument("--workers", type=int, default=2, help="predictions run at once (the rest queue)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
+                        "(Grad-CAM always runs on torch)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)

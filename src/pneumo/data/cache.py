@@ -104,7 +104,7 @@ class ImageCache:
                 other.filled.flush()
         return other
 
-    def warm(self, workers: int = 2, progress: bool = False) -> list[CacheFailure]:
+    def warm(self, workers: int, progress: bool = False) -> list[CacheFailure]:
         """Fill every entry now; returns the files that could not be decoded (they stay unfilled)."""
         missing = [i for i in range(len(self.paths)) if self.filled[i] != 1]
         failures: list[CacheFailure] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"}
@@ -135,7 +135,3 @@ def load_records(root: str = "", manifest: str = "") -> list[ImageRecord]:
     if root:
         return scan_kermany(root)
     raise ValueError("give a dataset root (Kermany layout) or a CSV manifest")
-
-
-def with_split(records: list[ImageRecord], split: str) -> list[ImageRecord]:
-    return [replace(r, split=split) for r in records]

@@ -11,56 +11,46 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import log_expit, log_softmax
 from sklearn.metrics import roc_curve
+
+from pneumo.inference.probability import OutputHead
 
 RULES = ("sensitivity", "youden", "fixed")
 # T is searched on a log scale in this range: wider than any sane network's over/under-confidence.
 TEMPERATURE_BOUNDS = (0.02, 50.0)
 _LOG_T_BOUNDS = (np.log(TEMPERATURE_BOUNDS[0]), np.log(TEMPERATURE_BOUNDS[1]))
 # A stored threshold sits this far below the validation score it was chosen at (never past the next lower
-# score): prediction recomputes probabilities in float32 (PyTorch, ONNX), which can land a hair below.
+# score). Calibration scores through the Predictor, the same code as prediction, but in batches of another
+# size: float32 reductions inside the network then round differently, and a probability can land a hair
+# (about 1e-7) below the one calibration saw.
 _THRESHOLD_MARGIN = 1e-6
 
 
-def pneumonia_probability(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """P(pneumonia) from (N, 1) or (N, 3) logits; the NumPy twin of ``pneumo.training.losses``'s."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim == 1 or logits.shape[1] == 1:
-        return np.exp(log_expit(logits.reshape(-1) / temperature))
-    return 1.0 - np.exp(log_softmax(logits / temperature, axis=1)[:, 0])
-
-
-def class_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N, K) softmax probabilities of a multi-class head."""
-    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1))
-
-
-def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature: float,
+def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature: float, head: OutputHead,
                             class_targets: bool = False) -> float:
-    """Mean NLL of ``targets`` under logits / T.
+    """Mean NLL of ``targets`` under logits / T, with the probabilities prediction computes
+    (:meth:`OutputHead.score`: (N, width) logits, or (N, V, width) for V test-time views averaged).
 
-    With ``class_targets`` the targets index the columns of a multi-class head (categorical likelihood);
+    With ``class_targets`` the targets index the classes of a multi-class head (categorical likelihood);
     otherwise they are 0 normal / 1 pneumonia and the Bernoulli likelihood of P(pneumonia) is used, which
     also serves a 3-class head scored on a dataset without bacterial/viral subtypes.
     """
-    logits = np.asarray(logits, dtype=np.float64)
     y = np.asarray(targets).astype(int).ravel()
+    probability, classes = head.score(logits, temperature)
     if class_targets:
-        if logits.ndim != 2 or y.max(initial=0) >= logits.shape[1]:
-            raise ValueError(f"class targets up to {y.max(initial=0)} do not fit logits of shape {logits.shape}")
-        log_p = log_softmax(logits / temperature, axis=1)
-        return float(-log_p[np.arange(y.size), y].mean())
-    p = np.clip(pneumonia_probability(logits, temperature), 1e-12, 1 - 1e-12)
+        if classes is None or y.max(initial=0) >= classes.shape[1]:
+            raise ValueError(f"class targets up to {y.max(initial=0)} do not fit classes {list(head.class_names)}")
+        return float(-np.log(np.clip(classes[np.arange(y.size), y], 1e-300, None)).mean())
+    p = np.clip(probability, 1e-12, 1 - 1e-12)
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
 
 
-def fit_temperature(logits: np.ndarray, targets: np.ndarray, class_targets: bool = False) -> float:
+def fit_temperature(logits: np.ndarray, targets: np.ndarray, head: OutputHead, class_targets: bool = False) -> float:
     """The temperature T > 0 minimising validation NLL (bounded 1-D search over log T)."""
     if len(targets) == 0:
         raise ValueError("cannot fit a temperature on an empty split")
     result = minimize_scalar(
-        lambda log_t: negative_log_likelihood(logits, targets, float(np.exp(log_t)), class_targets),
+        lambda log_t: negative_log_likelihood(logits, targets, float(np.exp(log_t)), head, class_targets),
         bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
     return float(np.exp(result.x))
 

@@ -195,8 +195,28 @@ def multiclass_metrics(y_class: Sequence[int], class_prob: np.ndarray, threshold
     }
 
 
-def predict_classes(class_prob: np.ndarray, threshold: float) -> np.ndarray:
-    """0 normal / 1 bacterial / 2 viral, using the binary threshold for the normal-vs-pneumonia call."""
+def predict_classes(class_prob: np.ndarray, threshold: float, normal_index: int = 0) -> np.ndarray:
+    """Class indices: NORMAL (``normal_index``) unless P(pneumonia) = 1 - P(NORMAL) reaches the binary threshold,
+    else the most probable of the other classes (bacterial or viral)."""
     prob = np.asarray(class_prob, dtype=float)
-    subtype = 1 + (prob[:, 2] > prob[:, 1]).astype(int)
-    return np.where(1.0 - prob[:, 0] >= threshold, subtype, 0)
+    others = prob.copy()
+    others[:, normal_index] = -np.inf
+    return np.where(1.0 - prob[:, normal_index] >= threshold, others.argmax(axis=1), normal_index)
+
+
+def deployed_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float, unknown: np.ndarray) -> dict[str, Any]:
+    """Sensitivity and specificity as deployed: an image the gate refused (``unknown``) got no answer, so a
+    refused pneumonia counts as missed and a refused normal as not cleared."""
+    y = np.asarray(y_true).astype(int).ravel()
+    refused = np.asarray(unknown, dtype=bool).ravel()
+    flagged = (np.asarray(prob) >= threshold) & ~refused
+    cleared = (np.asarray(prob) < threshold) & ~refused
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    return {
+        "n_unknown": int(refused.sum()),
+        "n_unknown_pneumonia": int((refused & (y == 1)).sum()),
+        "n_unknown_normal": int((refused & (y == 0)).sum()),
+        "coverage": float(1.0 - refused.mean()) if y.size else float("nan"),
+        "sensitivity": float((flagged & (y == 1)).sum() / positives) if positives else float("nan"),
+        "specificity": float((cleared & (y == 0)).sum() / negatives) if negatives else float("nan"),
+    }

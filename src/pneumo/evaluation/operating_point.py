@@ -23,7 +23,7 @@ def fit_operating_point(scored: Scored, rule: ThresholdRule, fit_temp: bool = Tr
     raw = scored.scores.with_temperature(1.0)
     class_targets = raw.class_targets is not None
     targets = raw.class_targets if class_targets else raw.targets
-    temperature = fit_temperature(raw.logits, targets, class_targets) if fit_temp else 1.0
+    temperature = fit_temperature(raw.logits, targets, raw.head, class_targets) if fit_temp else 1.0
     calibrated = raw.with_temperature(temperature)
     threshold = choose_threshold(rule, calibrated.targets, calibrated.probabilities)
     before = binary_metrics(raw.targets, raw.probabilities, threshold, n_bins)
@@ -45,11 +45,13 @@ def fit_operating_point(scored: Scored, rule: ThresholdRule, fit_temp: bool = Tr
         "threshold": threshold,
         "ece_before": before["ece"],
         "ece_after": after["ece"],
-        "nll_before": negative_log_likelihood(raw.logits, targets, 1.0, class_targets),
-        "nll_after": negative_log_likelihood(raw.logits, targets, temperature, class_targets),
+        "nll_before": negative_log_likelihood(raw.logits, targets, 1.0, raw.head, class_targets),
+        "nll_after": negative_log_likelihood(raw.logits, targets, temperature, raw.head, class_targets),
         "achieved": {k: after[k] for k in ("sensitivity", "specificity", "precision", "auc", "confusion_matrix")},
         "previous": {"threshold": scored.meta.threshold, "temperature": scored.meta.temperature},
         "skipped": len(scored.scores.skipped),
+        "backend": scored.backend,
+        "tta": scored.tta,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "pneumo_version": __version__,
         "warnings": warnings,
@@ -65,5 +67,7 @@ def calibrate_bundle(model_ref: str, root: str, manifest: str, rule: ThresholdRu
     meta.temperature = record["temperature"]
     meta.threshold = record["threshold"]
     meta.calibration = record
+    if scored.bundle_dir is None:
+        raise ValueError(f"{model_ref} is a bare ONNX file; calibrate the bundle directory it was exported from")
     write_meta(scored.bundle_dir, meta)
     return {**record, "bundle": str(scored.bundle_dir)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from pneumo import __version__
-from pneumo.bundle import BundleMeta, load_bundle
+from pneumo.bundle import BundleMeta
 from pneumo.evaluation import plots
-from pneumo.evaluation.metrics import binary_metrics, bootstrap_ci, multiclass_metrics, predict_classes, predict_labels
+from pneumo.evaluation.metrics import (binary_metrics, bootstrap_ci, deployed_metrics, multiclass_metrics,
+                                       predict_classes, predict_labels)
 from pneumo.evaluation.report import write_report
 from pneumo.evaluation.scoring import Scores, Selection, score_records, select_records
+from pneumo.inference.predictor import BACKENDS, Predictor
+
+log = logging.getLogger("pneumo.evaluation")
 
 SPLIT_MEANING = {
     "test": "the data set's held-out test folder",
@@ -37,7 +42,10 @@ class EvaluationOptions:
     threshold: float | None = None  # None: the bundle's threshold
     device: str = "auto"
     batch_size: int = 32
-    cache_dir: str = ""  # "" uses $PNEUMO_CACHE or ~/.cache/pneumo
+    cache_dir: str = ""  # not used since scoring runs through the Predictor; kept so old callers still run
+    backend: str = "auto"  # as Predictor.load: the backend `pneumo predict` would use by default
+    tta: bool = False
+    workers: int | None = None  # decoding threads (default min(4, CPUs))
     n_boot: int = 1000
     seed: int = 0
     n_bins: int = 10
@@ -48,14 +56,18 @@ class EvaluationOptions:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.n_boot < 0:
             raise ValueError(f"n_boot must be >= 0, got {self.n_boot}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {list(BACKENDS)}")
 
 
 @dataclass
 class Scored:
     scores: Scores
     meta: BundleMeta
-    bundle_dir: Path
+    bundle_dir: Path | None  # None for a bare .onnx file
     selection: Selection
+    backend: str = "torch"
+    tta: bool = False
 
 
 @dataclass
@@ -69,14 +81,16 @@ class EvaluationResult:
 
 
 def score_split(model_ref: str | Path, root: str, manifest: str, options: EvaluationOptions) -> Scored:
-    from pneumo.training.runtime import pick_device
-
-    device = pick_device(options.device)
-    model, meta, directory = load_bundle(model_ref, device=str(device))
-    selection = select_records(meta, options.split, root, manifest)
-    scores = score_records(model, meta, selection.records, device=device, batch_size=options.batch_size,
-                           cache_dir=options.cache_dir or None, progress=options.progress)
-    return Scored(scores, meta, directory, selection)
+    """Score ``options.split`` through the Predictor that ``pneumo predict`` with the same backend and TTA
+    would build."""
+    if options.cache_dir:
+        log.warning("--cache-dir %s is not used: evaluation decodes every image through the Predictor, as "
+                    "prediction does", options.cache_dir)
+    predictor = Predictor.load(model_ref, backend=options.backend, device=options.device, tta=options.tta,
+                               workers=options.workers)
+    selection = select_records(predictor.meta, options.split, root, manifest)
+    scores = score_records(predictor, selection.records, batch_size=options.batch_size, progress=options.progress)
+    return Scored(scores, predictor.meta, predictor.bundle_dir, selection, predictor.backend.name, options.tta)
 
 
 def calibrated_on(meta: BundleMeta, selection: Selection) -> bool:
@@ -115,6 +129,12 @@ def compute_metrics(scored: Scored, options: EvaluationOptions) -> dict[str, Any
     out.update(binary_metrics(scores.targets, prob, threshold, options.n_bins))
     out["ci95"] = bootstrap_ci(scores.targets, prob, threshold, scores.patient_ids, n_boot=options.n_boot,
                                seed=options.seed)
+    out["backend"] = scored.backend
+    out["tta"] = scored.tta
+    out["n_unknown"] = int(scores.unknown.sum())
+    # The figures above are the model's on every readable image; these are what a user of `pneumo predict`
+    # gets, where an image the gate refuses (UNKNOWN) is neither a detected pneumonia nor a cleared normal.
+    out["deployed"] = deployed_metrics(scores.targets, prob, threshold, scores.unknown)
     if scores.class_targets is not None:
         out.update(multiclass_metrics(scores.class_targets, scores.class_probabilities, threshold,
                                       [n.upper() for n in meta.class_names]))
@@ -145,6 +165,9 @@ def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
                         "slightly optimistic; the held-out test split is the honest one.")
     if scored.scores.skipped:
         warnings.append(f"{len(scored.scores.skipped)} unreadable image(s) were skipped and are not counted.")
+    if metrics["n_unknown"]:
+        warnings.append(f"the gate answered UNKNOWN for {metrics['n_unknown']} X-ray(s); they count against "
+                        "sensitivity and specificity in the 'deployed' figures.")
     if meta.classes == 3 and scored.scores.class_targets is None:
         warnings.append("3-class model, but the data set lacks bacterial/viral labels for some pneumonia "
                         "images: only the normal-vs-pneumonia figures are reported.")
@@ -261,8 +284,8 @@ def make_plots(out_dir: Path, scored: Scored, metrics: dict[str, Any], n_bins: i
         made["confusion_matrix_3class"] = plots.confusion_matrix_plot(
             metrics["confusion_matrix_3class"], [n.upper() for n in meta.class_names],
             out_dir / "confusion_matrix_3class.png", title="Confusion matrix (3 classes)")
-    history = scored.bundle_dir / "history.csv"
-    if history.is_file():
+    history = scored.bundle_dir / "history.csv" if scored.bundle_dir is not None else None
+    if history is not None and history.is_file():
         rows = plots.read_history(history)
         if rows:
             made["training_curves"] = plots.training_curves_plot(rows, out_dir / "training_curves.png")
@@ -322,6 +345,11 @@ def format_summary(metrics: dict[str, Any]) -> str:
     lines.append(f"threshold {metrics['threshold']:.4f} ({metrics['threshold_source']}), temperature "
                  f"{metrics['temperature']:.3f}")
     lines.append(f"confusion: TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}")
+    deployed = metrics.get("deployed")
+    if deployed:
+        lines.append(f"deployed ({metrics.get('backend')} backend, TTA {'on' if metrics.get('tta') else 'off'}): "
+                     f"{deployed['n_unknown']} UNKNOWN; sensitivity {_fmt(deployed['sensitivity'])}, specificity "
+                     f"{_fmt(deployed['specificity'])} with UNKNOWN counted as wrong")
     if metrics.get("per_class_recall"):
         recall = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics["per_class_recall"].items())
         lines.append(f"per-class recall: {recall}; "

@@ -1,8 +1,10 @@
-"""Score one split of a dataset with a model bundle: logits, P(pneumonia), targets and patient ids.
+"""Score one split of a dataset with a model bundle: logits, P(pneumonia), the gate's verdict, targets and
+patient ids.
 
-Images go through exactly the training pipeline's evaluation path (``ImageCache`` -> ``XrayDataset`` ->
-``BatchPreprocess`` -> ``pneumo.training.loop.evaluate``) with the preprocessing stored in the bundle, so
-the figures describe the model as it was trained. Unreadable images are skipped and listed, not fatal.
+Images go through the Predictor (:meth:`pneumo.inference.predictor.Predictor.score_many`), the very object
+``pneumo predict`` and the service answer with: same decoding, cheap checks, preprocessing, backend (ONNX
+Runtime or PyTorch), test-time views and probability code. A threshold chosen on these scores is therefore
+applied at prediction to the same numbers. Unreadable images are skipped and listed, not fatal.
 """
 
 from __future__ import annotations
@@ -13,18 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 from pneumo.bundle import BundleError, BundleMeta
 from pneumo.config import DataConfig, from_dict
-from pneumo.data.augment import BatchPreprocess
-from pneumo.data.cache import CacheFailure, ImageCache
-from pneumo.data.dataset import XrayDataset
 from pneumo.data.records import ImageRecord, load_records
 from pneumo.data.selection import SPLIT_CHOICES, fingerprint, select_split, training_splits
-from pneumo.evaluation.calibration import class_probabilities, pneumonia_probability
-from pneumo.training.loop import evaluate
+from pneumo.inference.predictor import Predictor
+from pneumo.inference.probability import OutputHead
 
 log = logging.getLogger("pneumo.evaluation")
 
@@ -81,16 +79,24 @@ def select_records(meta: BundleMeta, split: str, root: str = "", manifest: str =
     return Selection(split, chosen, cfg, warnings)
 
 
+@dataclass(frozen=True)
+class SkippedImage:
+    path: str
+    reason: str
+
+
 @dataclass
 class Scores:
     """Model outputs over the readable images of a split, in record order."""
 
     records: list[ImageRecord]
-    logits: np.ndarray  # (N, 1) or (N, 3), before temperature
+    logits: np.ndarray  # (N, V, width) before temperature; V test-time views (1 without TTA)
     targets: np.ndarray  # (N,) 0 normal / 1 pneumonia
-    class_targets: np.ndarray | None  # (N,) 0/1/2 for a 3-class model when every subtype is known
+    class_targets: np.ndarray | None  # (N,) class index for a multi-class model when every subtype is known
+    head: OutputHead
+    unknown: np.ndarray  # (N,) bool: the gate (cheap checks or feature distance) answered UNKNOWN
     temperature: float = 1.0
-    skipped: list[CacheFailure] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
 
     @property
     def paths(self) -> list[str]:
@@ -103,15 +109,13 @@ class Scores:
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Calibrated P(pneumonia) (logits divided by the temperature)."""
-        return pneumonia_probability(self.logits, self.temperature)
+        """Calibrated P(pneumonia) (logits divided by the temperature, views averaged), as predicted."""
+        return self.head.score(self.logits, self.temperature)[0]
 
     @property
     def class_probabilities(self) -> np.ndarray | None:
-        """(N, 3) calibrated normal/bacterial/viral probabilities of a 3-class model, else None."""
-        if self.logits.ndim != 2 or self.logits.shape[1] == 1:
-            return None
-        return class_probabilities(self.logits, self.temperature)
+        """(N, K) calibrated class probabilities of a multi-class model, else None."""
+        return self.head.score(self.logits, self.temperature)[1]
 
     def with_temperature(self, temperature: float) -> "Scores":
         if not temperature > 0:
@@ -119,32 +123,34 @@ class Scores:
         return dataclasses.replace(self, temperature=float(temperature))
 
 
-def score_records(model: torch.nn.Module, meta: BundleMeta, records: list[ImageRecord], *,
-                  device: torch.device | str = "cpu", batch_size: int = 32, cache_dir: str | Path | None = None,
-                  workers: int = 2, progress: bool = False) -> Scores:
-    """Run ``model`` over ``records`` with the bundle's preprocessing; temperature from the bundle."""
+def score_records(predictor: Predictor, records: list[ImageRecord], *, batch_size: int = 32,
+                  progress: bool = False) -> Scores:
+    """Run ``predictor`` over ``records`` (the model runs on images the cheap checks refuse too, so that the
+    model's own figures cover every readable image; the gate's verdict is kept in ``unknown``)."""
     if not records:
         raise ValueError("no images to score")
-    device = torch.device(device)
-    cache = ImageCache([r.path for r in records], meta.preprocess, cache_dir)
-    failures = cache.warm(workers=workers, progress=progress)
-    for failure in failures:
+    paths = tqdm([r.path for r in records], desc="scoring", unit="image", disable=not progress, leave=False,
+                 dynamic_ncols=True)
+    results = predictor.score_many(paths, batch_size=batch_size, score_refused=True)
+    skipped = [SkippedImage(r.path, s.prediction.error or "not scored") for r, s in zip(records, results)
+               if s.logits is None]
+    for failure in skipped:
         log.warning("skipped unreadable image %s: %s", failure.path, failure.reason)
-    bad = {f.path for f in failures}
-    keep = [i for i, r in enumerate(records) if r.path not in bad]
+    keep = [i for i, s in enumerate(results) if s.logits is not None]
     if not keep:
-        raise ValueError(f"none of the {len(records)} images could be read (first: {failures[0].path}: "
-                         f"{failures[0].reason})")
+        raise ValueError(f"none of the {len(records)} images could be read (first: {skipped[0].path}: "
+                         f"{skipped[0].reason})")
     kept = [records[i] for i in keep]
+    head = predictor.head
     # Subtype targets only when every pneumonia image has one: a binary-labelled set still gets binary figures.
-    three_class = meta.classes == 3 and all(r.label == "NORMAL" or r.subtype in ("bacterial", "viral")
-                                            for r in kept)
-    # The full dataset over the full cache, read through a Subset: the cache is not rebuilt for the readable ones.
-    dataset = XrayDataset(records, cache, None, classes=3 if three_class else 2)
-    loader = DataLoader(Subset(dataset, keep), batch_size=batch_size, shuffle=False, num_workers=0)
-    prep = BatchPreprocess(meta.preprocess).to(device)
-    logits, targets = evaluate(model.to(device), loader, prep, device, progress=progress, desc="scoring")
-    targets = targets.astype(int)
-    return Scores(records=kept, logits=logits.astype(np.float64), targets=(targets > 0).astype(int),
-                  class_targets=targets if three_class else None, temperature=float(meta.temperature),
-                  skipped=list(failures))
+    names = [n.lower() for n in head.class_names]
+    three_class = head.subtypes and all(r.label == "NORMAL" or (r.subtype or "") in names for r in kept)
+    targets = np.array([r.label != "NORMAL" for r in kept], dtype=int)
+    class_targets = None
+    if three_class:
+        class_targets = np.array([head.normal_index if r.label == "NORMAL" else names.index(r.subtype)
+                                  for r in kept], dtype=int)
+    return Scores(records=kept, logits=np.stack([results[i].logits for i in keep]).astype(np.float64),
+                  targets=targets, class_targets=class_targets, head=head,
+                  unknown=np.array([results[i].prediction.label == "UNKNOWN" for i in keep], dtype=bool),
+                  temperature=float(predictor.meta.temperature), skipped=skipped)

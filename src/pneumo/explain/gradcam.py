@@ -19,12 +19,21 @@ from torch import nn
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def pneumonia_score(logits: torch.Tensor) -> torch.Tensor:
-    """The score explained: the pneumonia logit of a one-logit head, or for a (normal, bacterial, viral) head
-    the log-odds of pneumonia, log(P(bacterial) + P(viral)) - log P(normal)."""
-    if logits.shape[1] == 1:
-        return logits[:, 0]
-    return torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]
+def pneumonia_log_odds(normal_index: int) -> ScoreFn:
+    """The score explained: the pneumonia logit of a one-logit head, or for a softmax head the log-odds of
+    pneumonia, log(sum of the other classes' P) - log P(normal). ``normal_index``: the NORMAL output, as the
+    bundle's class names say (``OutputHead.normal_index``)."""
+
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        if logits.shape[1] == 1:
+            return logits[:, 0]
+        others = torch.cat([logits[:, :normal_index], logits[:, normal_index + 1:]], dim=1)
+        return torch.logsumexp(others, dim=1) - logits[:, normal_index]
+
+    return score
+
+
+pneumonia_score = pneumonia_log_odds(0)  # the (normal, bacterial, viral) order every pneumo bundle has
 
 
 class GradCAM:

@@ -22,22 +22,26 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
+import onnx
+import torch
+from PIL import Image, ImageFilter
+
 from pneumo import __version__
-from pneumo.bundle import META_FILE
-from pneumo.inference.backend import EXPORT_KEY, INPUT_NAME, METADATA_KEY, ONNX_FORMAT
+from pneumo.bundle import META_FILE, ONNX_FILE, BundleMeta, add_checked_files
+from pneumo.data.preprocess import normalize_uint8, preprocess_array
+from pneumo.inference.backend import EXPORT_KEY, INPUT_NAME, METADATA_KEY, ONNX_FORMAT, OnnxBackend
+from pneumo.inference.loading import load_network, load_torch_backend
 
 log = logging.getLogger("pneumo.export")
 
 DEFAULT_OPSET = 17
+# ONNX Runtime and PyTorch agree to float32 rounding; a larger gap means a broken export.
+TOLERANCE = 1e-4
 
 
 def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
     """Write the bundle ``ref`` as ONNX to ``out`` (atomically) and return the path."""
-    import onnx
-    import torch
-
-    from pneumo.inference.loading import load_network
-
     if opset < 17:
         raise ValueError(f"opset must be at least 17, got {opset}")
     network, meta, directory, gate = load_network(ref, "cpu")
@@ -75,8 +79,6 @@ def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, ops
 def _trace_export(network, example, path: str, opset: int, outputs: list[str]) -> tuple[str, int]:
     """Export with the tracing exporter, or the dynamo exporter where tracing cannot; returns which exporter
     and opset were used."""
-    import torch
-
     with warnings.catch_warnings():
         # The tracing exporter announces its deprecation on every call; it is chosen on purpose (see above).
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -96,14 +98,9 @@ def _trace_export(network, example, path: str, opset: int, outputs: list[str]) -
         return "dynamo", max(opset, 18)
 
 
-def probe_batch(meta, batch: int = 3, seed: int = 0):
+def probe_batch(meta: BundleMeta, batch: int = 3, seed: int = 0) -> np.ndarray:
     """Image-like inputs through the bundle's own preprocessing (smooth random fields, not white noise:
     an untrained network amplifies noise into logits in the tens, where float32 rounding alone exceeds 1e-4)."""
-    import numpy as np
-    from PIL import Image, ImageFilter
-
-    from pneumo.data.preprocess import normalize_uint8, preprocess_array
-
     rng = np.random.default_rng(seed)
     images = []
     for _ in range(batch):
@@ -116,11 +113,6 @@ def probe_batch(meta, batch: int = 3, seed: int = 0):
 def verify_export(ref: str | os.PathLike[str], path: str | os.PathLike[str], batch: int = 3) -> dict[str, float]:
     """Max difference between PyTorch and ONNX Runtime on image-like inputs: absolute for logits and features,
     relative for the gate distance (it is tens to thousands, so float32 rounding is relative)."""
-    import numpy as np
-
-    from pneumo.inference.backend import OnnxBackend
-    from pneumo.inference.loading import load_torch_backend
-
     torch_backend, meta, _, _ = load_torch_backend(ref)
     x = probe_batch(meta, batch)
     expected, actual = torch_backend.run(x), OnnxBackend(path).run(x)
@@ -130,3 +122,21 @@ def verify_export(ref: str | os.PathLike[str], path: str | os.PathLike[str], bat
         diffs["gate_distance (relative)"] = float(
             (np.abs(expected.distance - actual.distance) / np.maximum(np.abs(expected.distance), 1.0)).max())
     return diffs
+
+
+def add_onnx_to_bundle(ref: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET,
+                       tolerance: float = TOLERANCE) -> tuple[Path, dict[str, float]]:
+    """Export the bundle ``ref`` to ``model.onnx`` inside it, checked against PyTorch, with its SHA-256 in
+    ``bundle.json``; the bundle is swapped atomically (:func:`pneumo.bundle.add_checked_files`). Run it
+    whenever a bundle is shipped or its gate refitted: the Predictor then defaults to ONNX Runtime, and never
+    exports on its own. Returns the bundle directory and the differences measured; ValueError (nothing
+    written) when ONNX Runtime and PyTorch differ by more than ``tolerance``."""
+    _, meta, directory, _ = load_network(ref, "cpu")
+    with tempfile.TemporaryDirectory(prefix="pneumo-onnx-") as tmp:
+        path = export_onnx(directory, Path(tmp) / ONNX_FILE, opset=opset)
+        diffs = verify_export(directory, path)
+        if max(diffs.values()) > tolerance:
+            raise ValueError(f"{directory}: ONNX Runtime and PyTorch differ by more than {tolerance:g} ({diffs}); "
+                             f"{ONNX_FILE} not added")
+        add_checked_files(directory, {ONNX_FILE: path})
+    return directory, diffs

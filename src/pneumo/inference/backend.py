@@ -13,7 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,6 +29,20 @@ class ModelOutputs:
     logits: np.ndarray  # (N, K) float32
     features: np.ndarray  # (N, D) float32
     distance: np.ndarray | None  # (N,) Mahalanobis distance, None without a gate
+
+
+class Backend(Protocol):
+    """What the Predictor runs: a normalised (N, 1, S, S) float32 batch -> :class:`ModelOutputs`.
+
+    ``lanes``: how many single-threaded ``run_in_lane`` calls may usefully run side by side (1: none; the
+    Predictor then calls ``run`` with whole batches). An ensemble bundle plugs in as one more Backend."""
+
+    name: str
+    lanes: int
+
+    def run(self, batch: np.ndarray) -> ModelOutputs: ...
+
+    def run_in_lane(self, batch: np.ndarray) -> ModelOutputs: ...
 
 
 class OnnxBackend:

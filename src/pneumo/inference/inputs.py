@@ -100,7 +100,7 @@ def _colour_of_pil(image: Image.Image) -> float:
 def _colour_of_bytes(data: bytes, label: str) -> float:
     kind = sniff_format(data[:256])
     if kind == "dicom" or kind == "unknown":  # decode_image accepted it, so "unknown" is headerless DICOM
-        return _colour_of_dicom_bytes(data)
+        return _colour_of_dicom_bytes(data, label)
     try:
         image = Image.open(io.BytesIO(data))
         if image.mode in _GRAY_MODES:
@@ -113,18 +113,28 @@ def _colour_of_bytes(data: bytes, label: str) -> float:
         raise ImageDecodeError(label, f"cannot measure colour ({type(exc).__name__}: {exc})") from exc
 
 
-def _colour_of_dicom_bytes(data: bytes) -> float:
+def _colour_of_dicom_bytes(data: bytes, label: str) -> float:
+    """Colour fraction of a DICOM that ``decode_image`` already read. A colour DICOM (several samples per
+    pixel, or a palette) whose colour cannot be measured is refused: passing it as gray would let a colour
+    photograph through the colour check."""
     import pydicom
 
     try:
         header = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
-        if int(header.get("SamplesPerPixel", 1) or 1) == 1 and "PALETTE" not in str(
-                header.get("PhotometricInterpretation", "")).upper():
-            return 0.0
+        samples = int(header.get("SamplesPerPixel", 1) or 1)
+        photometric = str(header.get("PhotometricInterpretation", "")).upper()
+    except Exception as exc:  # decode_image read this header already: failing here is an internal mismatch
+        raise ImageDecodeError(label, f"cannot read the DICOM header to measure colour ({type(exc).__name__}: "
+                                      f"{exc})") from exc
+    if samples == 1 and "PALETTE" not in photometric:
+        return 0.0
+    try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
         return _colour_of_dataset(dataset)
-    except Exception:  # the grayscale decode succeeded; an unreadable colour header is not a reason to fail
-        return 0.0
+    except Exception as exc:  # pydicom raises many types for odd colour encodings
+        raise ImageDecodeError(label, f"colour DICOM ({samples} samples per pixel, {photometric or 'no'} "
+                                      f"photometric interpretation) whose colour cannot be measured "
+                                      f"({type(exc).__name__}: {exc}); only grayscale radiographs are accepted") from exc
 
 
 def _colour_of_dataset(dataset: Any) -> float:
@@ -236,4 +246,4 @@ def _from_dataset(dataset: Any) -> InputImage:
         raise ImageDecodeError(label, f"cannot be serialised ({type(exc).__name__}: {exc})") from exc
     data = buffer.getvalue()
     pixels = decode_image(data, name=label)
-    return InputImage(None, pixels, _colour_of_dicom_bytes(data))
+    return InputImage(None, pixels, _colour_of_dicom_bytes(data, label))

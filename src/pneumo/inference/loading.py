@@ -1,5 +1,9 @@
-"""The PyTorch side of the Predictor: build the inference network from a bundle (weights, gate) and the
-Grad-CAM explainer. Imported lazily, so the ONNX path never loads torch."""
+"""The PyTorch side of inference: build a network from a bundle (weights, gate) and the Grad-CAM explainer.
+
+Building a network from a bundle sits here, above :mod:`pneumo.models` and :mod:`pneumo.bundle` (the file
+format alone). The Predictor imports this module only for the torch backend or Grad-CAM, so the ONNX path
+never loads torch.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,49 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
+from torch import nn
 
-from pneumo.bundle import BundleError, BundleMeta, load_bundle
+from pneumo.bundle import META_FILE, BundleError, BundleMeta, load_state, read_meta
+from pneumo.explain.gradcam import GradCAM, pneumonia_log_odds
+from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateError, GateParams, load_gate
+from pneumo.inference.network import InferenceNetwork, TorchBackend
+from pneumo.inference.probability import OutputHead
+from pneumo.models import create_model, gradcam_layer
 
 
-def load_network(ref: str | os.PathLike[str], device: str = "cpu"):
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto``: the first CUDA device, else Apple's MPS, else the CPU; anything else as torch names it."""
+    if requested == "cuda":  # under torchrun each process takes its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_bundle(ref: str | os.PathLike[str], device: str = "cpu") -> tuple[nn.Module, BundleMeta, Path]:
+    """Return ``(model in eval mode, BundleMeta, bundle directory)``."""
+    directory, meta = read_meta(ref)
+    try:
+        model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+    except ValueError as exc:
+        raise BundleError(f"{directory / META_FILE}: {exc}") from exc
+    state = load_state(directory)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{directory}: weights do not fit architecture {meta.arch!r} ({exc})") from exc
+    return model.to(device).eval(), meta, directory
+
+
+def load_network(ref: str | os.PathLike[str], device: str = "cpu"
+                 ) -> tuple[InferenceNetwork, BundleMeta, Path, GateParams | None]:
     """``(InferenceNetwork, meta, bundle directory, gate or None)`` for a bundle reference."""
-    from pneumo.inference.network import InferenceNetwork, default_gate_layers
-
     model, meta, directory = load_bundle(ref, device=device)
     try:
         gate = load_gate(directory, meta.gate)
@@ -30,34 +68,29 @@ def load_network(ref: str | os.PathLike[str], device: str = "cpu"):
 
 
 def load_torch_backend(ref: str | os.PathLike[str], device: str = "cpu"
-                       ) -> tuple[Any, BundleMeta, Path, GateParams | None]:
-    from pneumo.inference.network import TorchBackend
-
-    network, meta, directory, gate = load_network(ref, device)
-    return TorchBackend(network, device), meta, directory, gate
+                       ) -> tuple[TorchBackend, BundleMeta, Path, GateParams | None]:
+    network, meta, directory, gate = load_network(ref, str(resolve_device(device)))
+    return TorchBackend(network, str(resolve_device(device))), meta, directory, gate
 
 
-def build_explainer(predictor: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A function normalised SxS float32 -> Grad-CAM heatmap SxS, on the predictor's PyTorch network (loaded
-    from the bundle when the predictor itself runs on ONNX Runtime)."""
-    import torch
-
-    from pneumo.explain.gradcam import GradCAM
-    from pneumo.models import gradcam_layer
-
-    network = getattr(predictor.backend, "network", None)
-    device = getattr(predictor.backend, "device", torch.device("cpu"))
-    if network is None:
-        if predictor.bundle_dir is None:
+def build_explainer(backend: Any, bundle_dir: Path | None, meta: BundleMeta) -> Callable[[np.ndarray], np.ndarray]:
+    """A function normalised SxS float32 -> Grad-CAM heatmap SxS, on the backend's PyTorch network (loaded
+    from the bundle when the backend is ONNX Runtime)."""
+    if isinstance(backend, TorchBackend):
+        network, device = backend.network, backend.device
+    else:
+        if bundle_dir is None:
             raise ValueError("Grad-CAM needs the PyTorch model; load the bundle directory rather than a bare "
                              ".onnx file to explain predictions")
-        network, _, _, _ = load_network(predictor.bundle_dir, "cpu")
+        network, _, _, _ = load_network(bundle_dir, "cpu")
         network.eval()
-    cam = GradCAM(network, gradcam_layer(network.model, predictor.meta.arch))
+        device = torch.device("cpu")
+    cam = GradCAM(network, gradcam_layer(network.model, meta.arch))
+    score = pneumonia_log_odds(OutputHead.of(meta.class_names).normal_index)
 
     def explain(normalised: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))[None, None].to(device)
-        heatmaps, _ = cam(x)
+        heatmaps, _ = cam(x, score)
         return heatmaps[0]
 
     return explain

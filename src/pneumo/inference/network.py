@@ -1,13 +1,6 @@
 """The model as inference and export see it: one forward returns the logits, the pooled features the gate
 uses, and (with a gate) the Mahalanobis distance, so PyTorch and the exported ONNX graph compute the same
-three things the same way.
-
-Gate features are global statistics of intermediate feature maps: per channel, the spatial mean (and the
-spatial standard deviation, a texture statistic) of a few backbone blocks at about 1/3, 2/3 and 9/10 of the
-depth. Mid-level blocks separate radiographs from photographs, documents and synthetic images far better
-than the penultimate layer, which the classifier has trained to keep only what tells normal from pneumonia:
-on mobilenet_v3_small, 99.8% of non-X-rays flagged versus 80% for the head's input, at the same <= 1% of
-held-out X-rays (``bench/bench_gate.py``).
+three things the same way. Which blocks are pooled is the gate's policy (:mod:`pneumo.gate.layers`).
 """
 
 from __future__ import annotations
@@ -18,57 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from pneumo.gate.layers import POOLINGS
 from pneumo.gate.mahalanobis import GateParams
 from pneumo.inference.backend import ModelOutputs
-from pneumo.models.registry import ARCHITECTURES, blocks
-
-POOLINGS = ("mean", "mean+std")
-DEPTHS = (1 / 3, 2 / 3, 0.9)  # relative depth of the blocks whose outputs feed the gate
-# Ledoit-Wolf on a few thousand X-rays stays well conditioned up to about this many features; the gate file
-# (a DxD precision matrix) stays a few MB.
-MAX_STD_DIM, MAX_DIM = 1024, 2048
-
-
-def _block_names(model: nn.Module, arch: str) -> list[str]:
-    names = {id(module): name for name, module in model.named_modules()}
-    out = []
-    for block in blocks(model, arch):
-        if isinstance(block, nn.ModuleList):  # a block with its trailing norm: the norm's output is the block's
-            block = block[-1]
-        out.append(names[id(block)])
-    return out
-
-
-def _channels(model: nn.Module, layers: list[str], size: int = 64) -> list[int]:
-    shapes: dict[str, int] = {}
-    handles = [model.get_submodule(name).register_forward_hook(
-        lambda m, a, o, name=name: shapes.__setitem__(name, int(o.shape[1]))) for name in layers]
-    was_training = model.training
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 1, size, size, device=device))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return [shapes[name] for name in layers]
-
-
-def default_gate_layers(model: nn.Module, arch: str) -> tuple[list[str], str]:
-    """Blocks at :data:`DEPTHS` of the backbone and the pooling, within the dimension budget: mean+std while
-    the total stays <= MAX_STD_DIM, else mean only, dropping the deepest block while over MAX_DIM."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    names = _block_names(model, arch)
-    picked = sorted({round(depth * (len(names) - 1)) for depth in DEPTHS})
-    layers = [names[i] for i in picked]
-    channels = _channels(model, layers)
-    if 2 * sum(channels) <= MAX_STD_DIM:
-        return layers, "mean+std"
-    while len(layers) > 1 and sum(channels) > MAX_DIM:
-        layers, channels = layers[:-1], channels[:-1]
-    return layers, "mean"
 
 
 def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -139,10 +84,14 @@ class TorchBackend:
     """Runs an :class:`InferenceNetwork` in eval mode without autograd. Safe to call from several threads."""
 
     name = "torch"
+    lanes = 1  # PyTorch parallelises inside one forward; batches run one after another
 
     def __init__(self, network: InferenceNetwork, device: str = "cpu") -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
+
+    def run_in_lane(self, batch: np.ndarray) -> ModelOutputs:
+        return self.run(batch)
 
     def run(self, batch: np.ndarray) -> ModelOutputs:
         with torch.inference_mode():

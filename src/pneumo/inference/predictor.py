@@ -5,13 +5,16 @@ input -> :mod:`pneumo.inference.inputs` (decode any source to gray [0, 1] + its 
 Runtime: logits, pooled features, gate distance) -> calibrated probability (bundle temperature), label by the
 bundle's threshold, UNKNOWN when the gate refuses.
 
-This module imports no torch: with ``backend="onnx"`` and an exported model (or a bundle whose export is
-cached) the whole path runs on NumPy, Pillow, pydicom and onnxruntime.
+Evaluation and calibration score through the same object (:meth:`Predictor.score_many`), so a threshold
+chosen there is applied here to the very same numbers.
+
+This module imports no torch: with the ONNX backend (a bundle holding ``model.onnx``, the default when it
+does, or a bare ``.onnx`` file) the whole path runs on NumPy, Pillow, pydicom and onnxruntime. PyTorch is
+imported only for the torch backend and Grad-CAM.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import deque
@@ -19,21 +22,33 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal
 
 import numpy as np
 
-from pneumo.bundle import META_FILE, WEIGHTS_FILE, BundleMeta, read_meta
-from pneumo.data.errors import ImageDecodeError
+from pneumo.bundle import ONNX_FILE, WEIGHTS_FILE, BundleError, BundleMeta, file_sha256, read_document, read_meta
+from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
+from pneumo.explain.overlay import overlay_png
 from pneumo.gate.checks import CheckConfig, cheap_reason
 from pneumo.inference import tta
-from pneumo.inference.backend import ModelOutputs, OnnxBackend
+from pneumo.inference.backend import Backend, ModelOutputs, OnnxBackend
 from pneumo.inference.inputs import InputImage, describe, load_input
-from pneumo.inference.probability import class_probabilities, pneumonia_probability
+from pneumo.inference.probability import OutputHead
 
-BACKENDS = ("torch", "onnx")
-ONNX_FILE = "model.onnx"  # an export kept inside the bundle is used by backend="onnx" when it matches
+# "auto": ONNX Runtime when the bundle holds a model.onnx matching its weights and gate, else PyTorch.
+BACKENDS = ("auto", "torch", "onnx")
+# Why an input got no answer: "too_large" (a decompression-bomb guard), "unsupported" (not an image pneumo
+# reads), "undecodable" (a damaged file of a known format), "internal" (a decoder bug; the batch goes on).
+ErrorKind = Literal["too_large", "unsupported", "undecodable", "internal"]
+
+
+def error_kind(exc: ImageDecodeError) -> ErrorKind:
+    if isinstance(exc, ImageTooLargeError):
+        return "too_large"
+    if isinstance(exc, UnsupportedFormatError):
+        return "unsupported"
+    return "undecodable"
 
 
 @dataclass
@@ -47,9 +62,20 @@ class Prediction:
     error: str | None
     timing_ms: dict[str, float]
     model_version: str
+    error_kind: ErrorKind | None = None  # set with ``error``: what kind of failure, for callers that map it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class ScoredInput:
+    """One input as evaluation sees it: the Prediction plus the raw outputs behind it. ``logits`` (V, width)
+    before temperature, one row per test-time view; None when the model did not run on the input."""
+
+    prediction: Prediction
+    logits: np.ndarray | None = None
+    distance: float | None = None
 
 
 @dataclass
@@ -75,6 +101,7 @@ class _Prepared:
     pixels: np.ndarray | None = None  # uint8 SxS, set when the cheap checks pass
     reason: str | None = None
     error: str | None = None
+    error_kind: ErrorKind | None = None
     timing: dict[str, float] = field(default_factory=dict)
 
 
@@ -90,49 +117,60 @@ LANE_BATCH = 8
 class Predictor:
     """Load once, predict many times; thread-safe (``predict`` may be called from many threads at once)."""
 
-    def __init__(self, meta: BundleMeta, backend: Any, *, bundle_dir: Path | None = None, tta: bool = False,
+    def __init__(self, meta: BundleMeta, backend: Backend, *, bundle_dir: Path | None = None, tta: bool = False,
                  gate_threshold: float | None = None, checks: CheckConfig = CheckConfig(),
-                 device: str = "cpu", workers: int | None = None) -> None:
+                 workers: int | None = None, backend_note: str = "") -> None:
         self.meta = meta
+        self.head = OutputHead.of(meta.class_names)
         self.backend = backend
         self.bundle_dir = bundle_dir
         self.tta = tta
         self.checks = checks
-        self.device = device
         self.gate_threshold = gate_threshold
         self.workers = workers or min(4, os.cpu_count() or 1)
+        self.backend_note = backend_note  # why this backend was chosen, for "auto"
         self._explainer: Any = None
         self._explainer_lock = threading.Lock()
 
     # ---- loading -----------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, model: str | os.PathLike[str] = "default", *, backend: str = "torch", device: str = "cpu",
-             tta: bool = False, threads: int = 0, workers: int | None = None) -> "Predictor":
-        """``model``: a bundle directory, a run directory, a shipped name (``default``), or for
-        ``backend="onnx"`` also an exported ``.onnx`` file. ``threads``: ONNX Runtime intra-op threads
-        (0: one per core; PyTorch's are process-wide, set with ``torch.set_num_threads``). ``workers``:
-        decoding threads of ``predict_many`` (default min(4, CPUs))."""
+    def load(cls, model: str | os.PathLike[str] = "default", *, backend: str = "auto", device: str = "cpu",
+             tta: bool = False, threads: int = 0, workers: int | None = None,
+             checks: CheckConfig = CheckConfig()) -> "Predictor":
+        """``model``: a bundle directory, a run directory, a shipped name (``default``), or an exported
+        ``.onnx`` file. ``backend``: ``onnx`` needs the bundle's ``model.onnx`` (added by
+        ``pneumo export --into-bundle``; never exported silently here), ``torch`` the PyTorch weights, ``auto``
+        takes ONNX Runtime when the bundle holds a matching ``model.onnx`` (``backend_note`` says why not).
+        ``threads``: ONNX Runtime intra-op threads (0: one per core; PyTorch's are process-wide, set with
+        ``torch.set_num_threads``). ``device``: torch device (``auto`` picks CUDA or MPS when present).
+        ``workers``: decoding threads of ``predict_many`` (default min(4, CPUs))."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+        options = dict(tta=tta, checks=checks, workers=workers)
         path = Path(str(model)).expanduser()
         if path.suffix.lower() == ".onnx" and path.is_file():
-            if backend != "onnx":
+            if backend == "torch":
                 raise ValueError(f"{path} is an ONNX model; load it with backend='onnx' (or give the bundle "
                                  "directory for PyTorch)")
             runtime = OnnxBackend(path, threads=threads)
             meta = BundleMeta.from_dict(runtime.bundle_document()["meta"])
-            return cls(meta, runtime, tta=tta, gate_threshold=_onnx_gate_threshold(runtime, meta), device="cpu",
-                       workers=workers)
-        if backend == "onnx":
-            directory, meta = read_meta(model)
-            runtime = _onnx_backend_for(directory, meta, threads)
-            return cls(meta, runtime, bundle_dir=directory, tta=tta,
-                       gate_threshold=_onnx_gate_threshold(runtime, meta), device="cpu", workers=workers)
+            return cls(meta, runtime, gate_threshold=_onnx_gate_threshold(runtime, meta), **options)
+        directory, meta = read_meta(model)
+        note = ""
+        if backend in ("auto", "onnx"):
+            runtime, note = bundled_onnx(directory, meta, threads)
+            if runtime is not None:
+                return cls(meta, runtime, bundle_dir=directory, gate_threshold=_onnx_gate_threshold(runtime, meta),
+                           backend_note=note, **options)
+            if backend == "onnx":
+                raise ValueError(f"{note}; add it with `pneumo export --model {directory} --into-bundle` (needs "
+                                 "PyTorch), or use --backend torch")
+        # PyTorch is imported here, on use, so that the ONNX path above never loads it (3 s on 2 cores).
         from pneumo.inference.loading import load_torch_backend
 
-        torch_backend, meta, directory, gate = load_torch_backend(model, device)
-        return cls(meta, torch_backend, bundle_dir=directory, tta=tta,
-                   gate_threshold=gate.threshold if gate is not None else None, device=device, workers=workers)
+        torch_backend, meta, directory, gate = load_torch_backend(directory, device)
+        return cls(meta, torch_backend, bundle_dir=directory,
+                   gate_threshold=gate.threshold if gate is not None else None, backend_note=note, **options)
 
     @property
     def has_gate(self) -> bool:
@@ -162,7 +200,7 @@ class Predictor:
     def predict(self, source: Any) -> Prediction:
         """Predict one input; never raises for bad input (the Prediction carries ``error``)."""
         started = perf_counter()
-        prediction = self._finish([self._prepare(source)])[0]
+        prediction = self._finish([self._prepare(source)])[0].prediction
         prediction.timing_ms["total"] = _ms(started)
         return prediction
 
@@ -170,13 +208,21 @@ class Predictor:
         """Predict many inputs in batches, decoding the next ones in threads while the model runs. On ONNX
         Runtime the batches (at most :data:`LANE_BATCH` inputs) run in ``backend.lanes`` single-threaded
         lanes side by side."""
-        results: list[Prediction] = []
-        lanes = getattr(self.backend, "lanes", 1)
+        return [s.prediction for s in self.score_many(sources, batch_size)]
+
+    def score_many(self, sources: Iterable[Any], batch_size: int = 16, *, score_refused: bool = False
+                   ) -> list[ScoredInput]:
+        """:meth:`predict_many` with the raw logits and gate distance kept, in input order: what evaluation and
+        calibration score. ``score_refused``: also run the model on inputs the cheap checks refused (their
+        Prediction is still UNKNOWN), so that model-only figures cover every readable image."""
+        results: list[ScoredInput] = []
+        lanes = self.backend.lanes
         in_lanes = lanes > 1
         # Up to ``lanes`` consecutive batches run side by side; results keep the input order.
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pneumo-lane") as pool:
-            running: deque[Future[list[Prediction]]] = deque()
-            for chunk in self._prepared_chunks(sources, min(batch_size, LANE_BATCH) if in_lanes else batch_size):
+            running: deque[Future[list[ScoredInput]]] = deque()
+            size = min(batch_size, LANE_BATCH) if in_lanes else batch_size
+            for chunk in self._prepared_chunks(sources, size, score_refused):
                 running.append(pool.submit(self._finish, chunk, in_lanes))
                 if len(running) >= lanes:
                     results.extend(running.popleft().result())
@@ -188,7 +234,7 @@ class Predictor:
         """Pooled features (no TTA) for inputs that pass the cheap checks; what the gate is fitted on."""
         out: list[Embedding] = []
         for chunk in self._prepared_chunks(sources, batch_size):
-            ready = [p for p in chunk if p.pixels is not None]
+            ready = [p for p in chunk if p.pixels is not None and p.reason is None]
             features: dict[int, np.ndarray] = {}
             if ready:
                 batch = normalize_uint8(np.stack([p.pixels for p in ready]), self.meta.preprocess)[:, None]
@@ -201,12 +247,10 @@ class Predictor:
         """Prediction plus Grad-CAM heatmap and overlay. Raises ImageDecodeError for undecodable input.
         ``skip_unknown``: no Grad-CAM (heatmap and overlay None) when the gate answers UNKNOWN, for callers
         that would not show a heatmap over a non-X-ray anyway (the web app)."""
-        from pneumo.explain.overlay import overlay_png
-
         started = perf_counter()
         image = load_input(source)
         prepared = self._check(describe(source), image, {"decode": _ms(started)})
-        prediction = self._finish([prepared])[0]
+        prediction = self._finish([prepared])[0].prediction
         if skip_unknown and prediction.label == "UNKNOWN":
             return Explanation(heatmap=None, overlay_png=None, prediction=prediction)
         pixels = prepared.pixels if prepared.pixels is not None else preprocess_array(image.pixels,
@@ -219,30 +263,34 @@ class Predictor:
         return Explanation(heatmap=heatmap, overlay_png=overlay, prediction=prediction)
 
     # ---- internals ---------------------------------------------------------------------------------------
-    def _prepare(self, source: Any) -> _Prepared:
+    def _prepare(self, source: Any, score_refused: bool = False) -> _Prepared:
         """Decode, check and preprocess one input; errors become an entry, never an exception."""
         name = describe(source)
         started = perf_counter()
         try:
             image = load_input(source)
         except ImageDecodeError as exc:
-            return _Prepared(name, error=str(exc), timing={"decode": _ms(started)})
+            return _Prepared(name, error=str(exc), error_kind=error_kind(exc), timing={"decode": _ms(started)})
         except Exception as exc:  # a decoder bug must not take down a whole batch
             return _Prepared(name, error=f"{name or '<input>'}: unexpected error while reading "
-                                         f"({type(exc).__name__}: {exc})", timing={"decode": _ms(started)})
-        return self._check(name, image, {"decode": _ms(started)})
+                                         f"({type(exc).__name__}: {exc})", error_kind="internal",
+                             timing={"decode": _ms(started)})
+        return self._check(name, image, {"decode": _ms(started)}, score_refused)
 
-    def _check(self, name: str | None, image: InputImage, timing: dict[str, float]) -> _Prepared:
-        """Cheap gate checks, then the bundle's preprocessing for inputs that pass them."""
+    def _check(self, name: str | None, image: InputImage, timing: dict[str, float],
+               score_refused: bool = False) -> _Prepared:
+        """Cheap gate checks, then the bundle's preprocessing for inputs that pass them (or for all, with
+        ``score_refused``)."""
         started = perf_counter()
         prepared = _Prepared(name, timing=timing)
         prepared.reason = cheap_reason(image.pixels, image.colour_fraction, self.checks)
-        if prepared.reason is None:
+        if prepared.reason is None or score_refused:
             prepared.pixels = preprocess_array(image.pixels, self.meta.preprocess)
         timing["preprocess"] = _ms(started)
         return prepared
 
-    def _prepared_chunks(self, sources: Iterable[Any], batch_size: int) -> Iterator[list[_Prepared]]:
+    def _prepared_chunks(self, sources: Iterable[Any], batch_size: int, score_refused: bool = False
+                         ) -> Iterator[list[_Prepared]]:
         """Prepared inputs in order, ``batch_size`` at a time, with a bounded window decoding ahead."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -255,7 +303,7 @@ class Predictor:
             while True:
                 while not exhausted and len(pending) < window:
                     try:
-                        pending.append(pool.submit(self._prepare, next(feed)))
+                        pending.append(pool.submit(self._prepare, next(feed), score_refused))
                     except StopIteration:
                         exhausted = True
                 if not pending:
@@ -273,25 +321,28 @@ class Predictor:
         batch = normalize_uint8(np.concatenate(views), self.meta.preprocess)[:, None]
         return (self.backend.run_in_lane(batch) if lane else self.backend.run(batch)), count
 
-    def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[Prediction]:
+    def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[ScoredInput]:
         ready = [p for p in prepared if p.pixels is not None]
-        scored: dict[int, tuple[float, dict[str, float] | None, float | None]] = {}
+        scored: dict[int, tuple[np.ndarray, float, dict[str, float] | None, float | None]] = {}
         if ready:
             started = perf_counter()
             outputs, views = self._run_model([p.pixels for p in ready], lane)  # type: ignore[misc]
             model_ms = _ms(started) / len(ready)
-            temperature = float(self.meta.temperature)
-            probability = pneumonia_probability(outputs.logits, temperature).reshape(len(ready), views).mean(axis=1)
-            classes = class_probabilities(outputs.logits, temperature)
-            if classes is not None:
-                classes = classes.reshape(len(ready), views, -1).mean(axis=1)
+            logits = outputs.logits.reshape(len(ready), views, -1)
+            probability, classes = self.head.score(logits, float(self.meta.temperature))
             distance = None if outputs.distance is None else outputs.distance.reshape(len(ready), views)[:, 0]
             for i, p in enumerate(ready):
                 subtypes = None if classes is None else {
                     name: float(value) for name, value in zip(self.meta.class_names, classes[i])}
-                scored[id(p)] = (float(probability[i]), subtypes, None if distance is None else float(distance[i]))
+                scored[id(p)] = (logits[i], float(probability[i]), subtypes,
+                                 None if distance is None else float(distance[i]))
                 p.timing["model"] = round(model_ms, 3)
-        return [self._prediction(p, scored.get(id(p))) for p in prepared]
+        out = []
+        for p in prepared:
+            score = scored.get(id(p))
+            out.append(ScoredInput(self._prediction(p, score and score[1:]), None if score is None else score[0],
+                                   None if score is None else score[3]))
+        return out
 
     def _prediction(self, p: _Prepared, score: tuple[float, dict[str, float] | None, float | None] | None
                     ) -> Prediction:
@@ -301,7 +352,7 @@ class Predictor:
                     model_version=self.meta.version)
         if p.error is not None:
             return Prediction(label=None, probability=None, subtype_probabilities=None, unknown_reason=None,
-                              error=p.error, **base)
+                              error=p.error, error_kind=p.error_kind, **base)
         if p.reason is not None or score is None:
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
                               unknown_reason=p.reason or "not scored", error=None, **base)
@@ -318,9 +369,10 @@ class Predictor:
     def _gradcam(self, pixels: np.ndarray) -> np.ndarray:
         with self._explainer_lock:
             if self._explainer is None:
+                # PyTorch on use only (see load).
                 from pneumo.inference.loading import build_explainer
 
-                self._explainer = build_explainer(self)
+                self._explainer = build_explainer(self.backend, self.bundle_dir, self.meta)
         return self._explainer(normalize_uint8(pixels, self.meta.preprocess))
 
 
@@ -335,37 +387,27 @@ def _onnx_gate_threshold(runtime: OnnxBackend, meta: BundleMeta) -> float | None
     return float(threshold)
 
 
-def _weights_sha(directory: Path) -> str:
-    return json.loads((directory / META_FILE).read_text())["files"][WEIGHTS_FILE]
+def bundled_onnx(directory: Path, meta: BundleMeta, threads: int = 0) -> tuple[OnnxBackend | None, str]:
+    """ONNX Runtime on the bundle's own ``model.onnx``, with a sentence saying which backend runs and why.
 
-
-def _matches(runtime: OnnxBackend, weights_sha: str, gate_sha: str) -> bool:
-    try:
-        document = runtime.bundle_document()
-    except ValueError:
-        return False
-    return (document.get("files", {}).get(WEIGHTS_FILE) == weights_sha
-            and runtime.export_info().get("gate_sha256", "") == gate_sha)
-
-
-def _onnx_backend_for(directory: Path, meta: BundleMeta, threads: int = 0) -> OnnxBackend:
-    """ONNX Runtime on an export matching this bundle's weights and gate: ``model.onnx`` inside the bundle if
-    it matches, else a cached export (made once, with torch) under ``$PNEUMO_CACHE/onnx``."""
-    from pneumo.data.cache import default_cache_dir
-
-    weights_sha = _weights_sha(directory)
+    ``(None, why)`` when the bundle has none, or one exported from other weights or another gate (refit
+    since): the caller then uses PyTorch or refuses. A ``model.onnx`` whose checksum differs from the one in
+    ``bundle.json``, or that is not recorded there, is a :class:`BundleError`: never run unverified."""
+    path = directory / ONNX_FILE
+    if not path.is_file():
+        return None, f"{directory} has no {ONNX_FILE}"
+    files = read_document(directory).get("files") or {}
+    expected = files.get(ONNX_FILE)
+    if not expected:
+        raise BundleError(f"{path}: not recorded in {directory / 'bundle.json'}'s files, so it cannot be verified; "
+                          f"add it with `pneumo export --model {directory} --into-bundle`")
+    if file_sha256(path) != expected:
+        raise BundleError(f"{path}: checksum mismatch; the ONNX model was modified or truncated")
+    runtime = OnnxBackend(path, threads=threads)
+    document = runtime.bundle_document()
     gate_sha = (meta.gate or {}).get("sha256", "")
-    cached = default_cache_dir() / "onnx" / f"{weights_sha[:20]}-{(gate_sha or 'nogate')[:12]}.onnx"
-    for candidate in (directory / ONNX_FILE, cached):
-        if candidate.is_file():
-            runtime = OnnxBackend(candidate, threads=threads)
-            if _matches(runtime, weights_sha, gate_sha):
-                return runtime
-    try:
-        from pneumo.export.onnx import export_onnx
-    except ImportError as exc:  # the light deployment: no torch to export with
-        raise ValueError(f"{directory} has no matching {ONNX_FILE} and exporting one needs PyTorch ({exc}); run "
-                         f"`pneumo export --model {directory} --format onnx --out {directory / ONNX_FILE}` where "
-                         "torch is installed") from exc
-    export_onnx(directory, cached)
-    return OnnxBackend(cached, threads=threads)
+    if (document.get("files") or {}).get(WEIGHTS_FILE) != files.get(WEIGHTS_FILE):
+        return None, f"{path} was exported from other weights than the bundle's"
+    if runtime.export_info().get("gate_sha256", "") != gate_sha:
+        return None, f"{path} was exported before the gate was refitted"
+    return runtime, f"ONNX Runtime on {path}"

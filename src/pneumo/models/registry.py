@@ -67,10 +67,12 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
     """
     spec = _check_arch(name)
     outputs = num_outputs(classes)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if not spec.builder:
         if pretrained or weights_file:
             raise ValueError("simple_cnn has no pretrained weights; drop --pretrained")
-        return SimpleCNN(outputs, in_chans=1, dropout=max(dropout, 0.5))
+        return SimpleCNN(outputs, in_chans=1, dropout=dropout)
     from torchvision import models as tvm
 
     weights = None

@@ -10,8 +10,8 @@ import base64
 from time import perf_counter
 from typing import Any
 
-from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
+from pneumo.inference.predictor import Prediction
 from pneumo.service.errors import ApiError
 from pneumo.service.history import HistoryRepository
 from pneumo.service.uploads import Upload
@@ -30,13 +30,16 @@ def decode_error_to_api(exc: ImageDecodeError) -> ApiError:
     return ApiError(400, f"the image cannot be decoded: {exc.reason}")
 
 
-def _error_for_failed_prediction(data: bytes, message: str) -> ApiError:
-    # predict() reports bad input as a string; decoding again (only on this rare path) recovers the type.
-    try:
-        decode_image(data, name="upload")
-    except ImageDecodeError as exc:
-        return decode_error_to_api(exc)
-    return ApiError(400, f"the image cannot be analysed: {message}")
+# The Predictor's error kinds as HTTP statuses: bombs 413, not an image 415, a damaged image 400.
+_STATUS_OF_KIND = {"too_large": (413, "image refused"), "unsupported": (415, "unsupported file type"),
+                   "undecodable": (400, "the image cannot be decoded")}
+
+
+def _error_for_failed_prediction(prediction: Prediction) -> ApiError:
+    status, words = _STATUS_OF_KIND.get(prediction.error_kind or "", (400, "the image cannot be analysed"))
+    # The message names the upload's path-less source ("<bytes>: reason"); keep only the reason.
+    reason = (prediction.error or "").split(": ", 1)[-1]
+    return ApiError(status, f"{words}: {reason}")
 
 
 def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_
     else:
         prediction = predictor.predict(upload.data)
     if prediction.error is not None:
-        raise _error_for_failed_prediction(upload.data, prediction.error)
+        raise _error_for_failed_prediction(prediction)
     document = prediction.to_dict()
     result = {key: document.get(key) for key in RESULT_FIELDS}
     result["timing_ms"] = dict(result.get("timing_ms") or {})

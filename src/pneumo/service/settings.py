@@ -39,7 +39,7 @@ class ServiceSettings:
     cors_origins: tuple[str, ...] = ()
     # Predictions allowed to run at once in the thread pool; more requests queue without blocking the loop.
     workers: int = 2
-    backend: str = "torch"
+    backend: str = "auto"  # see Predictor.load
     device: str = "cpu"
 
     def __post_init__(self) -> None:

@@ -24,6 +24,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from pneumo.data.decode import decode_image
+from pneumo.data.errors import ImageDecodeError
+
 CATEGORIES = ("photo", "photo-gray", "face", "dicom-other", "document", "screenshot", "blank", "noise",
               "gradient", "pattern")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp"}
@@ -112,9 +115,6 @@ def faces(rng: np.random.Generator, count: int = 30) -> Iterator[NegativeImage]:
 
 
 def other_dicoms() -> Iterator[NegativeImage]:
-    from pneumo.data.decode import decode_image
-    from pneumo.data.errors import ImageDecodeError
-
     folder = _package_dir("pydicom", "data", "test_files")
     if folder is None:
         return
@@ -299,12 +299,3 @@ def negative_images(seed: int = 0, *, scale: float = 1.0) -> list[NegativeImage]
         for index in range(max(1, round(count * scale))):
             out.append(NegativeImage(category, f"{category}-{index}", _png(make(rng, index))))
     return out
-
-
-def counts(images: list[NegativeImage]) -> dict[str, int]:
-    return {c: sum(i.category == c for i in images) for c in CATEGORIES if any(i.category == c for i in images)}
-
-
-def as_name(image: NegativeImage) -> str:
-    return f"{image.category}/{image.name}"
-

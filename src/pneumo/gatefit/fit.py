@@ -1,13 +1,13 @@
 """Fit a bundle's chest-X-ray gate and measure it.
 
 1. Features of the bundle's training X-rays (the train split carved exactly as in training, from
-   ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.gate.variants`: exposure,
+   ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.gatefit.variants`: exposure,
    noise, blur, rotation, collimation, black borders), split by patient into a fitting part and a
    calibration part.
 2. Mean and Ledoit-Wolf covariance on the fitting part; threshold at ``percentile`` of the calibration part's
    distances (held out from the covariance, so the threshold is not optimistic).
 3. Report: X-rays flagged on the calibration part and on the bundle's validation split (patients the gate
-   never saw), and non-X-ray images flagged (:mod:`pneumo.gate.negatives`) per category.
+   never saw), and non-X-ray images flagged (:mod:`pneumo.gatefit.negatives`) per category.
 4. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
 """
 
@@ -25,9 +25,14 @@ import numpy as np
 from pneumo.bundle import BundleMeta, read_meta, write_meta
 from pneumo.data.decode import decode_image
 from pneumo.data.records import ImageRecord
+from pneumo.evaluation.scoring import select_records
+from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateParams, fit_gate, save_gate
-from pneumo.gate.negatives import NegativeImage, negative_images
-from pneumo.gate.variants import acquisition_variant
+from pneumo.gatefit.negatives import NegativeImage, negative_images
+from pneumo.gatefit.variants import acquisition_variant
+from pneumo.inference.loading import load_bundle
+from pneumo.inference.network import InferenceNetwork, TorchBackend
+from pneumo.inference.predictor import Predictor
 
 log = logging.getLogger("pneumo.gate")
 
@@ -41,7 +46,7 @@ class GateFitConfig:
     seed: int = 0
     negatives_scale: float = 1.0
     variants: int = 1  # acquisition variants per training X-ray (0: the originals only)
-    feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.inference.network)
+    feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.gate.layers)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
     device: str = "cpu"
 
@@ -83,10 +88,6 @@ def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int):
 
 
 def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: GateParams | None):
-    from pneumo.bundle import load_bundle
-    from pneumo.inference.network import InferenceNetwork, TorchBackend, default_gate_layers
-    from pneumo.inference.predictor import Predictor
-
     model, _, _ = load_bundle(directory, device=cfg.device)
     if gate is not None:
         layers, pooling = gate.feature_layers, gate.pooling
@@ -95,7 +96,7 @@ def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: Gate
     else:
         layers, pooling = default_gate_layers(model, meta.arch)
     backend = TorchBackend(InferenceNetwork(model, layers, pooling, gate), cfg.device)
-    return Predictor(meta, backend, bundle_dir=directory, device=cfg.device,
+    return Predictor(meta, backend, bundle_dir=directory,
                      gate_threshold=None if gate is None else gate.threshold)
 
 
@@ -126,8 +127,6 @@ def negatives_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
                     ) -> GateReport:
     """Fit, calibrate, measure and store the gate of the bundle ``model`` (a directory: it is modified)."""
-    from pneumo.evaluation.scoring import select_records
-
     directory, meta = read_meta(model)
     train = select_records(meta, "train", root, manifest)
     for warning in train.warnings:

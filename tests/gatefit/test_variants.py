@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pneumo.gate.variants import acquisition_variant
+from pneumo.gatefit.variants import acquisition_variant
 
 
 def _dark_left_bright_right(h=96, w=80):
