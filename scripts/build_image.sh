@@ -15,6 +15,7 @@
 #   ENGINE           podman or docker [podman when installed, else docker]
 #   ENGINE_FLAGS     global flags for the engine, e.g. "--runtime runc" []
 #   BUILD_FLAGS      extra flags for its build, e.g. "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024" []
+#   EXTRAS           pneumo's optional extras to include, comma-separated, e.g. "postgres" []
 #   SOURCE_URL       the image's org.opencontainers.image.source label [git remote "origin", if any]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ PY
 fill_wheelhouse() {
   rm -rf "$WHEELHOUSE"
   mkdir -p "$WHEELHOUSE"
-  echo "wheelhouse: pneumo $VERSION -> $WHEELHOUSE" >&2
+  echo "wheelhouse: pneumo $VERSION${EXTRAS:+[$EXTRAS]} -> $WHEELHOUSE" >&2
   "$PYTHON" -m pip wheel -q --no-deps --wheel-dir "$WHEELHOUSE" .
   local wheel="$WHEELHOUSE/pneumo-$VERSION-py3-none-any.whl"
   [ -f "$wheel" ] || { echo "expected $wheel after building pneumo's wheel" >&2; exit 1; }
@@ -59,7 +60,7 @@ fill_wheelhouse() {
            "$(ls "$WHEELHOUSE" | grep '^torch' | tr '\n' ' ')" >&2; exit 1; }
   fi
   echo "wheelhouse: pneumo's dependencies" >&2
-  "$PYTHON" -m pip wheel -q --wheel-dir "$WHEELHOUSE" --find-links "$WHEELHOUSE" "$wheel"
+  "$PYTHON" -m pip wheel -q --wheel-dir "$WHEELHOUSE" --find-links "$WHEELHOUSE" "$wheel${EXTRAS:+[$EXTRAS]}"
   echo "wheelhouse: $(ls "$WHEELHOUSE" | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)" >&2
 }
 
@@ -83,6 +84,7 @@ build_image() {
   # shellcheck disable=SC2086  # the *_FLAGS are word lists on purpose
   "$engine" ${ENGINE_FLAGS:-} build ${BUILD_FLAGS:-} "${format[@]}" --network none -f "$ROOT/Containerfile" \
     --build-arg "BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}" --build-arg "PNEUMO_VERSION=$VERSION" \
+    --build-arg "PNEUMO_EXTRAS=${EXTRAS:-}" \
     --build-arg "SOURCE_URL=$source_url" --build-arg "REVISION=$revision" -t "$image" "$CONTEXT"
   local size
   # shellcheck disable=SC2086
