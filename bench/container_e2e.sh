@@ -128,6 +128,24 @@ print("history kept in the /data volume across a restart: 1 entry")
 PY
 step "restarted on the same volume"
 pod rm -f -t 10 "$NAME" >/dev/null
+# The Hugging Face Space's command (deploy/huggingface-space/prepare.sh): framed on huggingface.co, page and
+# API at the URL root.
+SPACE_CMD=(serve --host 0.0.0.0 --port 7860 --data-dir /data --frame-ancestor https://huggingface.co)
+# shellcheck disable=SC2086
+pod run -d --name "$NAME" --read-only --network none --health-interval disable $LIMITS -v "$VOLUME:/data" \
+  "$IMAGE" "${SPACE_CMD[@]}" >/dev/null
+wait_healthy
+in_container <<'PY'
+import json, urllib.request
+
+page = urllib.request.urlopen("http://127.0.0.1:7860/", timeout=10)
+policy = page.headers["Content-Security-Policy"]
+assert "frame-ancestors https://huggingface.co;" in policy and page.headers["X-Frame-Options"] is None, page.headers
+assert json.load(urllib.request.urlopen("http://127.0.0.1:7860/api/v1/health", timeout=10))["status"] == "ok"
+print("as the Space runs it: page framable by https://huggingface.co only, API at the root")
+PY
+pod rm -f -t 10 "$NAME" >/dev/null
+step "the Space's command"
 # shellcheck disable=SC2086
 pod run --rm --read-only --network none --no-healthcheck $LIMITS -v "$ROOT/tests/assets:/samples:ro" "$IMAGE" predict /samples
 step "pneumo predict inside the image (the entrypoint takes any pneumo command)"
