@@ -19,6 +19,7 @@ import sysconfig
 import time
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -95,26 +96,49 @@ def _get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
-def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
-    wheel = _build_wheel(tmp_path / "build")
-    in_wheel = set(zipfile.ZipFile(wheel).namelist())
-    missing = [name for name in _package_files() if name not in in_wheel]
-    assert not missing, f"files of the package left out of {wheel.name}: {missing}"
+@dataclass(frozen=True)
+class Installed:
+    wheel: Path
+    venv: Path
+    home: Path  # the working directory, outside the repository
+    env: dict[str, str]
 
-    home = _mkdir(tmp_path / "elsewhere")
+    def pneumo(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.venv / "bin" / "pneumo"), *args], cwd=self.home, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel built from the tree and installed into a fresh virtual environment in a temporary folder."""
+    root = tmp_path_factory.mktemp("wheel")
+    wheel = _build_wheel(root / "build")
+    home = _mkdir(root / "elsewhere")
     env = _clean_env(home)
-    venv = _fresh_venv(tmp_path / "venv", _dependency_links(tmp_path / "deps"))
-    python, pneumo = str(venv / "bin" / "python"), str(venv / "bin" / "pneumo")
+    venv = _fresh_venv(root / "venv", _dependency_links(root / "deps"))
+    python = str(venv / "bin" / "python")
     # Requirements resolved (not --no-deps) against what the fresh environment sees, with no index to fall back on:
     # a requirement the environment does not satisfy fails the install. Only the wheel gets installed.
     subprocess.run([python, "-m", "pip", "install", "--no-index", "-q", str(wheel)], check=True, cwd=home, env=env)
-    location = subprocess.run([python, "-c", "import pneumo; print(pneumo.__file__)"], check=True, cwd=home, env=env,
-                              capture_output=True, text=True).stdout.strip()
-    assert Path(location).resolve().is_relative_to((venv / "lib").resolve()), location
+    return Installed(wheel=wheel, venv=venv, home=home, env=env)
 
-    images = shutil.copytree(ASSETS, home / "xrays", ignore=shutil.ignore_patterns("*.md"))
-    done = subprocess.run([pneumo, "predict", str(images), "--format", "json"], cwd=home, env=env,
-                          capture_output=True, text=True, timeout=300)
+
+def test_wheel_holds_every_file_of_the_package(installed: Installed) -> None:
+    in_wheel = set(zipfile.ZipFile(installed.wheel).namelist())
+    missing = [name for name in _package_files() if name not in in_wheel]
+    assert not missing, f"files of the package left out of {installed.wheel.name}: {missing}"
+
+
+def test_installed_package_is_imported_from_the_fresh_environment(installed: Installed) -> None:
+    location = subprocess.run([str(installed.venv / "bin" / "python"), "-c", "import pneumo; print(pneumo.__file__)"],
+                              check=True, cwd=installed.home, env=installed.env, capture_output=True,
+                              text=True).stdout.strip()
+    assert Path(location).resolve().is_relative_to((installed.venv / "lib").resolve()), location
+
+
+def test_installed_predict_matches_the_tree(installed: Installed) -> None:
+    images = shutil.copytree(ASSETS, installed.home / "xrays", ignore=shutil.ignore_patterns("*.md"))
+    done = installed.pneumo("predict", str(images), "--format", "json")
     assert done.returncode == 0, done.stderr
     rows = {Path(r["path"]).name: r for r in json.loads(done.stdout)}
     assert sorted(rows) == sorted(p.name for p in ASSETS.glob("*.jpeg"))
@@ -128,13 +152,27 @@ def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
             assert row["probability"] == pytest.approx(result.probability, abs=1e-4)
         assert row["threshold"] == pytest.approx(reference.meta.threshold)
 
+
+def test_installed_onnx_export_is_used_as_shipped(installed: Installed) -> None:
+    shipped = PACKAGE / "weights" / "default" / "model.onnx"
+    if not shipped.is_file():
+        pytest.skip(f"no {shipped.relative_to(REPO)} in the tree: the default bundle ships no ONNX export yet")
+    done = installed.pneumo("predict", str(ASSETS), "--backend", "onnx", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert all(row["error"] is None for row in json.loads(done.stdout))
+    # A matching export inside the package is used as is: nothing exported into the cache.
+    assert not (installed.home / "cache" / "onnx").exists()
+
+
+def test_installed_serve_is_healthy_with_its_page(installed: Installed) -> None:
     port = _free_port()
-    server = subprocess.Popen([pneumo, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-                               str(home / "history")], cwd=home, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([str(installed.venv / "bin" / "pneumo"), "serve", "--host", "127.0.0.1", "--port",
+                               str(port), "--data-dir", str(installed.home / "history")], cwd=installed.home,
+                              env=installed.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        # A liveness bound, not a speed target: start-up (torch import, model load) is slow on a loaded machine.
+        deadline = time.monotonic() + 600
         while True:
             assert server.poll() is None, f"pneumo serve exited: {server.stderr.read()}"
             try:
@@ -147,8 +185,9 @@ def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path) -> None:
         status, page = _get(f"{base}/")
         assert status == 200 and b"/static/app.js" in page
         for asset in ("app.js", "app.css"):
-            assert _get(f"{base}/static/{asset}") == (200, (PACKAGE / "service" / "static" / asset).read_bytes())
-        assert (home / "history" / "history.sqlite3").is_file()
+            status, served = _get(f"{base}/static/{asset}")
+            assert status == 200 and served == (PACKAGE / "service" / "static" / asset).read_bytes(), asset
+        assert (installed.home / "history" / "history.sqlite3").is_file()
     finally:
         server.terminate()
         server.wait(timeout=30)
