@@ -103,7 +103,8 @@ class Installed:
     home: Path  # the working directory, outside the repository
     env: dict[str, str]
 
-    def pneumo(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    # Liveness bounds, not speed targets: 4 images take seconds on an idle machine, minutes on a loaded one.
+    def pneumo(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
         return subprocess.run([str(self.venv / "bin" / "pneumo"), *args], cwd=self.home, env=self.env,
                               capture_output=True, text=True, timeout=timeout)
 
