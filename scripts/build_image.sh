@@ -36,6 +36,7 @@ pins = {d.split("==")[0].strip(): d.split("==")[1].strip() for d in project["dep
 print(project["version"], pins["torch"], pins["torchvision"])
 PY
 )
+[ -n "${TORCHVISION:-}" ] || { echo "could not read pneumo's version and the torch/torchvision pins from pyproject.toml" >&2; exit 1; }
 
 fill_wheelhouse() {
   rm -rf "$WHEELHOUSE"
