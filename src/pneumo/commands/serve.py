@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="largest accepted upload, in MiB")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser calls from this origin (repeatable); CORS is closed when none is given")
+    p.add_argument("--frame-ancestor", action="append", default=[], metavar="ORIGIN",
+                   help="let this origin show the page in a frame (repeatable), e.g. https://huggingface.co for a "
+                        "Space; framing is refused when none is given")
     p.add_argument("--workers", type=int, default=2, help="predictions run at once (the rest queue)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
@@ -48,6 +51,7 @@ def _is_loopback(host: str) -> bool:
 def build_settings(args: argparse.Namespace) -> ServiceSettings:
     return ServiceSettings(model=args.model, db_url=args.db or "", data_dir=args.data_dir,
                            max_upload_bytes=int(args.max_upload_mb * 1048576), cors_origins=tuple(args.cors_origin),
+                           frame_ancestors=tuple(args.frame_ancestor),
                            workers=args.workers, backend=args.backend, device=args.device)
 
 

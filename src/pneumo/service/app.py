@@ -31,12 +31,22 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
+def page_csp(frame_ancestors: tuple[str, ...] = ()) -> str:
+    """The page's policy; ``frame_ancestors`` (checked origins) replace ``'none'`` when the page is to be framed."""
+    if not frame_ancestors:
+        return PAGE_CSP
+    return PAGE_CSP.replace("frame-ancestors 'none'", f"frame-ancestors {' '.join(frame_ancestors)}")
+
+
 class SecurityHeadersMiddleware:
     """nosniff and no-referrer everywhere; a strict CSP on the web page (Swagger UI's ``/docs`` page has an
-    inline script, so not there)."""
+    inline script, so not there). With ``frame_ancestors``, the CSP lets those origins frame the page and
+    ``X-Frame-Options`` (which cannot name another origin) is left out."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, frame_ancestors: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.csp = page_csp(frame_ancestors)
+        self.deny_frames = not frame_ancestors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,8 +61,9 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 if strict:
-                    headers.setdefault("Content-Security-Policy", PAGE_CSP)
-                    headers.setdefault("X-Frame-Options", "DENY")
+                    headers.setdefault("Content-Security-Policy", self.csp)
+                    if self.deny_frames:
+                        headers.setdefault("X-Frame-Options", "DENY")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -116,7 +127,7 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        file_limit=settings.max_upload_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])

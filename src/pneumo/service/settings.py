@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 API_KEY_ENV = "PNEUMO_API_KEY"
+# An origin as a Content-Security-Policy source: scheme://host[:port], nothing that could end the directive.
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def default_data_dir() -> Path:
@@ -29,6 +32,8 @@ class ServiceSettings:
     those endpoints are open and ``/health`` reports ``auth: "off"`` (fine on loopback, not on a network).
     ``db_url``: ``sqlite:///path/to/file.sqlite3`` or ``postgresql://user:pass@host/db``; empty means a
     SQLite file ``history.sqlite3`` in ``data_dir``.
+    ``frame_ancestors``: origins allowed to show the web page in a frame (a Hugging Face Space shows its app
+    inside https://huggingface.co); none means no framing at all (``frame-ancestors 'none'``, ``X-Frame-Options``).
     """
 
     model: str = "default"
@@ -37,6 +42,7 @@ class ServiceSettings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     api_key: str | None = field(default_factory=_api_key_from_env)
     cors_origins: tuple[str, ...] = ()
+    frame_ancestors: tuple[str, ...] = ()
     # Predictions allowed to run at once in the thread pool; more requests queue without blocking the loop.
     workers: int = 2
     backend: str = "auto"  # see Predictor.load
@@ -45,6 +51,11 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "frame_ancestors", tuple(self.frame_ancestors))
+        for origin in self.frame_ancestors:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"frame ancestor {origin!r} is not an origin; give scheme://host[:port], "
+                                 "e.g. https://huggingface.co (no path, no wildcard)")
         if self.max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.workers < 1:
