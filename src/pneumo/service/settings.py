@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pneumo.dicom.settings import DicomSettings
+
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 API_KEY_ENV = "PNEUMO_API_KEY"
 
@@ -41,6 +43,8 @@ class ServiceSettings:
     workers: int = 2
     backend: str = "torch"
     device: str = "cpu"
+    # The DICOM node in the same process (pneumo serve --dicom-port); None: no DICOM listener.
+    dicom: DicomSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
