@@ -182,3 +182,30 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
     assert client.get("/api/v1/health").json()["dicom"]["reports_sent"] == 3
 
 
+
+
+def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back(make_node, xray_files):
+    from local_orthanc import free_port  # tests/local_orthanc.py
+
+    from pneumo.dicom.settings import Destination
+
+    port = free_port()
+    client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port))
+    first = dx_instance(xray_files[0])
+    assert store(node.port, [first]) == [0]
+    assert node.wait_idle(60)
+    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 1
+    received = []
+    ae = AE(ae_title="FAKEPACS")
+    ae.add_supported_context(ComprehensiveSRStorage, ExplicitVRLittleEndian)
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda e: received.append(e.dataset) or 0)])
+    try:
+        second = dx_instance(xray_files[1])
+        assert store(node.port, [second]) == [0]
+        assert node.wait_idle(60)
+    finally:
+        server.shutdown()
+    assert sorted(read_report(r)["source_sop_instance_uid"] for r in received) == sorted(
+        [first.SOPInstanceUID, second.SOPInstanceUID])
+    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
