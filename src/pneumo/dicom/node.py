@@ -2,7 +2,9 @@
 to the history and answered with a Structured Report sent to ``--dicom-forward``.
 
 An instance is acknowledged (C-STORE Success) only once its bytes are synced to the spool's ``incoming`` folder;
-a worker thread then reads it, in batches when several are waiting. So an association that aborts mid-transfer
+a reader thread then runs the model on it (in batches when several are waiting) and a reporter thread writes the
+history row and the report and delivers it, so the model never waits for the PACS. The spool file is deleted only
+once its report is in the ``outgoing`` folder. So an association that aborts mid-transfer
 loses nothing that was acknowledged (the unfinished instance was never acknowledged: the sender still holds
 it), and instances left by a crash are read on the next start.
 
@@ -113,9 +115,10 @@ class DicomNode:
         self.model = ModelInfo(name=f"pneumo {predictor.meta.arch}", version=str(predictor.meta.version))
         self.forwarder = (Forwarder(settings.forward, settings.ae_title, self.spool)
                           if settings.forward is not None else None)
-        self._queue: queue.Queue[Path] = queue.Queue()
+        self._queue: queue.Queue[Path] = queue.Queue()  # acknowledged, not yet reported (join: all done)
+        self._reports: queue.Queue[list | int] = queue.Queue()  # read by the model, waiting for the reporter
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._server: Any = None
         self._ae = self._build_ae()
 
@@ -145,8 +148,10 @@ class DicomNode:
         for path in self.spool.pending(self.spool.incoming):  # left by a crash or a stop: read them now
             self._queue.put(path)
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="pneumo-dicom-reader", daemon=True)
-        self._worker.start()
+        self._threads = [threading.Thread(target=self._work, name="pneumo-dicom-reader", daemon=True),
+                         threading.Thread(target=self._report_loop, name="pneumo-dicom-reporter", daemon=True)]
+        for thread in self._threads:
+            thread.start()
         handlers = [(evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port), block=False,
                                              evt_handlers=handlers)
@@ -159,9 +164,9 @@ class DicomNode:
             self._server.shutdown()
             self._server = None
         self._stop.set()
-        if self._worker is not None:
-            self._worker.join(timeout=60)
-            self._worker = None
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self._threads = []
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until every acknowledged instance has been read (for tests and the bench)."""
@@ -251,13 +256,43 @@ class DicomNode:
                 except queue.Empty:
                     break
             try:
-                self.read(batch)
+                self._reports.put(self._read(batch))
+            except Exception:  # _read handles each file's errors; this is a bug: keep the files, keep going
+                log.exception("DICOM node: reading a batch failed; its files stay in the spool")
             finally:
-                for _ in batch:
+                # Counted done by the reporter; a batch lost to a bug above still has to be counted.
+                self._reports.put(len(batch))
+
+    def _report_loop(self) -> None:
+        self._warm_up()
+        while not self._stop.is_set() or not self._reports.empty():
+            try:
+                item = self._reports.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(item, int):  # the end of a batch: its instances are done
+                for _ in range(item):
                     self._queue.task_done()
+                continue
+            self._report(item)
+
+    def _warm_up(self) -> None:
+        # highdicom loads the standard's module tables on its first report (seconds); do it before the first
+        # instance arrives rather than make it wait.
+        dummy = Dataset()
+        dummy.SOPClassUID, dummy.SOPInstanceUID = DigitalXRayImageStorageForPresentation, "1.2.3.4"
+        dummy.StudyInstanceUID, dummy.SeriesInstanceUID, dummy.Modality = "1.2.3", "1.2.3.5", "DX"
+        try:
+            build_report(dummy, self._unknown("warm-up"), self.model)
+        except Exception:
+            log.exception("DICOM node: building a first report failed; reports may fail")
 
     def read(self, paths: list[Path]) -> None:
-        """Read spooled instances: header checks, the model, the history row, the report; then deliver."""
+        """Read spooled instances now, in this thread (the node's threads do the same in two steps)."""
+        self._report(self._read(paths))
+
+    def _read(self, paths: list[Path]) -> list:
+        """Header checks and the model: (path, data, header, result, overlay) per readable file."""
         items = []
         for path in paths:
             try:
@@ -276,11 +311,13 @@ class DicomNode:
         except Exception as exc:  # the model failed on the batch: fail its files, keep the node up
             for path, *_ in readable:
                 self._failed(path, exc)
-        for path, data, header, _ in items:
-            if path not in results:
-                continue
+        return [(path, data, header, *results[path]) for path, data, header, _ in items if path in results]
+
+    def _report(self, done: list) -> None:
+        """History rows and reports for what the model read; then deliver the reports."""
+        for path, data, header, result, overlay in done:
             try:
-                self._record(path, data, header, *results[path])
+                self._record(path, data, header, result, overlay)
             except Exception as exc:
                 self._failed(path, exc)
         if self.forwarder is not None:
