@@ -53,6 +53,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--refused", type=int, default=10, help="how many of the instances are CT (must be refused)")
     p.add_argument("--max-side", type=int, default=1024, help="longest side of the DX instances, pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds the sender waits for each answer")
     return p
 
 
@@ -111,23 +112,27 @@ def start_node(args, data_dir: Path, http_port: int, dicom_port: int, orthanc) -
     raise RuntimeError("pneumo serve did not answer /health within 900 s")
 
 
-def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock) -> list[int]:
+def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock, timeout: float) -> list[int]:
+    """C-STORE the chunk over one association (a new one if the node drops it); -1: no answer."""
     import pydicom
 
     ae = AE(ae_title="BENCHSCU")
     for sop_class in (DigitalXRayImageStorageForPresentation, CTImageStorage):
         ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="PNEUMO")
-    if not assoc.is_established:
-        return [-1] * len(chunk)
-    statuses = []
-    try:
-        for data in chunk:
-            status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
-            statuses.append(int(status.Status) if status and "Status" in status else -1)
-            with lock:
-                sent.append(time.perf_counter())
-    finally:
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    statuses: list[int] = []
+    assoc = None
+    for data in chunk:
+        if assoc is None or not assoc.is_established:
+            assoc = ae.associate("127.0.0.1", port, ae_title="PNEUMO")
+        if not assoc.is_established:
+            statuses.append(-1)
+            continue
+        status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
+        statuses.append(int(status.Status) if status and "Status" in status else -1)
+        with lock:
+            sent.append(time.perf_counter())
+    if assoc is not None and assoc.is_established:
         assoc.release()
     return statuses
 
@@ -202,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
             sampler.start()
             started = time.perf_counter()
             with ThreadPoolExecutor(args.associations) as pool:
-                statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock), chunks) for s in part]
+                statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout), chunks) for s in part]
             sent_s = time.perf_counter() - started
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
