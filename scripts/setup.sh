@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Fresh-machine setup: .venv with pneumo and its test dependencies (torch pinned; pip takes it from local
-# disk), plus Debian's chromium (browser test) and postgresql (history on PostgreSQL; the tests start a
-# throwaway server) when apt is available.
+# disk), plus Debian's chromium (browser test), postgresql (history on PostgreSQL; the tests start a
+# throwaway server) and orthanc with its DICOMweb plugin (the DICOM node's tests run against a throwaway
+# Orthanc PACS) when apt is available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   (apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null) \

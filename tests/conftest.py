@@ -55,8 +55,7 @@ def kermany_tree(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def tiny_bundle(tmp_path: Path) -> Path:
+def make_tiny_bundle(folder: Path) -> Path:
     """An untrained simple_cnn bundle at 32 px (2-class), saved the way training saves bundles."""
     from pneumo.bundle import BundleMeta, save_bundle
     from pneumo.config import PreprocessConfig
@@ -66,7 +65,13 @@ def tiny_bundle(tmp_path: Path) -> Path:
     model = create_model("simple_cnn", classes=2)
     meta = BundleMeta(arch="simple_cnn", classes=2, class_names=["NORMAL", "PNEUMONIA"],
                       preprocess=PreprocessConfig(image_size=32), dropout=0.5, description="test bundle")
-    return save_bundle(tmp_path / "bundle", model, meta)
+    return save_bundle(folder / "bundle", model, meta)
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path: Path) -> Path:
+    """An untrained simple_cnn bundle at 32 px (2-class), saved the way training saves bundles."""
+    return make_tiny_bundle(tmp_path)
 
 
 @pytest.fixture

@@ -20,13 +20,19 @@ FORMATS = ("table", "json", "csv")
 # Files a folder contributes; explicitly named files are read whatever their suffix (content is sniffed).
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"}
 _GLOB_CHARS = set("*?[")
+DICOMWEB_PREFIX = "dicomweb+"  # dicomweb+http://HOST/dicom-web/studies/UID: see pneumo.dicom.dicomweb
+
+
+def is_dicomweb(path: str) -> bool:
+    return str(path).startswith(DICOMWEB_PREFIX)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predict pneumonia on chest X-ray files, folders or globs",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files (JPEG, PNG, DICOM), folders (searched "
-                   "recursively) or glob patterns (quote them; ** recurses)")
+                   "recursively), glob patterns (quote them; ** recurses) or DICOMweb studies "
+                   "(dicomweb+http://HOST/dicom-web/studies/UID[/series/UID])")
     p.add_argument("--model", default="default", help="bundle directory, run directory, shipped name, or an "
                    ".onnx export with --backend onnx")
     p.add_argument("--format", default="table", choices=FORMATS)
@@ -123,7 +129,16 @@ def run(args: argparse.Namespace) -> int:
         print(predictor.gate_status, file=sys.stderr)
     if args.format == "table":
         print(f"backend: {predictor.backend.name} ({predictor.backend_note or 'as requested'})", file=sys.stderr)
-    rows = [p.to_dict() for p in predictor.predict_many(paths, batch_size=args.batch_size)]
+    sources, names = paths, paths
+    if any(is_dicomweb(p) for p in paths):
+        if args.cam:
+            raise ValueError("--cam is not available for dicomweb+ sources; fetch the study to files first")
+        from pneumo.dicom.dicomweb import resolve  # the optional 'dicom' extra (dicomweb-client)
+
+        sources, names = resolve(paths)
+    rows = [p.to_dict() for p in predictor.predict_many(sources, batch_size=args.batch_size)]
+    for row, name in zip(rows, names):
+        row["path"] = name
     if args.cam:
         write_cams(predictor, rows, Path(args.cam))
     if args.format == "json":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from pathlib import Path
 
+from pneumo.dicom.settings import DEFAULT_AE_TITLE, Destination, DicomSettings
 from pneumo.service.settings import API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings, default_data_dir
 
 
@@ -35,6 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
                         "(Grad-CAM always runs on torch)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    dicom = p.add_argument_group("DICOM node", "a Storage SCP in the same process: instances a PACS sends are "
+                                 "read, shown in the history, and answered with a Structured Report")
+    dicom.add_argument("--dicom-port", type=int, default=None, metavar="P",
+                       help="listen for DICOM (C-ECHO, C-STORE) on this port, on --host; off when not given")
+    dicom.add_argument("--dicom-ae-title", default=DEFAULT_AE_TITLE, metavar="AET", help="this node's AE title")
+    dicom.add_argument("--dicom-allow", default="", metavar="AET,...",
+                       help="calling AE titles accepted (comma-separated); any when empty")
+    dicom.add_argument("--dicom-forward", default=None, metavar="AET@HOST:PORT",
+                       help="send each reading (a Structured Report) here by C-STORE, usually the PACS")
+    dicom.add_argument("--dicom-gradcam", action="store_true",
+                       help="also send the Grad-CAM overlay as a derived Secondary Capture")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
@@ -48,11 +61,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
+    if args.dicom_port is None:
+        if args.dicom_forward or args.dicom_allow or args.dicom_gradcam:
+            raise ValueError("--dicom-allow, --dicom-forward and --dicom-gradcam need --dicom-port")
+        return None
+    allow = tuple(a for a in (part.strip() for part in args.dicom_allow.split(",")) if a)
+    forward = Destination.parse(args.dicom_forward) if args.dicom_forward else None
+    return DicomSettings(port=args.dicom_port, spool_dir=Path(args.data_dir) / "dicom", ae_title=args.dicom_ae_title,
+                         host=args.host, allow=allow, forward=forward, gradcam=args.dicom_gradcam)
+
+
 def build_settings(args: argparse.Namespace) -> ServiceSettings:
     return ServiceSettings(model=args.model, db_url=args.db or "", data_dir=args.data_dir,
                            max_upload_bytes=int(args.max_upload_mb * 1048576), cors_origins=tuple(args.cors_origin),
                            frame_ancestors=tuple(args.frame_ancestor),
-                           workers=args.workers, backend=args.backend, device=args.device)
+                           workers=args.workers, backend=args.backend, device=args.device,
+                           dicom=build_dicom_settings(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,5 +93,9 @@ def run(args: argparse.Namespace) -> int:
     database = settings.database_url.split("://")[0]
     print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database}, "
           f"auth {'on' if settings.api_key else 'off'})", file=sys.stderr)
+    if settings.dicom is not None:
+        print(f"pneumo serve: DICOM node {settings.dicom.ae_title} on {args.host}:{settings.dicom.port} "
+              f"(allow: {','.join(settings.dicom.allow) or 'any'}, forward: {settings.dicom.forward or 'none'})",
+              file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -41,6 +41,7 @@ class ServiceContext:
     predictor: Any
     history: HistoryRepository
     bundle_dir: Path | None
+    dicom: Any = None  # the DICOM node (pneumo.dicom.node.DicomNode) when one runs in this process
     _limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
 
     @property
@@ -114,7 +115,8 @@ async def predict(
 def health(context: Context) -> dict[str, Any]:
     return {"status": "ok", "pneumo_version": __version__, "model_version": context.predictor.meta.version,
             "auth": "on" if context.settings.api_key else "off", "database": context.history.kind,
-            "max_upload_bytes": context.settings.max_upload_bytes}
+            "max_upload_bytes": context.settings.max_upload_bytes,
+            "dicom": context.dicom.summary() if context.dicom is not None else None}
 
 
 @router.get("/model", summary="Model card: architecture, classes, threshold, calibration, metrics, intended use")

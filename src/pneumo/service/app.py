@@ -90,6 +90,15 @@ def load_predictor(settings: ServiceSettings) -> Any:
     return Predictor.load(settings.model, backend=settings.backend, device=settings.device)
 
 
+def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
+    """The DICOM node sharing this app's Predictor and history (started and stopped with the app)."""
+    try:
+        from pneumo.dicom.node import DicomNode  # the optional 'dicom' extra
+    except ImportError as exc:
+        raise ValueError(f"--dicom-port needs the DICOM extra ({exc}): pip install 'pneumo[dicom]'") from exc
+    return DicomNode(settings.dicom, predictor, history)
+
+
 def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> FastAPI:
     """Load the model once and open the history store, then wire routes, errors, limits and the page.
 
@@ -104,12 +113,20 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
         except BundleError:
             bundle_dir = None  # an ONNX file given directly: no bundle directory, no MODEL_CARD.md
     history = open_history(settings.database_url)
-    context = ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir)
+    node = build_dicom_node(settings, predictor, history) if settings.dicom is not None else None
+    context = ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir,
+                             dicom=node)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
-        history.close()
+        if node is not None:
+            node.start()
+        try:
+            yield
+        finally:
+            if node is not None:
+                node.stop()
+            history.close()
 
     app = FastAPI(title="pneumo", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description=f"Pneumonia detection on chest X-rays, with Grad-CAM. {DISCLAIMER}")

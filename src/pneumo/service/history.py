@@ -1,25 +1,38 @@
-"""History of analyses: a small repository with one SQL schema, SQLite by default, PostgreSQL by URL.
+"""History of analyses: one repository on one schema (:mod:`pneumo.service.history_schema`), SQLite by default,
+PostgreSQL by URL. Opening a database migrates it to the current schema first (Alembic), so a file or server
+written by an older release upgrades in place on first start.
 
-A row holds only what is needed to review an earlier result: when, the SHA-256 of the image bytes,
-the sniffed file type, the result JSON, the model version and the heatmap PNG. No patient identifier,
-no DICOM tag and no file name is ever stored.
+A row holds only what is needed to review an earlier result: when, the SHA-256 of the image bytes, the sniffed
+file type, the result JSON, the model version, the heatmap PNG and where it came from. DICOM arrivals add their
+Study/Series/SOP Instance UIDs, SOP class and the sender's AE title. No patient name or id, no other DICOM tag
+and no file name is ever stored.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from pneumo.service.history_schema import DICOM_COLUMNS, SOURCES, analyses
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-_COLUMNS = "id, created, image_sha256, file_type, model_version, result"
+_SUMMARY = (analyses.c.id, analyses.c.created, analyses.c.image_sha256, analyses.c.file_type,
+            analyses.c.model_version, analyses.c.result, analyses.c.source,
+            *(analyses.c[name] for name in DICOM_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -32,13 +45,16 @@ class HistoryEntry:
     result: dict[str, Any]
     has_heatmap: bool
     heatmap_png: bytes | None = None  # loaded only by ``get``; listings leave it out to stay small
+    source: str = "upload"
+    dicom: dict[str, str] | None = None  # the UIDs of a DICOM arrival (see history_schema.DICOM_COLUMNS)
 
     def summary(self) -> dict[str, Any]:
         """JSON for a history listing: everything but the heatmap image."""
         return {"id": self.id, "created": self.created, "image_sha256": self.image_sha256,
                 "file_type": self.file_type, "model_version": self.model_version,
                 "label": self.result.get("label"), "probability": self.result.get("probability"),
-                "has_heatmap": self.has_heatmap, "result": self.result}
+                "has_heatmap": self.has_heatmap, "result": self.result, "source": self.source,
+                "dicom": self.dicom}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for one entry, with the heatmap as base64 PNG (or null)."""
@@ -48,18 +64,19 @@ class HistoryEntry:
 
 
 class HistoryRepository(Protocol):
-    """What the service needs from a history store; SQLite and PostgreSQL implement it."""
+    """What the service (and the DICOM node) need from a history store."""
 
     kind: str
 
     def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
-            heatmap_png: bytes | None) -> HistoryEntry: ...
+            heatmap_png: bytes | None, source: str = "upload",
+            dicom: Mapping[str, str | None] | None = None) -> HistoryEntry: ...
 
     def get(self, entry_id: int) -> HistoryEntry | None: ...
 
     def recent(self, *, limit: int, offset: int) -> list[HistoryEntry]: ...
 
-    def count(self) -> int: ...
+    def count(self, *, source: str | None = None) -> int: ...
 
     def close(self) -> None: ...
 
@@ -68,15 +85,15 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def open_history(url: str) -> HistoryRepository:
-    """Open (and create if needed) the history store named by ``url``."""
+def open_history(url: str) -> "SqlHistory":
+    """Open the history store named by ``url``, creating or upgrading its schema first."""
     if url.startswith(SQLITE_PREFIX):
         path = url[len(SQLITE_PREFIX):]
         if not path or path == ":memory:":
             raise ValueError(f"database URL {url!r} names no file; use sqlite:///path/to/history.sqlite3")
         return SqliteHistory(Path(path))
     if url.startswith(POSTGRES_PREFIXES):
-        from pneumo.service.history_postgres import PostgresHistory
+        from pneumo.service.history_postgres import PostgresHistory  # psycopg is an optional dependency
 
         return PostgresHistory(url)
     raise ValueError(f"unsupported database URL {_redact(url)!r}; use sqlite:///path/to/file.sqlite3 or "
@@ -91,59 +108,111 @@ def _redact(url: str) -> str:
     return url
 
 
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the database to the newest schema (a no-op when it is already there)."""
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+
+
+def schema_revision(engine: sa.Engine) -> str | None:
+    """The Alembic revision the database is at (None: never migrated, e.g. written by pneumo 0.1.0)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    return str(ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head())
+
+
 class SqlHistory:
-    """The shared SQL; subclasses supply a connection, the placeholder style and the DDL."""
+    """The repository on a SQLAlchemy engine; the subclasses only build the engine for their database."""
 
     kind = "sql"
-    placeholder = "?"
 
-    def __init__(self) -> None:
-        # One connection shared by the thread pool; the lock keeps statements from interleaving.
-        self._lock = threading.Lock()
-
-    # -- dialect hooks -------------------------------------------------------------------------------
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
-        raise NotImplementedError
-
-    def _insert(self, params: tuple) -> int:
-        raise NotImplementedError
-
-    # -- repository ----------------------------------------------------------------------------------
-    def _sql(self, text: str) -> str:
-        return text.replace("?", self.placeholder)
+    def __init__(self, engine: sa.Engine, name: str) -> None:
+        self.engine = engine
+        self._name = name  # for error messages: a path or a redacted URL
+        # Writers queue here rather than in the database: SQLite has one writer at a time anyway.
+        self._write_lock = threading.Lock()
+        try:
+            migrate(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise ValueError(f"{name}: cannot open or upgrade the history database ({_reason(exc)})") from exc
 
     def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
-            heatmap_png: bytes | None) -> HistoryEntry:
+            heatmap_png: bytes | None, source: str = "upload",
+            dicom: Mapping[str, str | None] | None = None) -> HistoryEntry:
+        if source not in SOURCES:
+            raise ValueError(f"unknown history source {source!r}; choose one of {list(SOURCES)}")
+        unknown = set(dicom or {}) - set(DICOM_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown DICOM history fields {sorted(unknown)}; accepted: {list(DICOM_COLUMNS)}")
         created = utc_now()
         document = json.dumps(result, sort_keys=True)
-        with self._lock:
-            entry_id = self._insert((created, image_sha256, file_type, model_version, document, heatmap_png))
+        uids = {name: (dicom or {}).get(name) for name in DICOM_COLUMNS}
+        statement = analyses.insert().values(created=created, image_sha256=image_sha256, file_type=file_type,
+                                             model_version=model_version, result=document, heatmap=heatmap_png,
+                                             source=source, **uids)
+        with self._write_lock, self.engine.begin() as connection:
+            entry_id = int(connection.execute(statement.returning(analyses.c.id)).scalar_one())
         return HistoryEntry(entry_id, created, image_sha256, file_type, model_version, json.loads(document),
-                            heatmap_png is not None, heatmap_png)
+                            heatmap_png is not None, heatmap_png, source, _uids(uids))
 
     def get(self, entry_id: int) -> HistoryEntry | None:
-        with self._lock:
-            rows = self._execute(self._sql(f"SELECT {_COLUMNS}, heatmap FROM analyses WHERE id = ?"), (entry_id,))
-        if not rows:
+        query = sa.select(*_SUMMARY, analyses.c.heatmap).where(analyses.c.id == entry_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
             return None
-        *head, heatmap = rows[0]
-        return _entry(head, heatmap is not None, bytes(heatmap) if heatmap is not None else None)
+        heatmap = row.heatmap
+        return _entry(row, heatmap is not None, bytes(heatmap) if heatmap is not None else None)
 
     def recent(self, *, limit: int, offset: int) -> list[HistoryEntry]:
-        sql = self._sql(f"SELECT {_COLUMNS}, heatmap IS NOT NULL FROM analyses ORDER BY id DESC LIMIT ? OFFSET ?")
-        with self._lock:
-            rows = self._execute(sql, (int(limit), int(offset)))
-        return [_entry(row[:-1], bool(row[-1])) for row in rows]
+        query = (sa.select(*_SUMMARY, analyses.c.heatmap.is_not(None).label("has_heatmap"))
+                 .order_by(analyses.c.id.desc()).limit(int(limit)).offset(int(offset)))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_entry(row, bool(row.has_heatmap)) for row in rows]
 
-    def count(self) -> int:
-        with self._lock:
-            return int(self._execute("SELECT COUNT(*) FROM analyses")[0][0])
+    def find_dicom(self, sop_instance_uid: str) -> list[HistoryEntry]:
+        """Rows of one received DICOM instance (by SOP Instance UID), oldest first."""
+        query = (sa.select(*_SUMMARY, analyses.c.heatmap.is_not(None).label("has_heatmap"))
+                 .where(analyses.c.sop_instance_uid == sop_instance_uid).order_by(analyses.c.id))
+        with self.engine.connect() as connection:
+            return [_entry(row, bool(row.has_heatmap)) for row in connection.execute(query).all()]
+
+    def count(self, *, source: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(analyses)
+        if source is not None:
+            query = query.where(analyses.c.source == source)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
-def _entry(row, has_heatmap: bool, heatmap: bytes | None = None) -> HistoryEntry:
-    entry_id, created, sha, file_type, version, document = row
-    return HistoryEntry(int(entry_id), str(created), sha, file_type, version, json.loads(document), has_heatmap,
-                        heatmap)
+def _uids(values: Mapping[str, Any]) -> dict[str, str] | None:
+    kept = {name: str(values[name]) for name in DICOM_COLUMNS if values.get(name) is not None}
+    return kept or None
+
+
+def _entry(row: sa.Row, has_heatmap: bool, heatmap: bytes | None = None) -> HistoryEntry:
+    return HistoryEntry(int(row.id), str(row.created), row.image_sha256, row.file_type, row.model_version,
+                        json.loads(row.result), has_heatmap, heatmap, row.source, _uids(row._mapping))
+
+
+def _reason(exc: BaseException) -> str:
+    # The driver's own message, without SQLAlchemy's statement dump and link.
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
 class SqliteHistory(SqlHistory):
@@ -152,38 +221,20 @@ class SqliteHistory(SqlHistory):
     kind = "sqlite"
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS analyses ("
-                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " created TEXT NOT NULL,"
-                " image_sha256 TEXT NOT NULL,"
-                " file_type TEXT NOT NULL,"
-                " model_version TEXT NOT NULL,"
-                " result TEXT NOT NULL,"
-                " heatmap BLOB)")
-        except sqlite3.Error as exc:
-            raise ValueError(f"{self.path}: cannot open the history database ({exc})") from exc
+        engine = sa.create_engine(f"sqlite:///{self.path}",
+                                  connect_args={"check_same_thread": False, "timeout": 10.0})
 
-    def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self._db.execute(sql, params).fetchall()
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
 
-    def _insert(self, params: tuple) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO analyses (created, image_sha256, file_type, model_version, result, heatmap)"
-            " VALUES (?, ?, ?, ?, ?, ?)", params)
-        return int(cursor.lastrowid)
+        super().__init__(engine, str(self.path))
 
     def journal_mode(self) -> str:
-        with self._lock:
-            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self.engine.connect() as connection:
+            return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one())

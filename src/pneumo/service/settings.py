@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pneumo.dicom.settings import DicomSettings
+
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 API_KEY_ENV = "PNEUMO_API_KEY"
 # An origin as a Content-Security-Policy source: scheme://host[:port], nothing that could end the directive.
@@ -47,6 +49,8 @@ class ServiceSettings:
     workers: int = 2
     backend: str = "auto"  # see Predictor.load
     device: str = "cpu"
+    # The DICOM node in the same process (pneumo serve --dicom-port); None: no DICOM listener.
+    dicom: DicomSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -262,9 +262,12 @@
     badge.className = `badge ${label.toLowerCase()}`;
     badge.textContent = label;
     const what = document.createElement("span");
+    // DICOM node arrivals say where they came from (the sending AE title), uploads their file type.
+    const origin = item.source === "dicom"
+      ? `DICOM from ${(item.dicom && item.dicom.calling_ae) || "PACS"}` : item.file_type.toUpperCase();
     what.textContent = item.probability === null || item.probability === undefined
-      ? `#${item.id} · ${item.file_type.toUpperCase()}`
-      : `#${item.id} · ${percent(item.probability)} · ${item.file_type.toUpperCase()}`;
+      ? `#${item.id} · ${origin}`
+      : `#${item.id} · ${percent(item.probability)} · ${origin}`;
     const when = document.createElement("span");
     when.className = "when";
     when.textContent = new Date(item.created).toLocaleString();

@@ -1,0 +1,250 @@
+"""The DICOM node under load: figures, not pass/fail.
+
+    python bench/bench_dicom.py [--model default] [--data /work/shared/data/kermany/train] [--instances 200]
+
+Starts a throwaway Orthanc (the PACS the reports go to; tests/local_orthanc.py) and ``pneumo serve --dicom-port``
+as a subprocess with a fresh SQLite history, forwarding to Orthanc. Builds DX instances with pydicom from X-ray
+JPEGs (plus a few CT instances that must be refused), sends them over ``--associations`` concurrent
+associations, and waits until every report is in Orthanc. Prints:
+
+* answered: every C-STORE got a status (Success or a refusal), none timed out;
+* lost: readings missing from the history or from Orthanc (SRs counted there);
+* the node still answers C-ECHO and /health afterwards; its RSS at each quarter of the run (memory steady);
+* instances/s through the node (receive, predict, SR, forward) against the Predictor's own
+  ``predict_many`` rate on the same DICOM bytes, measured in this run (target: ratio >= 0.8).
+
+Exit status 1 when an instance went unanswered or a reading went missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from local_orthanc import find_orthanc, free_port, local_orthanc  # noqa: E402  the tests' throwaway Orthanc
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="default", help="bundle for pneumo serve and the reference Predictor")
+    p.add_argument("--data", default=str(ROOT / "tests" / "assets"), help="folder of chest X-ray JPEGs (recursive)")
+    p.add_argument("--instances", type=int, default=200, help="C-STOREs in all, refusals included")
+    p.add_argument("--associations", type=int, default=4, help="concurrent associations")
+    p.add_argument("--refused", type=int, default=10, help="how many of the instances are CT (must be refused)")
+    p.add_argument("--max-side", type=int, default=1024, help="longest side of the DX instances, pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds the sender waits for each answer")
+    return p
+
+
+def dx_bytes(jpeg: Path, study: str, max_side: int, sop_class: str = DigitalXRayImageStorageForPresentation) -> bytes:
+    image = Image.open(jpeg).convert("L")
+    image.thumbnail((max_side, max_side))
+    pixels = np.asarray(image).astype(np.uint16) * 16
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("bench", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Bench^Patient", "BENCH-1", "", "O"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID, ds.ReferringPhysicianName = "20261201", "120000", "", "1", ""
+    ds.Modality = "CT" if sop_class == CTImageStorage else "DX"
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.BodyPartExamined, ds.ViewPosition, ds.PatientOrientation = "CHEST", "PA", ["L", "F"]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def start_node(args, data_dir: Path, http_port: int, dicom_port: int, orthanc) -> subprocess.Popen:
+    command = [sys.executable, "-m", "pneumo.cli", "serve", "--model", args.model, "--port", str(http_port),
+               "--data-dir", str(data_dir), "--log-level", "warning", "--dicom-port", str(dicom_port),
+               "--dicom-allow", "BENCHSCU", "--dicom-forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"]
+    env = {k: v for k, v in os.environ.items() if k != "PNEUMO_API_KEY"}
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    log = open(data_dir / "serve.log", "wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 900  # importing torch takes minutes on a busy machine
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"pneumo serve exited with {server.returncode}: "
+                               f"{(data_dir / 'serve.log').read_text(errors='replace')[-1500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/api/v1/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    server.terminate()
+    raise RuntimeError("pneumo serve did not answer /health within 900 s")
+
+
+def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock, timeout: float) -> list[int]:
+    """C-STORE the chunk over one association (a new one if the node drops it); -1: no answer."""
+    import pydicom
+
+    ae = AE(ae_title="BENCHSCU")
+    for sop_class in (DigitalXRayImageStorageForPresentation, CTImageStorage):
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    statuses: list[int] = []
+    assoc = None
+    for data in chunk:
+        if assoc is None or not assoc.is_established:
+            assoc = ae.associate("127.0.0.1", port, ae_title="PNEUMO")
+        if not assoc.is_established:
+            statuses.append(-1)
+            continue
+        status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
+        statuses.append(int(status.Status) if status and "Status" in status else -1)
+        with lock:
+            sent.append(time.perf_counter())
+    if assoc is not None and assoc.is_established:
+        assoc.release()
+    return statuses
+
+
+def echo(port: int) -> bool:
+    ae = AE(ae_title="BENCHSCU")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="PNEUMO")
+    if not assoc.is_established:
+        return False
+    ok = assoc.send_c_echo().Status == 0
+    assoc.release()
+    return ok
+
+
+def predictor_rate(model: str, instances: list[bytes]) -> float:
+    from pneumo.inference.predictor import Predictor
+
+    predictor = Predictor.load(model)
+    predictor.predict_many(instances[:8])  # warm-up
+    started = time.perf_counter()
+    predictor.predict_many(instances)
+    return len(instances) / (time.perf_counter() - started)
+
+
+def main(args: argparse.Namespace) -> int:
+    found = find_orthanc()
+    if found is None:
+        raise SystemExit("Orthanc is not installed: apt-get install orthanc orthanc-dicomweb (scripts/setup.sh)")
+    jpegs = sorted(p for p in Path(args.data).rglob("*") if p.suffix.lower() in (".jpeg", ".jpg"))
+    if not jpegs:
+        raise SystemExit(f"no JPEGs under {args.data}")
+    rng = random.Random(args.seed)
+    readable = args.instances - args.refused
+    picks = [jpegs[i % len(jpegs)] for i in range(readable)] if len(jpegs) < readable else rng.sample(jpegs, readable)
+    study = generate_uid()
+    print(f"building {readable} DX + {args.refused} CT instances (max side {args.max_side} px) ...", flush=True)
+    dx = [dx_bytes(p, study, args.max_side) for p in picks]
+    ct = [dx_bytes(picks[i % len(picks)], study, args.max_side, CTImageStorage) for i in range(args.refused)]
+    everything = dx + ct
+    rng.shuffle(everything)
+    print(f"instances: {len(everything)}, {sum(map(len, everything)) / len(everything) / 1e6:.2f} MB each on average")
+
+    reference = predictor_rate(args.model, dx)
+    print(f"Predictor.predict_many on the same {len(dx)} DICOM files: {reference:.2f} instances/s")
+
+    node_port, http_port = free_port(), free_port()
+    modalities = {"pneumo": {"AET": "PNEUMO", "Host": "127.0.0.1", "Port": node_port}}
+    with tempfile.TemporaryDirectory(prefix="pneumo-bench-dicom-") as tmp, \
+            local_orthanc(found[0], found[1], modalities) as orthanc:
+        data_dir = Path(tmp)
+        server = start_node(args, data_dir, http_port, node_port, orthanc)
+        health = f"http://127.0.0.1:{http_port}/api/v1/health"
+        try:
+            rss = [("idle", rss_mib(server.pid))]
+            sent: list[float] = []
+            lock = threading.Lock()
+            chunks = [everything[i::args.associations] for i in range(args.associations)]
+            sampling = threading.Event()
+
+            def sample() -> None:
+                marks = {len(everything) // 4 * k for k in (1, 2, 3)}
+                while not sampling.is_set():
+                    with lock:
+                        count = len(sent)
+                    if count in marks:
+                        rss.append((f"{count} sent", rss_mib(server.pid)))
+                        marks.discard(count)
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.associations) as pool:
+                statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout), chunks) for s in part]
+            sent_s = time.perf_counter() - started
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                try:
+                    node = httpx.get(health, timeout=60).json()["dicom"]
+                except httpx.TransportError:  # a busy machine: ask again
+                    continue
+                if node["waiting"] == 0 and node["read"] + node["failed"] >= statuses.count(0) \
+                        and node["reports_waiting"] == 0:
+                    break
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - started
+            sampling.set()
+            rss.append(("all read", rss_mib(server.pid)))
+            node = httpx.get(health, timeout=120).json()["dicom"]
+            history = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/history?limit=1", timeout=120).json()["total"]
+            with orthanc.client() as http:
+                srs = [s for s in http.get("/series?expand").json() if s["MainDicomTags"].get("Modality") == "SR"]
+                in_orthanc = sum(len(s["Instances"]) for s in srs)
+            alive = echo(node_port) and server.poll() is None
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    accepted, refused = statuses.count(0), sum(1 for s in statuses if s not in (0, -1))
+    unanswered = statuses.count(-1)
+    lost_history, lost_orthanc = accepted - history, accepted - in_orthanc
+    rate = node["read"] / elapsed
+    print(f"answered: {len(statuses) - unanswered}/{len(statuses)} ({accepted} stored, {refused} refused, "
+          f"{unanswered} unanswered); all sent in {sent_s:.1f} s over {args.associations} associations")
+    print(f"history rows: {history}, SRs in Orthanc: {in_orthanc}; lost: {lost_history} (history), "
+          f"{lost_orthanc} (Orthanc); node failures: {node['failed']}")
+    print(f"node still up (C-ECHO, process alive): {alive}")
+    print("node RSS, MiB: " + ", ".join(f"{name} {value:.0f}" for name, value in rss))
+    print(f"through the node: {rate:.2f} instances/s ({node['read']} read in {elapsed:.1f} s, receive to SR in "
+          f"Orthanc); Predictor: {reference:.2f}/s; ratio {rate / reference:.2f} (target >= 0.8)")
+    return 1 if unanswered or lost_history or lost_orthanc or not alive else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
