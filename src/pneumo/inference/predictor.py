@@ -19,11 +19,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from pneumo.bundle import META_FILE, WEIGHTS_FILE, BundleMeta, read_meta
+from pneumo.config import PreprocessConfig
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.gate.checks import CheckConfig, cheap_reason
@@ -70,7 +71,10 @@ class Embedding:
 
 
 @dataclass
-class _Prepared:
+class PreparedInput:
+    """One input decoded, checked and preprocessed, ready for :meth:`Predictor.score` (which may run in another
+    process: the batch engines prepare inputs in one set of workers and score them in another)."""
+
     name: str | None
     pixels: np.ndarray | None = None  # uint8 SxS, set when the cheap checks pass
     reason: str | None = None
@@ -80,6 +84,33 @@ class _Prepared:
 
 def _ms(start: float) -> float:
     return round((perf_counter() - start) * 1000.0, 3)
+
+
+def prepare_input(source: Any, preprocess: PreprocessConfig, checks: CheckConfig = CheckConfig()) -> PreparedInput:
+    """Decode, check and preprocess one input with a bundle's ``preprocess``; errors become an entry, never an
+    exception. What :meth:`Predictor.predict` does before the model, without needing the model."""
+    name = describe(source)
+    started = perf_counter()
+    try:
+        image = load_input(source)
+    except ImageDecodeError as exc:
+        return PreparedInput(name, error=str(exc), timing={"decode": _ms(started)})
+    except Exception as exc:  # a decoder bug must not take down a whole batch
+        return PreparedInput(name, error=f"{name or '<input>'}: unexpected error while reading "
+                                        f"({type(exc).__name__}: {exc})", timing={"decode": _ms(started)})
+    return check_input(name, image, {"decode": _ms(started)}, preprocess, checks)
+
+
+def check_input(name: str | None, image: InputImage, timing: dict[str, float], preprocess: PreprocessConfig,
+                checks: CheckConfig = CheckConfig()) -> PreparedInput:
+    """Cheap gate checks, then the bundle's preprocessing for inputs that pass them."""
+    started = perf_counter()
+    prepared = PreparedInput(name, timing=timing)
+    prepared.reason = cheap_reason(image.pixels, image.colour_fraction, checks)
+    if prepared.reason is None:
+        prepared.pixels = preprocess_array(image.pixels, preprocess)
+    timing["preprocess"] = _ms(started)
+    return prepared
 
 
 # A single-threaded lane gains nothing from big batches (no intra-op parallelism to feed), and small ones
@@ -139,6 +170,12 @@ class Predictor:
         return self.gate_threshold is not None
 
     @property
+    def subtype_names(self) -> list[str]:
+        """The keys of ``Prediction.subtype_probabilities`` for this model: its class names for a multi-class
+        head, none for the one-logit NORMAL/PNEUMONIA head (whose predictions carry no subtypes)."""
+        return list(self.meta.class_names) if self.meta.classes > 2 else []
+
+    @property
     def gate_status(self) -> str:
         """One line on what the chest-X-ray gate checks with this model."""
         cheap = "cheap checks (colour, blank, size, aspect ratio)"
@@ -184,6 +221,11 @@ class Predictor:
                 results.extend(running.popleft().result())
         return results
 
+    def score(self, prepared: Sequence[PreparedInput]) -> list[Prediction]:
+        """Predictions for inputs already made by :func:`prepare_input` with this bundle's preprocessing, in
+        one model batch: the second half of :meth:`predict_many`, for engines that decode elsewhere."""
+        return self._finish(list(prepared))
+
     def embed_many(self, sources: Iterable[Any], batch_size: int = 16) -> list[Embedding]:
         """Pooled features (no TTA) for inputs that pass the cheap checks; what the gate is fitted on."""
         out: list[Embedding] = []
@@ -219,39 +261,22 @@ class Predictor:
         return Explanation(heatmap=heatmap, overlay_png=overlay, prediction=prediction)
 
     # ---- internals ---------------------------------------------------------------------------------------
-    def _prepare(self, source: Any) -> _Prepared:
-        """Decode, check and preprocess one input; errors become an entry, never an exception."""
-        name = describe(source)
-        started = perf_counter()
-        try:
-            image = load_input(source)
-        except ImageDecodeError as exc:
-            return _Prepared(name, error=str(exc), timing={"decode": _ms(started)})
-        except Exception as exc:  # a decoder bug must not take down a whole batch
-            return _Prepared(name, error=f"{name or '<input>'}: unexpected error while reading "
-                                         f"({type(exc).__name__}: {exc})", timing={"decode": _ms(started)})
-        return self._check(name, image, {"decode": _ms(started)})
+    def _prepare(self, source: Any) -> PreparedInput:
+        return prepare_input(source, self.meta.preprocess, self.checks)
 
-    def _check(self, name: str | None, image: InputImage, timing: dict[str, float]) -> _Prepared:
-        """Cheap gate checks, then the bundle's preprocessing for inputs that pass them."""
-        started = perf_counter()
-        prepared = _Prepared(name, timing=timing)
-        prepared.reason = cheap_reason(image.pixels, image.colour_fraction, self.checks)
-        if prepared.reason is None:
-            prepared.pixels = preprocess_array(image.pixels, self.meta.preprocess)
-        timing["preprocess"] = _ms(started)
-        return prepared
+    def _check(self, name: str | None, image: InputImage, timing: dict[str, float]) -> PreparedInput:
+        return check_input(name, image, timing, self.meta.preprocess, self.checks)
 
-    def _prepared_chunks(self, sources: Iterable[Any], batch_size: int) -> Iterator[list[_Prepared]]:
+    def _prepared_chunks(self, sources: Iterable[Any], batch_size: int) -> Iterator[list[PreparedInput]]:
         """Prepared inputs in order, ``batch_size`` at a time, with a bounded window decoding ahead."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         window = 2 * batch_size + self.workers
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pneumo-decode") as pool:
-            pending: deque[Future[_Prepared]] = deque()
+            pending: deque[Future[PreparedInput]] = deque()
             feed = iter(sources)
             exhausted = False
-            chunk: list[_Prepared] = []
+            chunk: list[PreparedInput] = []
             while True:
                 while not exhausted and len(pending) < window:
                     try:
@@ -273,7 +298,7 @@ class Predictor:
         batch = normalize_uint8(np.concatenate(views), self.meta.preprocess)[:, None]
         return (self.backend.run_in_lane(batch) if lane else self.backend.run(batch)), count
 
-    def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[Prediction]:
+    def _finish(self, prepared: list[PreparedInput], lane: bool = False) -> list[Prediction]:
         ready = [p for p in prepared if p.pixels is not None]
         scored: dict[int, tuple[float, dict[str, float] | None, float | None]] = {}
         if ready:
@@ -293,7 +318,7 @@ class Predictor:
                 p.timing["model"] = round(model_ms, 3)
         return [self._prediction(p, scored.get(id(p))) for p in prepared]
 
-    def _prediction(self, p: _Prepared, score: tuple[float, dict[str, float] | None, float | None] | None
+    def _prediction(self, p: PreparedInput, score: tuple[float, dict[str, float] | None, float | None] | None
                     ) -> Prediction:
         timing = dict(p.timing)
         timing.setdefault("total", round(sum(timing.values()), 3))
