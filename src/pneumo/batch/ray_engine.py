@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -62,12 +63,15 @@ class RayConfig:
     the one on this machine); None starts a local instance with ``num_cpus`` CPUs (default: all of them).
     ``actor_cpus``: CPUs per model actor, which are also its model threads (ONNX Runtime intra-op threads,
     PyTorch's ``set_num_threads``). ``max_actors``: upper bound of the autoscaling actor pool (None: as many as
-    the CPUs left by decoding allow)."""
+    the CPUs left by decoding allow). ``decode_cpus``: CPUs Ray reserves per decoding task; half a CPU because
+    reading a file waits on storage, and a value other than ``actor_cpus`` keeps Ray from fusing decoding into
+    the model actors (it fuses steps whose resources are equal), so decoding scales apart from the models."""
 
     address: str | None = None
     num_cpus: int | None = None
     actor_cpus: int = 1
     max_actors: int | None = None
+    decode_cpus: float = 0.5
     decode_batch: int = 16
     model_batch: int = 32
     progress: bool = True
@@ -80,6 +84,9 @@ class RayConfig:
         for name in ("actor_cpus", "decode_batch", "model_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.decode_cpus or self.decode_cpus == self.actor_cpus:
+            raise ValueError(f"decode_cpus must be positive and differ from actor_cpus ({self.actor_cpus}; equal "
+                             f"resources make Ray run decoding inside the model actors), got {self.decode_cpus}")
         if self.address is not None and self.num_cpus is not None:
             raise ValueError("num_cpus sizes a local Ray instance; a cluster given by address has its own CPUs")
 
@@ -91,6 +98,14 @@ class BatchSummary:
     errors: int
     unknown: int
     seconds: float  # from submitting the dataset to the last row written (Ray's start-up not included)
+    first_rows: int = 0  # rows of the first batch written, and when it was: model actors' start-up
+    first_s: float = 0.0
+
+    @property
+    def steady_images_per_s(self) -> float:
+        """Rate after the first batch, i.e. once the actors have loaded the model."""
+        rest = self.seconds - self.first_s
+        return (self.files - self.first_rows) / rest if rest > 0 else 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -125,8 +140,9 @@ def predict_to_file(paths: Sequence[str], out: Path, spec: ModelSpec, cfg: RayCo
     del predictor
     joined = _connect(cfg)
     try:
-        dataset = _pipeline(list(paths), spec, preprocess, checks, columns, cfg)
-        return _write(dataset, out, kind, columns, total=len(paths), progress=cfg.progress)
+        with _data_options():
+            dataset = _pipeline(list(paths), spec, preprocess, checks, columns, cfg)
+            return _write(dataset, out, kind, columns, total=len(paths), progress=cfg.progress)
     finally:
         if joined:
             ray.shutdown()
@@ -149,8 +165,8 @@ def _pipeline(paths: list[str], spec: ModelSpec, preprocess: PreprocessConfig, c
     """The lazy Ray dataset: paths -> prepared pixels (tasks) -> table rows (actors)."""
     blocks = max(1, -(-len(paths) // cfg.decode_batch))
     items = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
-    prepared = items.map_batches(_prepare_batch, batch_size=cfg.decode_batch, batch_format="numpy", num_cpus=1,
-                                 fn_kwargs={"preprocess": preprocess, "checks": checks})
+    prepared = items.map_batches(_prepare_batch, batch_size=cfg.decode_batch, batch_format="numpy",
+                                 num_cpus=cfg.decode_cpus, fn_kwargs={"preprocess": preprocess, "checks": checks})
     return prepared.map_batches(
         _Scorer, batch_size=cfg.model_batch, batch_format="numpy", num_cpus=cfg.actor_cpus,
         compute=ActorPoolStrategy(min_size=1, max_size=cfg.max_actors),
@@ -203,14 +219,16 @@ class _Scorer:
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
-def _batches(dataset: Any) -> Iterator[pa.Table]:
-    """The rows as Arrow tables, in input order, with Ray's per-operator progress bars off (ours counts files)."""
+@contextmanager
+def _data_options() -> Iterator[None]:
+    """Rows in input order, and Ray's per-operator progress off (ours counts files); Ray Data reads these from
+    the current DataContext when a dataset is created, so they are set around building and running it."""
     context = DataContext.get_current()
     saved = context.execution_options.preserve_order, context.enable_progress_bars
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     try:
-        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+        yield
     finally:
         context.execution_options.preserve_order, context.enable_progress_bars = saved
 
@@ -219,13 +237,16 @@ def _write(dataset: Any, out: Path, kind: str, columns: list[str], *, total: int
     """Stream the rows into ``out`` through a temporary file renamed at the end: a run that dies never leaves a
     partial file under the name asked for."""
     partial = out.with_name(f".{out.name}.partial")
-    files = errors = unknown = 0
+    files = errors = unknown = first_rows = 0
+    first_s = 0.0
     started = perf_counter()
     bar = tqdm(total=total, unit="img", desc="scoring", file=sys.stderr, disable=not progress)
     try:
         with _Writer(partial, kind, _schema(columns)) as writer:
-            for table in _batches(dataset):
+            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 writer.write(table)
+                if not files:
+                    first_rows, first_s = table.num_rows, perf_counter() - started
                 files += table.num_rows
                 errors += table.num_rows - table.column("error").null_count
                 unknown += sum(label == "UNKNOWN" for label in table.column("label").to_pylist())
@@ -234,7 +255,7 @@ def _write(dataset: Any, out: Path, kind: str, columns: list[str], *, total: int
     finally:
         bar.close()
         partial.unlink(missing_ok=True)
-    return BatchSummary(out, files, errors, unknown, perf_counter() - started)
+    return BatchSummary(out, files, errors, unknown, perf_counter() - started, first_rows, first_s)
 
 
 class _Writer:
