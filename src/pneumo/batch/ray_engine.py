@@ -62,8 +62,9 @@ class RayConfig:
     """Where and how wide to run. ``address``: a running cluster (``ray start --head`` prints it; ``auto`` finds
     the one on this machine); None starts a local instance with ``num_cpus`` CPUs (default: all of them).
     ``actor_cpus``: CPUs per model actor, which are also its model threads (ONNX Runtime intra-op threads,
-    PyTorch's ``set_num_threads``). ``max_actors``: upper bound of the autoscaling actor pool (None: as many as
-    the CPUs left by decoding allow). ``decode_cpus``: CPUs Ray reserves per decoding task; half a CPU because
+    PyTorch's ``set_num_threads``). ``max_actors``: upper bound of the autoscaling actor pool (None: half the
+    cluster's CPUs, at least one actor; Ray's own default, unbounded, lets the actors take every CPU and starves
+    the decoding tasks that feed them). ``decode_cpus``: CPUs Ray reserves per decoding task; half a CPU because
     reading a file waits on storage, and a value other than ``actor_cpus`` keeps Ray from fusing decoding into
     the model actors (it fuses steps whose resources are equal), so decoding scales apart from the models."""
 
@@ -160,16 +161,24 @@ def _connect(cfg: RayConfig) -> bool:
     return True
 
 
+def max_actors(cfg: RayConfig, cluster_cpus: float) -> int:
+    """How many model actors the pool may grow to on a cluster with ``cluster_cpus``."""
+    if cfg.max_actors is not None:
+        return cfg.max_actors
+    return max(1, int(cluster_cpus // 2) // cfg.actor_cpus)
+
+
 def _pipeline(paths: list[str], spec: ModelSpec, preprocess: PreprocessConfig, checks: CheckConfig,
               columns: list[str], cfg: RayConfig) -> Any:
     """The lazy Ray dataset: paths -> prepared pixels (tasks) -> table rows (actors)."""
+    actors = max_actors(cfg, ray.cluster_resources().get("CPU", 1.0))
     blocks = max(1, -(-len(paths) // cfg.decode_batch))
     items = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
     prepared = items.map_batches(_prepare_batch, batch_size=cfg.decode_batch, batch_format="numpy",
                                  num_cpus=cfg.decode_cpus, fn_kwargs={"preprocess": preprocess, "checks": checks})
     return prepared.map_batches(
         _Scorer, batch_size=cfg.model_batch, batch_format="numpy", num_cpus=cfg.actor_cpus,
-        compute=ActorPoolStrategy(min_size=1, max_size=cfg.max_actors),
+        compute=ActorPoolStrategy(min_size=1, max_size=actors),
         fn_constructor_kwargs={"spec": spec, "threads": cfg.actor_cpus, "columns": columns})
 
 

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(host:port printed by `ray start --head`, or auto); default: start a local Ray on all cores")
     p.add_argument("--ray-actor-cpus", type=int, default=1, metavar="N", help="with --engine ray: CPUs per model "
                    "actor, which are also its model threads")
+    p.add_argument("--ray-max-actors", type=int, default=None, metavar="N", help="with --engine ray: at most N "
+                   "model actors (default: half the cluster's CPUs; the rest decode)")
     p.add_argument("--out", default="", metavar="FILE", help="with --engine ray: results.parquet or results.csv")
     p.set_defaults(func=run)
 
@@ -159,7 +161,8 @@ def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
     if not args.verbose:  # Ray Data's execution plan and statistics lines (kept in its log files; shown under -v)
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     spec = ray_engine.ModelSpec(model=args.model, backend=args.backend, device=args.device, tta=args.tta)
-    cfg = ray_engine.RayConfig(address=args.ray_address, actor_cpus=args.ray_actor_cpus)
+    cfg = ray_engine.RayConfig(address=args.ray_address, actor_cpus=args.ray_actor_cpus,
+                               max_actors=args.ray_max_actors)
     summary = ray_engine.predict_to_file(paths, Path(args.out), spec, cfg)
     print(summary.line(), file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
