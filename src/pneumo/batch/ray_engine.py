@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Iterable, Iterator, Sequence
@@ -101,6 +101,7 @@ class BatchSummary:
     seconds: float  # from submitting the dataset to the last row written (Ray's start-up not included)
     first_rows: int = 0  # rows of the first batch written, and when it was: model actors' start-up
     first_s: float = 0.0
+    gate_status: str = ""  # what the chest-X-ray gate checked (Predictor.gate_status)
 
     @property
     def steady_images_per_s(self) -> float:
@@ -136,14 +137,14 @@ def predict_to_file(paths: Sequence[str], out: Path, spec: ModelSpec, cfg: RayCo
     # Load once here: a wrong model fails before Ray starts, and an ONNX export the actors need is made once.
     predictor = Predictor.load(spec.model, backend=spec.backend, device=spec.device, tta=spec.tta)
     columns = table_columns(predictor.subtype_names)
-    preprocess, checks = predictor.meta.preprocess, predictor.checks
-    print(predictor.gate_status, file=sys.stderr)
+    preprocess, checks, gate_status = predictor.meta.preprocess, predictor.checks, predictor.gate_status
     del predictor
     joined = _connect(cfg)
     try:
         with _data_options():
             dataset = _pipeline(list(paths), spec, preprocess, checks, columns, cfg)
-            return _write(dataset, out, kind, columns, total=len(paths), progress=cfg.progress)
+            summary = _write(dataset, out, kind, columns, total=len(paths), progress=cfg.progress)
+        return replace(summary, gate_status=gate_status)
     finally:
         if joined:
             ray.shutdown()

@@ -164,6 +164,7 @@ def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
     cfg = ray_engine.RayConfig(address=args.ray_address, actor_cpus=args.ray_actor_cpus,
                                max_actors=args.ray_max_actors)
     summary = ray_engine.predict_to_file(paths, Path(args.out), spec, cfg)
+    print(summary.gate_status, file=sys.stderr)
     print(summary.line(), file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
     return 1 if summary.errors else 0
