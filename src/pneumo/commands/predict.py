@@ -158,7 +158,7 @@ def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
         from pneumo.batch import ray_engine
     except ImportError as exc:  # the optional extra is not installed
         raise ValueError(f"--engine ray needs Ray Data: pip install 'pneumo[ray]' ({exc})") from exc
-    if not args.verbose:  # Ray Data's execution plan and statistics lines (kept in its log files; shown under -v)
+    if not getattr(args, "verbose", False):  # Ray Data's plan and statistics lines: in its log files, and under -v
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     spec = ray_engine.ModelSpec(model=args.model, backend=args.backend, device=args.device, tta=args.tta)
     cfg = ray_engine.RayConfig(address=args.ray_address, actor_cpus=args.ray_actor_cpus,
