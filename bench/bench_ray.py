@@ -46,6 +46,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=2000, help="files, spread evenly over the sorted folder")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray; threads and decoders of local")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=64, help="files scored by each engine before the timed rounds")
     p.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip the simulated cluster")
     p.add_argument("--json", default="", metavar="FILE", help="also write the figures here")
     return p
@@ -188,8 +189,8 @@ def main(args: argparse.Namespace) -> dict:
         work = Path(tmp)
         ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
         try:
-            local_rate(predictor, paths[:64], columns)  # warm-up: first-call allocations, worker processes
-            ray_run(paths[:64], work / "warm.parquet", spec)
+            local_rate(predictor, paths[: args.warmup], columns)  # warm-up: first-call allocations, workers
+            ray_run(paths[: args.warmup], work / "warm.parquet", spec)
             with memory:
                 for round_ in range(args.rounds):
                     rate, reference = local_rate(predictor, paths, columns)
