@@ -153,6 +153,10 @@ def predict_to_file(paths: Sequence[str], out: Path, spec: ModelSpec, cfg: RayCo
 def _connect(cfg: RayConfig) -> bool:
     """Start or join Ray unless this process already has; True when this call did (and should leave it)."""
     if ray.is_initialized():
+        if cfg.address is not None or cfg.num_cpus is not None:
+            raise ValueError(f"this process has already joined a Ray instance; address={cfg.address!r} and "
+                             f"num_cpus={cfg.num_cpus!r} cannot apply (leave both unset to use it, or call "
+                             "ray.shutdown() first)")
         return False
     common: dict[str, Any] = dict(logging_level="WARNING", log_to_driver=True)
     if cfg.address is None:
