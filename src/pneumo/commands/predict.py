@@ -10,13 +10,16 @@ import csv
 import glob
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from pneumo import DISCLAIMER
+from pneumo.inference.rows import table_columns, table_row, table_subtypes
 
 FORMATS = ("table", "json", "csv")
+ENGINES = ("local", "ray")
 # Files a folder contributes; explicitly named files are read whatever their suffix (content is sniffed).
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"}
 _GLOB_CHARS = set("*?[")
@@ -43,6 +46,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "runs Grad-CAM on torch)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, mps)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--engine", default="local", choices=ENGINES, help="local: this process; ray: Ray Data tasks "
+                   "and model actors on a local Ray or a cluster (pip install 'pneumo[ray]'; writes --out, "
+                   "with the columns of --format csv; see docs/scale.md)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="with --engine ray: join this Ray cluster "
+                   "(host:port printed by `ray start --head`, or auto); default: start a local Ray on all cores")
+    p.add_argument("--ray-actor-cpus", type=int, default=1, metavar="N", help="with --engine ray: CPUs per model "
+                   "actor, which are also its model threads")
+    p.add_argument("--ray-max-actors", type=int, default=None, metavar="N", help="with --engine ray: at most N "
+                   "model actors (default: half the cluster's CPUs; the rest decode)")
+    p.add_argument("--out", default="", metavar="FILE", help="with --engine ray: results.parquet or results.csv")
     p.set_defaults(func=run)
 
 
@@ -105,16 +118,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def print_csv(rows: list[dict[str, Any]]) -> None:
-    subtypes = sorted({k for r in rows for k in (r.get("subtype_probabilities") or {})})
-    columns = ["path", "label", "probability", "threshold", "unknown_reason", "error", "model_version"]
-    columns += [f"p_{s.lower()}" for s in subtypes] + (["cam"] if rows and "cam" in rows[0] else []) + ["total_ms"]
+    columns = table_columns(table_subtypes(rows), cam=bool(rows) and "cam" in rows[0])
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for r in rows:
-        values = {**r, "total_ms": r["timing_ms"].get("total")}
-        for s in subtypes:
-            values[f"p_{s.lower()}"] = (r.get("subtype_probabilities") or {}).get(s)
-        writer.writerow(["" if values.get(c) is None else values[c] for c in columns])
+        writer.writerow(["" if v is None else v for v in table_row(r, columns).values()])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("pneumo predict: no image files found", file=sys.stderr)
         return 1
+    if args.engine == "ray":
+        return run_ray(args, paths)
+    if args.out or args.ray_address:
+        raise ValueError("--out and --ray-address apply to --engine ray; --engine local prints its rows")
     predictor = Predictor.load(args.model, backend=args.backend, device=args.device, tta=args.tta)
     if args.format == "table" or not predictor.has_gate:
         print(predictor.gate_status, file=sys.stderr)
@@ -152,3 +164,26 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(rows)} inputs could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
+    """``--engine ray``: the same rows as ``--format csv``, written by :mod:`pneumo.batch.ray_engine`."""
+    if not args.out:
+        raise ValueError("--engine ray writes its rows to a file: give --out results.parquet or --out results.csv")
+    if args.cam or args.format == "json":
+        raise ValueError("--engine ray writes the columns of --format csv to --out; --cam and --format json need "
+                         "--engine local")
+    try:
+        from pneumo.batch import ray_engine
+    except ImportError as exc:  # the optional extra is not installed
+        raise ValueError(f"--engine ray needs Ray Data: pip install 'pneumo[ray]' ({exc})") from exc
+    if not getattr(args, "verbose", False):  # Ray Data's plan and statistics lines: in its log files, and under -v
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    spec = ray_engine.ModelSpec(model=args.model, backend=args.backend, device=args.device, tta=args.tta)
+    cfg = ray_engine.RayConfig(address=args.ray_address, actor_cpus=args.ray_actor_cpus,
+                               max_actors=args.ray_max_actors)
+    summary = ray_engine.predict_to_file(paths, Path(args.out), spec, cfg)
+    print(summary.gate_status, file=sys.stderr)
+    print(summary.line(), file=sys.stderr)
+    print(DISCLAIMER, file=sys.stderr)
+    return 1 if summary.errors else 0

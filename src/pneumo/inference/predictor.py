@@ -22,11 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from pneumo.bundle import ONNX_FILE, WEIGHTS_FILE, BundleError, BundleMeta, file_sha256, read_document, read_meta
+from pneumo.config import PreprocessConfig
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.explain.overlay import overlay_png
@@ -96,7 +97,10 @@ class Embedding:
 
 
 @dataclass
-class _Prepared:
+class PreparedInput:
+    """One input decoded, checked and preprocessed, ready for :meth:`Predictor.score` (which may run in another
+    process: the batch engines prepare inputs in one set of workers and score them in another)."""
+
     name: str | None
     pixels: np.ndarray | None = None  # uint8 SxS, set when the cheap checks pass
     reason: str | None = None
@@ -112,6 +116,36 @@ def _ms(start: float) -> float:
 # A single-threaded lane gains nothing from big batches (no intra-op parallelism to feed), and small ones
 # interleave better with decoding: on 2 cores, 8 gave the highest folder rate of 4, 8, 16 and 32.
 LANE_BATCH = 8
+
+
+def prepare_input(source: Any, preprocess: PreprocessConfig, checks: CheckConfig = CheckConfig(),
+                  score_refused: bool = False) -> PreparedInput:
+    """Decode, check and preprocess one input with a bundle's ``preprocess``; errors become an entry, never an
+    exception. What :meth:`Predictor.predict` does before the model, without needing the model."""
+    name = describe(source)
+    started = perf_counter()
+    try:
+        image = load_input(source)
+    except ImageDecodeError as exc:
+        return PreparedInput(name, error=str(exc), error_kind=error_kind(exc), timing={"decode": _ms(started)})
+    except Exception as exc:  # a decoder bug must not take down a whole batch
+        return PreparedInput(name, error=f"{name or '<input>'}: unexpected error while reading "
+                                         f"({type(exc).__name__}: {exc})", error_kind="internal",
+                             timing={"decode": _ms(started)})
+    return check_input(name, image, {"decode": _ms(started)}, preprocess, checks, score_refused)
+
+
+def check_input(name: str | None, image: InputImage, timing: dict[str, float], preprocess: PreprocessConfig,
+                checks: CheckConfig = CheckConfig(), score_refused: bool = False) -> PreparedInput:
+    """Cheap gate checks, then the bundle's preprocessing for inputs that pass them (or for all, with
+    ``score_refused``)."""
+    started = perf_counter()
+    prepared = PreparedInput(name, timing=timing)
+    prepared.reason = cheap_reason(image.pixels, image.colour_fraction, checks)
+    if prepared.reason is None or score_refused:
+        prepared.pixels = preprocess_array(image.pixels, preprocess)
+    timing["preprocess"] = _ms(started)
+    return prepared
 
 
 class Predictor:
@@ -177,6 +211,12 @@ class Predictor:
         return self.gate_threshold is not None
 
     @property
+    def subtype_names(self) -> list[str]:
+        """The keys of ``Prediction.subtype_probabilities`` for this model: its class names for a multi-class
+        head, none for the one-logit NORMAL/PNEUMONIA head (whose predictions carry no subtypes)."""
+        return list(self.meta.class_names) if self.meta.classes > 2 else []
+
+    @property
     def gate_status(self) -> str:
         """One line on what the chest-X-ray gate checks with this model."""
         cheap = "cheap checks (colour, blank, size, aspect ratio)"
@@ -230,6 +270,11 @@ class Predictor:
                 results.extend(running.popleft().result())
         return results
 
+    def score(self, prepared: Sequence[PreparedInput]) -> list[Prediction]:
+        """Predictions for inputs already made by :func:`prepare_input` with this bundle's preprocessing, in
+        one model batch: the second half of :meth:`predict_many`, for engines that decode elsewhere."""
+        return [scored.prediction for scored in self._finish(list(prepared))]
+
     def embed_many(self, sources: Iterable[Any], batch_size: int = 16) -> list[Embedding]:
         """Pooled features (no TTA) for inputs that pass the cheap checks; what the gate is fitted on."""
         out: list[Embedding] = []
@@ -263,43 +308,24 @@ class Predictor:
         return Explanation(heatmap=heatmap, overlay_png=overlay, prediction=prediction)
 
     # ---- internals ---------------------------------------------------------------------------------------
-    def _prepare(self, source: Any, score_refused: bool = False) -> _Prepared:
-        """Decode, check and preprocess one input; errors become an entry, never an exception."""
-        name = describe(source)
-        started = perf_counter()
-        try:
-            image = load_input(source)
-        except ImageDecodeError as exc:
-            return _Prepared(name, error=str(exc), error_kind=error_kind(exc), timing={"decode": _ms(started)})
-        except Exception as exc:  # a decoder bug must not take down a whole batch
-            return _Prepared(name, error=f"{name or '<input>'}: unexpected error while reading "
-                                         f"({type(exc).__name__}: {exc})", error_kind="internal",
-                             timing={"decode": _ms(started)})
-        return self._check(name, image, {"decode": _ms(started)}, score_refused)
+    def _prepare(self, source: Any, score_refused: bool = False) -> PreparedInput:
+        return prepare_input(source, self.meta.preprocess, self.checks, score_refused)
 
     def _check(self, name: str | None, image: InputImage, timing: dict[str, float],
-               score_refused: bool = False) -> _Prepared:
-        """Cheap gate checks, then the bundle's preprocessing for inputs that pass them (or for all, with
-        ``score_refused``)."""
-        started = perf_counter()
-        prepared = _Prepared(name, timing=timing)
-        prepared.reason = cheap_reason(image.pixels, image.colour_fraction, self.checks)
-        if prepared.reason is None or score_refused:
-            prepared.pixels = preprocess_array(image.pixels, self.meta.preprocess)
-        timing["preprocess"] = _ms(started)
-        return prepared
+               score_refused: bool = False) -> PreparedInput:
+        return check_input(name, image, timing, self.meta.preprocess, self.checks, score_refused)
 
     def _prepared_chunks(self, sources: Iterable[Any], batch_size: int, score_refused: bool = False
-                         ) -> Iterator[list[_Prepared]]:
+                         ) -> Iterator[list[PreparedInput]]:
         """Prepared inputs in order, ``batch_size`` at a time, with a bounded window decoding ahead."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         window = 2 * batch_size + self.workers
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pneumo-decode") as pool:
-            pending: deque[Future[_Prepared]] = deque()
+            pending: deque[Future[PreparedInput]] = deque()
             feed = iter(sources)
             exhausted = False
-            chunk: list[_Prepared] = []
+            chunk: list[PreparedInput] = []
             while True:
                 while not exhausted and len(pending) < window:
                     try:
@@ -321,7 +347,7 @@ class Predictor:
         batch = normalize_uint8(np.concatenate(views), self.meta.preprocess)[:, None]
         return (self.backend.run_in_lane(batch) if lane else self.backend.run(batch)), count
 
-    def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[ScoredInput]:
+    def _finish(self, prepared: list[PreparedInput], lane: bool = False) -> list[ScoredInput]:
         ready = [p for p in prepared if p.pixels is not None]
         scored: dict[int, tuple[np.ndarray, float, dict[str, float] | None, float | None]] = {}
         if ready:
@@ -344,7 +370,7 @@ class Predictor:
                                    None if score is None else score[3]))
         return out
 
-    def _prediction(self, p: _Prepared, score: tuple[float, dict[str, float] | None, float | None] | None
+    def _prediction(self, p: PreparedInput, score: tuple[float, dict[str, float] | None, float | None] | None
                     ) -> Prediction:
         timing = dict(p.timing)
         timing.setdefault("total", round(sum(timing.values()), 3))

@@ -1,0 +1,2 @@
+"""Batch prediction engines that spread ``pneumo predict`` over many processes or machines (above
+:mod:`pneumo.inference`, below the CLI)."""
