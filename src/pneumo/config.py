@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar, get_args, get_type_hints
 
 RESIZE_MODES = ("stretch", "letterbox")
 INTENSITY_MODES = ("none", "percentile")
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos")
 
 
 @dataclass
@@ -24,6 +25,12 @@ class PreprocessConfig:
     clahe: bool = False
     mean: float = 0.5
     std: float = 0.25
+    # Stored with the weights like the rest; bundles written before these existed read today's values.
+    percentile_low: float = 0.5
+    percentile_high: float = 99.5
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    interpolation: Literal["bilinear", "bicubic", "lanczos"] = "bilinear"
 
     def __post_init__(self) -> None:
         if self.image_size < 16:
@@ -34,6 +41,14 @@ class PreprocessConfig:
             raise ValueError(f"unknown intensity {self.intensity!r}; choose one of {list(INTENSITY_MODES)}")
         if self.std <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
+        if not 0.0 <= self.percentile_low < self.percentile_high <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentile_low}, "
+                             f"{self.percentile_high}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {self.interpolation!r}; choose one of {list(INTERPOLATIONS)}")
+        if self.clahe_clip <= 0 or self.clahe_tiles < 1:
+            raise ValueError(f"clahe_clip must be positive and clahe_tiles at least 1, got {self.clahe_clip}, "
+                             f"{self.clahe_tiles}")
 
 
 @dataclass

@@ -171,3 +171,22 @@ def test_same_size_shortcut_equals_pillows_resize(mode: str) -> None:
     assert np.array_equal(out, via_pillow) and out is not image
     with pytest.raises(ValueError, match="resize mode"):
         resize_square(image, 48, "crop")
+
+
+def test_preprocessing_constants_come_from_the_config() -> None:
+    """Percentiles, CLAHE and interpolation travel in the bundle's ``preprocess``; old bundles lack them and
+    read today's values."""
+    from pneumo.config import from_dict
+
+    rng = np.random.default_rng(0)
+    image = rng.random((300, 260))
+    default = preprocess_array(image, PreprocessConfig())
+    assert np.array_equal(default, preprocess_array(image, from_dict(PreprocessConfig, {"image_size": 224})))
+    for changed in ({"percentile_low": 5.0}, {"interpolation": "bicubic"}):
+        assert not np.array_equal(default, preprocess_array(image, PreprocessConfig(**changed))), changed
+    clahe = PreprocessConfig(clahe=True)
+    assert not np.array_equal(preprocess_array(image, clahe), preprocess_array(image, PreprocessConfig(clahe=True, clahe_clip=4.0)))
+    with pytest.raises(ValueError, match="percentiles"):
+        PreprocessConfig(percentile_low=60, percentile_high=40)
+    with pytest.raises(ValueError, match="interpolation"):
+        PreprocessConfig(interpolation="nearest")

@@ -13,19 +13,25 @@ from PIL import Image
 from pneumo.config import PreprocessConfig
 
 
-def resize_square(image: np.ndarray, size: int, mode: str) -> np.ndarray:
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+
+
+def resize_square(image: np.ndarray, size: int, mode: str, interpolation: str = "bilinear") -> np.ndarray:
     """Resize a float [0, 1] array to ``size`` x ``size`` by stretching or by letterboxing (black bars)."""
     if mode not in ("stretch", "letterbox"):
         raise ValueError(f"unknown resize mode {mode!r}; choose stretch or letterbox")
     height, width = image.shape
     if height == width == size:  # Pillow's resize to the same size is a copy; skip the round trip
         return image.astype(np.float32, copy=True)
+    if interpolation not in _RESAMPLE:
+        raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {sorted(_RESAMPLE)}")
+    resample = _RESAMPLE[interpolation]
     pil = Image.fromarray(image.astype(np.float32), mode="F")
     if mode == "stretch":
-        return np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.float32)
+        return np.asarray(pil.resize((size, size), resample), dtype=np.float32)
     scale = size / max(height, width)  # letterbox
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = np.asarray(pil.resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+    resized = np.asarray(pil.resize((new_w, new_h), resample), dtype=np.float32)
     canvas = np.zeros((size, size), dtype=np.float32)
     top, left = (size - new_h) // 2, (size - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
@@ -70,14 +76,14 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Decoded float [0, 1] array -> uint8 ``image_size`` square. Deterministic; this is what is cached."""
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale array, got shape {image.shape}")
-    out = resize_square(np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode)
+    out = resize_square(np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode, cfg.interpolation)
     if cfg.intensity == "percentile":
-        out = percentile_stretch(out)
+        out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
     pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     if cfg.clahe:
         import cv2
 
-        pixels = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(pixels)
+        pixels = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles)).apply(pixels)
     return pixels
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from pneumo.config import DataConfig
-from pneumo.data.records import ImageRecord, load_records
+from pneumo.data.records import ImageRecord
 from pneumo.data.splits import split_by_patient, split_temporal
 
 SPLIT_CHOICES = ("train", "val", "test", "official-val", "all")
@@ -43,10 +43,6 @@ def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> lis
     if not chosen:
         raise ValueError(f"the dataset has no images in split {split!r}")
     return chosen
-
-
-def load_split(cfg: DataConfig, split: str) -> list[ImageRecord]:
-    return select_split(load_records(cfg.root, cfg.manifest), split, cfg)
 
 
 def fingerprint(records: list[ImageRecord]) -> str:

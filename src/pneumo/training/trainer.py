@@ -61,7 +61,8 @@ def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepar
         # Rank 0 creates and fills the cache while the others wait, so no two processes build one file.
         if dist_info.is_main:
             cache = ImageCache(paths, cfg.preprocess, cfg.data.cache_dir or None)
-            failures = cache.warm(workers=2, progress=cfg.train.progress)
+            # The loader's process count decodes the cache too (0, loading in this process, decodes here).
+            failures = cache.warm(workers=max(1, cfg.data.num_workers), progress=cfg.train.progress)
         barrier(dist_info)
         if not dist_info.is_main:
             cache = ImageCache(paths, cfg.preprocess, cfg.data.cache_dir or None)
