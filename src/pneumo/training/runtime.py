@@ -10,17 +10,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pneumo.inference.loading import resolve_device
+
 
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "cuda":  # under torchrun each process takes its own GPU
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """The training device: the same choice as inference makes for ``requested``."""
+    return resolve_device(requested)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
