@@ -152,10 +152,10 @@ def test_crash_between_history_and_checkpoint_keeps_one_row_per_epoch(kermany_tr
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     real = trainer._save_last
 
-    def crash_at_epoch_2(run_dir, model, meta, progress, optimizer, scheduler):
+    def crash_at_epoch_2(run_dir, model, meta, progress, optimizer, scheduler, training_weights):
         if progress.epoch == 2:
             raise KeyboardInterrupt
-        return real(run_dir, model, meta, progress, optimizer, scheduler)
+        return real(run_dir, model, meta, progress, optimizer, scheduler, training_weights)
 
     monkeypatch.setattr(trainer, "_save_last", crash_at_epoch_2)
     run = tmp_path / "run"
