@@ -5,6 +5,14 @@ input -> :mod:`pneumo.inference.inputs` (decode any source to gray [0, 1] + its 
 Runtime: logits, pooled features, gate distance) -> calibrated probability (bundle temperature), label by the
 bundle's threshold, UNKNOWN when the gate refuses.
 
+The gate (:mod:`pneumo.gate.mahalanobis`): within ``threshold`` of feature distance the input looks like the
+training X-rays (``out_of_distribution`` False). Beyond it, a gate with a far boundary answers UNKNOWN when the
+distance exceeds ``far_threshold`` or the gate's non-X-ray score is above 0 (not a chest X-ray), and otherwise
+gives the label and probability with ``out_of_distribution`` True and a warning in ``ood_reason`` (a chest
+X-ray unlike the training population: another site, age group or equipment). A gate fitted before the far
+boundary existed has none: every input beyond ``threshold`` is UNKNOWN, as before, and scored inputs have
+``out_of_distribution`` False.
+
 This module imports no torch: with ``backend="onnx"`` and an exported model (or a bundle whose export is
 cached) the whole path runs on NumPy, Pillow, pydicom and onnxruntime.
 """
@@ -47,6 +55,10 @@ class Prediction:
     error: str | None
     timing_ms: dict[str, float]
     model_version: str
+    # True: a chest X-ray beyond the gate's in-distribution boundary (label and probability given, to be read
+    # with caution); False: within it; None: not scored (UNKNOWN, error) or the model has no feature gate.
+    out_of_distribution: bool | None = None
+    ood_reason: str | None = None  # the warning sentence when out_of_distribution is True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +103,8 @@ class Predictor:
     """Load once, predict many times; thread-safe (``predict`` may be called from many threads at once)."""
 
     def __init__(self, meta: BundleMeta, backend: Any, *, bundle_dir: Path | None = None, tta: bool = False,
-                 gate_threshold: float | None = None, checks: CheckConfig = CheckConfig(),
+                 gate_threshold: float | None = None, gate_far_threshold: float | None = None,
+                 checks: CheckConfig = CheckConfig(),
                  device: str = "cpu", workers: int | None = None) -> None:
         self.meta = meta
         self.backend = backend
@@ -99,7 +112,13 @@ class Predictor:
         self.tta = tta
         self.checks = checks
         self.device = device
-        self.gate_threshold = gate_threshold
+        if gate_threshold is None and gate_far_threshold is not None:
+            raise ValueError(f"gate_far_threshold {gate_far_threshold} given without a gate_threshold")
+        if gate_threshold is not None and gate_far_threshold is not None and gate_far_threshold < gate_threshold:
+            raise ValueError(f"gate_far_threshold {gate_far_threshold} is below gate_threshold {gate_threshold}; "
+                             "the far (UNKNOWN) boundary must lie at or beyond the in-distribution one")
+        self.gate_threshold = gate_threshold  # beyond it: out of distribution (UNKNOWN for an old gate)
+        self.gate_far_threshold = gate_far_threshold  # beyond it: UNKNOWN; None: a gate with one boundary
         self.workers = workers or min(4, os.cpu_count() or 1)
         self._explainer: Any = None
         self._explainer_lock = threading.Lock()
@@ -121,18 +140,20 @@ class Predictor:
                                  "directory for PyTorch)")
             runtime = OnnxBackend(path, threads=threads)
             meta = BundleMeta.from_dict(runtime.bundle_document()["meta"])
-            return cls(meta, runtime, tta=tta, gate_threshold=_onnx_gate_threshold(runtime, meta), device="cpu",
-                       workers=workers)
+            return cls(meta, runtime, tta=tta, gate_threshold=_onnx_gate_threshold(runtime, meta),
+                       gate_far_threshold=_onnx_far_threshold(runtime, meta), device="cpu", workers=workers)
         if backend == "onnx":
             directory, meta = read_meta(model)
             runtime = _onnx_backend_for(directory, meta, threads)
             return cls(meta, runtime, bundle_dir=directory, tta=tta,
-                       gate_threshold=_onnx_gate_threshold(runtime, meta), device="cpu", workers=workers)
+                       gate_threshold=_onnx_gate_threshold(runtime, meta),
+                       gate_far_threshold=_onnx_far_threshold(runtime, meta), device="cpu", workers=workers)
         from pneumo.inference.loading import load_torch_backend
 
         torch_backend, meta, directory, gate = load_torch_backend(model, device)
         return cls(meta, torch_backend, bundle_dir=directory, tta=tta,
-                   gate_threshold=gate.threshold if gate is not None else None, device=device, workers=workers)
+                   gate_threshold=gate.threshold if gate is not None else None,
+                   gate_far_threshold=gate.far_threshold if gate is not None else None, device=device, workers=workers)
 
     @property
     def has_gate(self) -> bool:
@@ -154,9 +175,15 @@ class Predictor:
             figures = (f"; when fitted it flagged {gate['xray_flagged_pct']:.1f}% of held-out X-rays and "
                        f"{gate['nonxray_flagged_pct']:.1f}% of non-X-ray images")
         layers = ", ".join(gate.get("feature_layers", []))
+        if self.gate_far_threshold is None:
+            boundaries = (f"threshold {self.gate_threshold:.2f}, {gate.get('percentile', '?')}th percentile of "
+                          "training X-rays; beyond it UNKNOWN (a gate without an out-of-distribution band: refit "
+                          "it with `pneumo gate fit` to warn rather than refuse on X-rays from other sites)")
+        else:
+            boundaries = (f"out-of-distribution warning beyond {self.gate_threshold:.2f} ({gate.get('percentile', '?')}"
+                          f"th percentile of training X-rays), UNKNOWN beyond {self.gate_far_threshold:.2f}")
         return (f"chest-X-ray gate: {cheap} + Mahalanobis distance on pooled features of {layers} "
-                f"(threshold {self.gate_threshold:.2f}, {gate.get('percentile', '?')}th percentile of training "
-                f"X-rays){figures}")
+                f"({boundaries}){figures}")
 
     # ---- prediction --------------------------------------------------------------------------------------
     def predict(self, source: Any) -> Prediction:
@@ -275,7 +302,7 @@ class Predictor:
 
     def _finish(self, prepared: list[_Prepared], lane: bool = False) -> list[Prediction]:
         ready = [p for p in prepared if p.pixels is not None]
-        scored: dict[int, tuple[float, dict[str, float] | None, float | None]] = {}
+        scored: dict[int, tuple[float, dict[str, float] | None, float | None, float | None]] = {}
         if ready:
             started = perf_counter()
             outputs, views = self._run_model([p.pixels for p in ready], lane)  # type: ignore[misc]
@@ -286,15 +313,17 @@ class Predictor:
             if classes is not None:
                 classes = classes.reshape(len(ready), views, -1).mean(axis=1)
             distance = None if outputs.distance is None else outputs.distance.reshape(len(ready), views)[:, 0]
+            nonxray = None if outputs.nonxray is None else outputs.nonxray.reshape(len(ready), views)[:, 0]
             for i, p in enumerate(ready):
                 subtypes = None if classes is None else {
                     name: float(value) for name, value in zip(self.meta.class_names, classes[i])}
-                scored[id(p)] = (float(probability[i]), subtypes, None if distance is None else float(distance[i]))
+                scored[id(p)] = (float(probability[i]), subtypes, None if distance is None else float(distance[i]),
+                                 None if nonxray is None else float(nonxray[i]))
                 p.timing["model"] = round(model_ms, 3)
         return [self._prediction(p, scored.get(id(p))) for p in prepared]
 
-    def _prediction(self, p: _Prepared, score: tuple[float, dict[str, float] | None, float | None] | None
-                    ) -> Prediction:
+    def _prediction(self, p: _Prepared,
+                    score: tuple[float, dict[str, float] | None, float | None, float | None] | None) -> Prediction:
         timing = dict(p.timing)
         timing.setdefault("total", round(sum(timing.values()), 3))
         base = dict(path=p.name, threshold=float(self.meta.threshold), timing_ms=timing,
@@ -305,15 +334,35 @@ class Predictor:
         if p.reason is not None or score is None:
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
                               unknown_reason=p.reason or "not scored", error=None, **base)
-        probability, subtypes, distance = score
-        if distance is not None and self.gate_threshold is not None and not distance <= self.gate_threshold:
+        probability, subtypes, distance, nonxray = score
+        gated = distance is not None and self.gate_threshold is not None
+        # ``not distance <= limit`` rather than ``distance > limit``: a NaN distance is refused, never scored.
+        if gated and self.gate_far_threshold is None and not distance <= self.gate_threshold:  # an old gate
             reason = (f"does not look like the chest X-rays this model was trained on (feature distance "
                       f"{distance:.1f} above the gate's threshold {self.gate_threshold:.1f})")
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None, unknown_reason=reason,
                               error=None, **base)
+        if gated and self.gate_far_threshold is not None and not distance <= self.gate_threshold:
+            reason = None
+            if not distance <= self.gate_far_threshold:
+                reason = (f"does not look like a chest X-ray (feature distance {distance:.1f} above the gate's far "
+                          f"threshold {self.gate_far_threshold:.1f}, beyond which even X-rays from other sites "
+                          "rarely fall)")
+            elif nonxray is None or not nonxray <= 0.0:
+                reason = (f"does not look like a chest X-ray (feature distance {distance:.1f} above the in-"
+                          f"distribution threshold {self.gate_threshold:.1f}, and the gate's non-X-ray score "
+                          f"{'missing' if nonxray is None else f'{nonxray:.2f}'} is above 0)")
+            if reason is not None:
+                return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
+                                  unknown_reason=reason, error=None, **base)
+        outside = gated and not distance <= self.gate_threshold
+        ood_reason = (f"a chest X-ray unlike the training population (feature distance {distance:.1f} above the "
+                      f"in-distribution threshold {self.gate_threshold:.1f}): the result is less reliable; X-rays "
+                      "from other sites, other age groups or other equipment can look like this") if outside else None
         label = "PNEUMONIA" if probability >= self.meta.threshold else "NORMAL"
         return Prediction(label=label, probability=probability, subtype_probabilities=subtypes, unknown_reason=None,
-                          error=None, **base)
+                          error=None, **base, out_of_distribution=bool(outside) if gated else None,
+                          ood_reason=ood_reason)
 
     def _gradcam(self, pixels: np.ndarray) -> np.ndarray:
         with self._explainer_lock:
@@ -333,6 +382,19 @@ def _onnx_gate_threshold(runtime: OnnxBackend, meta: BundleMeta) -> float | None
         raise ValueError(f"{runtime.path}: the model outputs a gate distance but its metadata has no gate "
                          "threshold; re-export it with `pneumo export`")
     return float(threshold)
+
+
+def _onnx_far_threshold(runtime: OnnxBackend, meta: BundleMeta) -> float | None:
+    """The gate's far (UNKNOWN) boundary from the exported metadata; None for a gate fitted without one (its
+    graph has no ``gate_nonxray`` output either)."""
+    if not runtime.has_distance:
+        return None
+    far = (meta.gate or {}).get("far_threshold")
+    if (far is None) != (not runtime.has_nonxray):
+        raise ValueError(f"{runtime.path}: the metadata's far_threshold ({far}) and the graph's gate_nonxray output "
+                         f"({'present' if runtime.has_nonxray else 'absent'}) disagree; re-export it with "
+                         "`pneumo export`")
+    return None if far is None else float(far)
 
 
 def _weights_sha(directory: Path) -> str:
