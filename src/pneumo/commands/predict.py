@@ -1,5 +1,9 @@
 """``pneumo predict PATH...``: label images (files, folders, globs) as NORMAL, PNEUMONIA or UNKNOWN.
 
+UNKNOWN: not taken for a chest X-ray (no probability). A chest X-ray unlike the training population (another
+site, age group, equipment) gets its label and probability with ``out_of_distribution`` true and a warning
+(``ood_reason``): JSON fields, CSV columns, and ``OOD:`` in the table's note.
+
 Exit status 1 when any input could not be read (its row says why; the others are still predicted).
 """
 
@@ -90,6 +94,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         note = r["error"] or r["unknown_reason"] or ""
         if r.get("subtype_probabilities"):
             note = ", ".join(f"{k.lower()} {v:.2f}" for k, v in r["subtype_probabilities"].items())
+        if r.get("out_of_distribution"):
+            note = f"OOD: {r['ood_reason']}" + (f"; {note}" if note else "")
         path = str(r["path"])
         path = path if len(path) <= width else "..." + path[-(width - 3):]
         print(f"{path:<{width}}  {(r['label'] or 'ERROR'):<9}  {_format_probability(r['probability']):>7}  "
@@ -98,12 +104,16 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def print_csv(rows: list[dict[str, Any]]) -> None:
     subtypes = sorted({k for r in rows for k in (r.get("subtype_probabilities") or {})})
-    columns = ["path", "label", "probability", "threshold", "unknown_reason", "error", "model_version"]
+    # out_of_distribution: true / false, empty when not scored (UNKNOWN, error) or the model has no feature gate.
+    columns = ["path", "label", "probability", "threshold", "unknown_reason", "error", "model_version",
+               "out_of_distribution", "ood_reason"]
     columns += [f"p_{s.lower()}" for s in subtypes] + (["cam"] if rows and "cam" in rows[0] else []) + ["total_ms"]
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for r in rows:
         values = {**r, "total_ms": r["timing_ms"].get("total")}
+        if r.get("out_of_distribution") is not None:
+            values["out_of_distribution"] = "true" if r["out_of_distribution"] else "false"
         for s in subtypes:
             values[f"p_{s.lower()}"] = (r.get("subtype_probabilities") or {}).get(s)
         writer.writerow(["" if values.get(c) is None else values[c] for c in columns])

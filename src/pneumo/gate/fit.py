@@ -140,7 +140,7 @@ def score_negatives(predictor: Any, images: list[NegativeImage], batch_size: int
     """One row per non-X-ray image: category, name, label, reason (None when it got a probability)."""
     predictions = predictor.predict_many([i.source for i in images], batch_size=batch_size)
     return [{"category": i.category, "name": i.name, "label": p.label, "unknown_reason": p.unknown_reason,
-             "error": p.error} for i, p in zip(images, predictions)]
+             "error": p.error, "out_of_distribution": p.out_of_distribution} for i, p in zip(images, predictions)]
 
 
 def negatives_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

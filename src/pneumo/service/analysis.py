@@ -18,7 +18,7 @@ from pneumo.service.uploads import Upload
 
 # Fields of Prediction kept in the history row and the response; ``path`` and ``error`` are not stored.
 RESULT_FIELDS = ("label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "model_version",
-                 "timing_ms")
+                 "timing_ms", "out_of_distribution", "ood_reason")
 
 
 def decode_error_to_api(exc: ImageDecodeError) -> ApiError:
