@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from inference.bundles import add_gate, make_bundle, xray_png
+from pneumo.bundle import read_meta, write_meta
+from pneumo.gate.mahalanobis import save_gate
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -134,4 +139,33 @@ def test_api_key_prompt_dicom_and_errors_in_the_browser(browser, live_server, re
     page.set_input_files("#file-input", str(not_an_image))
     page.wait_for_selector("#error-box", state="visible")
     assert "JPEG, PNG or DICOM" in page.inner_text("#error-box")
+    assert not foreign and not errors
+
+
+def _gate_that_warns_on_every_xray(bundle: Path) -> Path:
+    """Give ``bundle`` a far-boundary gate whose in-distribution threshold is 0: every input that passes the
+    cheap checks is a chest X-ray unlike the training population (scored, with the warning)."""
+    params = add_gate(bundle, [xray_png(s) for s in range(60)])
+    params.threshold, params.far_threshold = 0.0, 1e12
+    params.nonxray_weight, params.nonxray_bias = np.zeros(params.dim), -1.0  # never "not an X-ray"
+    directory, meta = read_meta(bundle)
+    meta.gate = save_gate(directory, params)
+    write_meta(directory, meta)
+    return bundle
+
+
+def test_out_of_distribution_notice_and_history_flag(browser, live_server, real_xrays, tmp_path):
+    bundle = _gate_that_warns_on_every_xray(make_bundle(tmp_path / "ood-bundle"))
+    base = live_server(model=str(bundle))
+    page, foreign, errors = open_page(browser, base)
+    page.set_input_files("#file-input", str(real_xrays[0]))
+    page.wait_for_selector("#result-label", state="visible", timeout=20_000)
+    assert page.inner_text("#result-label") in {"NORMAL", "PNEUMONIA"}  # a result, not UNKNOWN
+    assert page.inner_text("#probability").startswith("P(pneumonia)")
+    assert page.is_visible("#ood-box") and page.is_hidden("#unknown-box")
+    assert "unlike the ones the model was trained on" in page.inner_text("#ood-box")
+    assert "unlike the training population" in page.inner_text("#ood-reason")
+    page.wait_for_selector(".history-item .ood-flag")
+    assert page.inner_text(".history-item .ood-flag") == "OOD"
+    page.screenshot(path=str(ARTIFACTS / "service-ood.png"), full_page=True)
     assert not foreign and not errors
