@@ -6,7 +6,7 @@
 2. Full-resolution X-rays (made by upscaling real ones to 1,500-2,000 px): a warm-cache read against
    decoding + preprocessing the same files, one thread each, in the same run. Target: >= 10x.
 
-    python bench/bench_data_loader.py --data /work/shared/data/kermany/train
+    python bench/bench_data_loader.py --data ../shared/data/kermany/train
 
 The cache goes to ``--cache-dir`` (default /tmp/pneumo-bench-cache), never to a training run's cache.
 """

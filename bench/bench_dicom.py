@@ -1,6 +1,6 @@
 """The DICOM node under load: figures, not pass/fail.
 
-    python bench/bench_dicom.py [--model default] [--data /work/shared/data/kermany/train] [--instances 200]
+    python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200]
 
 Starts a throwaway Orthanc (the PACS the reports go to; tests/local_orthanc.py) and ``pneumo serve --dicom-port``
 as a subprocess with a fresh SQLite history, forwarding to Orthanc. Builds DX instances with pydicom from X-ray

@@ -7,7 +7,7 @@
   than ``pneumo gate fit`` used (other photo crops, other synthetic documents, screenshots and patterns; the
   shipped photos and DICOMs themselves are the same files). Target >= 95%.
 
-    python bench/bench_gate.py --model runs/mnv3s-224/best --data /work/shared/data/kermany
+    python bench/bench_gate.py --model runs/mnv3s-224/best --data ../shared/data/kermany
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Per backend, in alternating rounds so that drift in machine load hits both:
 - bare: the backend alone on one pre-made, already normalised batch, img/s.
 Targets on the 2-core reference machine: ONNX Runtime bare >= 1.5x PyTorch bare; folder >= 70% of bare.
 
-    python bench/bench_predict.py --model runs/mnv3s-224/best --data /work/shared/data/kermany/val
+    python bench/bench_predict.py --model runs/mnv3s-224/best --data ../shared/data/kermany/val
 """
 
 from __future__ import annotations

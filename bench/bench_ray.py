@@ -9,7 +9,7 @@ on a two-node Ray cluster simulated on this machine: figures, not pass/fail.
 Rows of ray and cluster are compared with local's: labels, errors and UNKNOWN reasons equal, probabilities within
 1e-5. Target on the 2-core reference machine: ray after warm-up >= 0.70 of local.
 
-    python bench/bench_ray.py --model default --data /work/shared/data/kermany/train --images 2000
+    python bench/bench_ray.py --model default --data ../shared/data/kermany/train --images 2000
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped name")
     p.add_argument("--backend", default="onnx", choices=("torch", "onnx"))
-    p.add_argument("--data", default="/work/shared/data/kermany/train", help="folder of X-rays (recursive)")
+    p.add_argument("--data", default="../shared/data/kermany/train", help="folder of X-rays (recursive)")
     p.add_argument("--images", type=int, default=2000, help="files, spread evenly over the sorted folder")
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray; threads and decoders of local")
     p.add_argument("--rounds", type=int, default=2)

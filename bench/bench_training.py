@@ -7,7 +7,7 @@ For each architecture, in the same run and alternating rounds so that drift in m
 The ratio full/bare says what the pipeline costs. Target: within 10% (ratio >= 0.90) for
 mobilenet_v3_small and resnet18 at 224 px on the 2-core reference machine.
 
-    python bench/bench_training.py --data /work/shared/data/kermany/train
+    python bench/bench_training.py --data ../shared/data/kermany/train
 """
 
 from __future__ import annotations
