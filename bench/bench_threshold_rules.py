@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import temporal_position
+from pneumo.evaluation.calibration import threshold_for_sensitivity, threshold_youden
 
 
 @dataclass
@@ -56,10 +57,7 @@ def earlier_half(rows: Rows) -> np.ndarray:
 
 
 def at_sensitivity(target: float) -> Callable[[np.ndarray, np.ndarray], float]:
-    def rule(y: np.ndarray, p: np.ndarray) -> float:
-        _, tpr, thr = roc_curve(y, p, drop_intermediate=False)
-        return float(thr[1:][tpr[1:] >= target].max())
-    return rule
+    return lambda y, p: threshold_for_sensitivity(y, p, target)  # the rule `pneumo calibrate` applies
 
 
 def specificity_floor(floor: float) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -69,14 +67,8 @@ def specificity_floor(floor: float) -> Callable[[np.ndarray, np.ndarray], float]
     return rule
 
 
-def youden(y: np.ndarray, p: np.ndarray) -> float:
-    fpr, tpr, thr = roc_curve(y, p, drop_intermediate=False)
-    j = tpr[1:] - fpr[1:]
-    return float(thr[1:][j >= j.max()].max())
-
-
 RULES = {"sensitivity >= 0.95": at_sensitivity(0.95), "sensitivity >= 0.90": at_sensitivity(0.90),
-         "Youden's J": youden, "specificity >= 0.85": specificity_floor(0.85),
+         "Youden's J": threshold_youden, "specificity >= 0.85": specificity_floor(0.85),
          "specificity >= 0.90": specificity_floor(0.90)}
 
 

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pneumo.bundle import BundleMeta, load_state as load_weights, read_meta, save_bundle
-from pneumo.config import RunConfig
+from pneumo.config import RunConfig, TrainConfig
 from pneumo.data.augment import BatchPreprocess, geometric_transform
 from pneumo.data.balance import DistributedWeightedSampler, balanced_sampler, class_weights
 from pneumo.data.cache import ImageCache
@@ -230,7 +230,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
                 raise ValueError(f"cannot resume {run_dir}: ema_decay is set but last/{STATE_FILE} holds no "
                                  "training weights (was the run started without EMA?)")
             model.load_state_dict(raw)
-            ema.n_averaged.fill_(max(progress.epoch, 1))
+            ema.n_averaged.fill_(1)  # any count above 0: the next update averages instead of copying
         log.info("resuming after epoch %d (best AUC %.4f at epoch %d)", progress.epoch, progress.best_auc,
                  progress.best_epoch)
         if dist_info.is_main:
@@ -244,18 +244,18 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     show = tc.progress and dist_info.is_main
     names = list(class_names(num_classes))
     all_train = data.train.records + data.val.records
+
+    def after_step(_step: int) -> None:
+        if tc.scheduler == "onecycle":
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+
     for epoch in range(progress.epoch + 1, tc.epochs + 1):
         started = time.perf_counter()
         if isinstance(sampler, (DistributedSampler, DistributedWeightedSampler)):
             sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-
-        def after_step(_step: int) -> None:
-            if tc.scheduler == "onecycle":
-                scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-
         train_loss = train_one_epoch(train_model, train_loader, train_prep, loss_fn, optimizer, device,
                                      grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
                                      progress=show, desc=f"epoch {epoch}/{tc.epochs}", on_step=after_step)
@@ -318,19 +318,19 @@ def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], d
     )
 
 
-def _optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     """Adam/AdamW over the trainable parameters; norm weights and biases (1-D tensors) undecayed on request."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     if tc.decay_norm_and_bias:
-        groups = [{"params": [p for _, p in params], "weight_decay": tc.weight_decay}]
+        groups = [{"params": params, "weight_decay": tc.weight_decay}]
     else:
-        groups = [{"params": [p for _, p in params if p.ndim > 1], "weight_decay": tc.weight_decay},
-                  {"params": [p for _, p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": tc.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
     return opt_cls(groups, lr=tc.lr)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, tc, steps_per_epoch: int):
+def _scheduler(optimizer: torch.optim.Optimizer, tc: TrainConfig, steps_per_epoch: int):
     if tc.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=tc.lr, total_steps=max(tc.epochs * steps_per_epoch, 2),
                                                    pct_start=tc.warmup_fraction, anneal_strategy="cos")
@@ -340,10 +340,11 @@ def _scheduler(optimizer: torch.optim.Optimizer, tc, steps_per_epoch: int):
                                                       patience=tc.plateau_patience)
 
 
-def _ema(model: torch.nn.Module, tc):
+def _ema(model: torch.nn.Module, tc: TrainConfig) -> AveragedModel | None:
     if not tc.ema_decay:
         return None
-    # Buffers too: BatchNorm's running statistics must belong to the averaged weights.
+    # Buffers too, so the average is a whole network; its BatchNorm statistics are re-estimated before each
+    # validation anyway (recompute_batchnorm), since averaged running statistics do not fit averaged weights.
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
 
 
