@@ -1,6 +1,6 @@
 """The DICOM node under load: figures, not pass/fail.
 
-    python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200]
+    python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200] [--side 2048]
 
 Starts a throwaway Orthanc (the PACS the reports go to; tests/local_orthanc.py) and ``pneumo serve --dicom-port``
 as a subprocess with a fresh SQLite history, forwarding to Orthanc. Builds DX instances with pydicom from X-ray
@@ -51,15 +51,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=200, help="C-STOREs in all, refusals included")
     p.add_argument("--associations", type=int, default=4, help="concurrent associations")
     p.add_argument("--refused", type=int, default=10, help="how many of the instances are CT (must be refused)")
-    p.add_argument("--max-side", type=int, default=1024, help="longest side of the DX instances, pixels")
+    p.add_argument("--side", type=int, default=2048,
+                   help="longest side of the DX instances in pixels, the X-rays resized up or down to it (a DX or "
+                        "CR detector gives 2,000-3,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=120.0, help="seconds the sender waits for each answer")
     return p
 
 
-def dx_bytes(jpeg: Path, study: str, max_side: int, sop_class: str = DigitalXRayImageStorageForPresentation) -> bytes:
+def dx_bytes(jpeg: Path, study: str, side: int, sop_class: str = DigitalXRayImageStorageForPresentation) -> bytes:
     image = Image.open(jpeg).convert("L")
-    image.thumbnail((max_side, max_side))
+    scale = side / max(image.size)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
     pixels = np.asarray(image).astype(np.uint16) * 16
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -80,6 +84,12 @@ def dx_bytes(jpeg: Path, study: str, max_side: int, sop_class: str = DigitalXRay
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -148,14 +158,15 @@ def echo(port: int) -> bool:
     return ok
 
 
-def predictor_rate(model: str, instances: list[bytes]) -> float:
+def predictor_rate(model: str, instances: list[bytes]) -> tuple[float, float]:
+    """Instances/s of Predictor.predict_many on the DICOM bytes, and its CPU seconds per instance."""
     from pneumo.inference.predictor import Predictor
 
     predictor = Predictor.load(model)
     predictor.predict_many(instances[:8])  # warm-up
-    started = time.perf_counter()
+    cpu, started = time.process_time(), time.perf_counter()
     predictor.predict_many(instances)
-    return len(instances) / (time.perf_counter() - started)
+    return len(instances) / (time.perf_counter() - started), (time.process_time() - cpu) / len(instances)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -169,15 +180,16 @@ def main(args: argparse.Namespace) -> int:
     readable = args.instances - args.refused
     picks = [jpegs[i % len(jpegs)] for i in range(readable)] if len(jpegs) < readable else rng.sample(jpegs, readable)
     study = generate_uid()
-    print(f"building {readable} DX + {args.refused} CT instances (max side {args.max_side} px) ...", flush=True)
-    dx = [dx_bytes(p, study, args.max_side) for p in picks]
-    ct = [dx_bytes(picks[i % len(picks)], study, args.max_side, CTImageStorage) for i in range(args.refused)]
+    print(f"building {readable} DX + {args.refused} CT instances (longest side {args.side} px) ...", flush=True)
+    dx = [dx_bytes(p, study, args.side) for p in picks]
+    ct = [dx_bytes(picks[i % len(picks)], study, args.side, CTImageStorage) for i in range(args.refused)]
     everything = dx + ct
     rng.shuffle(everything)
     print(f"instances: {len(everything)}, {sum(map(len, everything)) / len(everything) / 1e6:.2f} MB each on average")
 
-    reference = predictor_rate(args.model, dx)
-    print(f"Predictor.predict_many on the same {len(dx)} DICOM files: {reference:.2f} instances/s")
+    reference, reference_cpu = predictor_rate(args.model, dx)
+    print(f"Predictor.predict_many on the same {len(dx)} DICOM files: {reference:.2f} instances/s, "
+          f"{reference_cpu * 1e3:.0f} CPU ms each")
 
     node_port, http_port = free_port(), free_port()
     modalities = {"pneumo": {"AET": "PNEUMO", "Host": "127.0.0.1", "Port": node_port}}
@@ -205,6 +217,8 @@ def main(args: argparse.Namespace) -> int:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
+            cpu_before = {"node": cpu_seconds(server.pid), "Orthanc": cpu_seconds(orthanc.pid),
+                          "sender (this bench)": time.process_time()}
             started = time.perf_counter()
             with ThreadPoolExecutor(args.associations) as pool:
                 statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout), chunks) for s in part]
@@ -220,6 +234,9 @@ def main(args: argparse.Namespace) -> int:
                     break
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
+            cpu_used = {"node": cpu_seconds(server.pid), "Orthanc": cpu_seconds(orthanc.pid),
+                        "sender (this bench)": time.process_time()}
+            cpu_used = {name: value - cpu_before[name] for name, value in cpu_used.items()}
             sampling.set()
             rss.append(("all read", rss_mib(server.pid)))
             node = httpx.get(health, timeout=120).json()["dicom"]
@@ -241,6 +258,10 @@ def main(args: argparse.Namespace) -> int:
           f"{lost_orthanc} (Orthanc); node failures: {node['failed']}")
     print(f"node still up (C-ECHO, process alive): {alive}")
     print("node RSS, MiB: " + ", ".join(f"{name} {value:.0f}" for name, value in rss))
+    # On this machine the sender and the PACS share the node's cores; in a hospital they run elsewhere.
+    print("CPU ms per stored instance: " + ", ".join(f"{name} {value / max(accepted, 1) * 1e3:.0f}"
+                                                     for name, value in cpu_used.items())
+          + f"; Predictor alone {reference_cpu * 1e3:.0f}")
     print(f"through the node: {rate:.2f} instances/s ({node['read']} read in {elapsed:.1f} s, receive to SR in "
           f"Orthanc); Predictor: {reference:.2f}/s; ratio {rate / reference:.2f} (target >= 0.8)")
     return 1 if unanswered or lost_history or lost_orthanc or not alive else 0

@@ -46,6 +46,7 @@ class Orthanc:
     dicom_port: int
     aet: str
     root: Path
+    pid: int
 
     @property
     def url(self) -> str:
@@ -73,7 +74,7 @@ def local_orthanc(binary: str, plugin: str | None, modalities: dict[str, dict], 
     (root / "orthanc.json").write_text(json.dumps(config, indent=1))
     log = open(root / "orthanc.log", "wb")
     process = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    server = Orthanc(http_port, dicom_port, aet, root)
+    server = Orthanc(http_port, dicom_port, aet, root, process.pid)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -3,8 +3,10 @@ and that nothing acknowledged is lost. No Orthanc needed."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -139,6 +141,7 @@ def store_scp():
     def on_store(event):
         ds = event.dataset
         ds.file_meta = event.file_meta
+        ds.received_over = id(event.assoc)  # which association brought it (not a DICOM attribute)
         with lock:
             received.append(ds)
         return 0x0000
@@ -209,3 +212,80 @@ def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back
     assert sorted(read_report(r)["source_sop_instance_uid"] for r in received) == sorted(
         [first.SOPInstanceUID, second.SOPInstanceUID])
     assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
+
+
+def test_a_delivery_spreads_the_reports_over_several_associations_and_sends_each_once(xray_files, store_scp, tmp_path):
+    from pneumo.dicom.forward import Forwarder
+    from pneumo.dicom.node import _encode
+    from pneumo.dicom.report import ModelInfo, build_report
+    from pneumo.dicom.settings import Destination
+    from pneumo.dicom.spool import Spool
+
+    port, received = store_scp
+    spool = Spool(tmp_path / "spool")
+    sources = [dx_instance(xray_files[i % len(xray_files)]) for i in range(7)]
+    result = {"label": "NORMAL", "probability": 0.2, "threshold": 0.5}
+    for ds in sources:
+        spool.put(spool.outgoing, _encode(build_report(ds, result, ModelInfo("pneumo test", "1"))), "sr")
+    forwarder = Forwarder(Destination("FAKEPACS", "127.0.0.1", port), "PNEUMO", spool, associations=3)
+    assert forwarder.flush() == 7
+    assert sorted(read_report(r)["source_sop_instance_uid"] for r in received) == sorted(
+        ds.SOPInstanceUID for ds in sources)
+    assert len({r.received_over for r in received}) == 3
+    assert forwarder.sent == 7 and spool.pending(spool.outgoing) == []
+
+
+def test_undelivered_reports_are_tried_again_without_waiting_for_a_new_instance(make_node, xray_files):
+    from local_orthanc import free_port  # tests/local_orthanc.py
+
+    from pneumo.dicom.settings import Destination
+
+    port = free_port()
+    client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port), retry_seconds=0.3)
+    ds = dx_instance(xray_files[0])
+    assert store(node.port, [ds]) == [0]
+    assert node.wait_idle(60)
+    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 1
+    received = []
+    ae = AE(ae_title="FAKEPACS")
+    ae.add_supported_context(ComprehensiveSRStorage, ExplicitVRLittleEndian)
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, lambda e: received.append(e.dataset) or 0)])
+    try:
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+    assert [read_report(r)["source_sop_instance_uid"] for r in received] == [ds.SOPInstanceUID]
+    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
+
+
+def test_both_ends_of_an_association_send_without_delay(make_node):
+    from pneumo.dicom.tcp import CONNECTION_HANDLERS
+
+    client, node = make_node()
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="PNEUMO", evt_handlers=CONNECTION_HANDLERS)
+    try:
+        assert assoc.is_established
+        assert assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        (accepted,) = node._server.active_associations
+        assert accepted.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        assoc.release()
+
+
+def test_a_source_without_patient_or_study_attributes_still_gets_a_report(xray_files):
+    from pneumo.dicom.report import ModelInfo, build_report
+
+    source = dx_instance(xray_files[0], sop_class=SecondaryCaptureImageStorage)
+    for keyword in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
+        delattr(source, keyword)
+    report = build_report(source, {"label": "PNEUMONIA", "probability": 0.9, "threshold": 0.5},
+                          ModelInfo("pneumo test", "1"))
+    assert report.PatientID == "" and report.StudyInstanceUID == source.StudyInstanceUID
+    assert read_report(report)["source_sop_instance_uid"] == source.SOPInstanceUID
+    assert "PatientID" not in source  # the caller's dataset is left as it was

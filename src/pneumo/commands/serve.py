@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="calling AE titles accepted (comma-separated); any when empty")
     dicom.add_argument("--dicom-forward", default=None, metavar="AET@HOST:PORT",
                        help="send each reading (a Structured Report) here by C-STORE, usually the PACS")
+    dicom.add_argument("--dicom-forward-associations", type=int, default=4, metavar="N",
+                       help="associations a delivery to --dicom-forward opens at once (lower it for a PACS that "
+                            "limits associations per AE title)")
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -69,7 +72,8 @@ def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
     allow = tuple(a for a in (part.strip() for part in args.dicom_allow.split(",")) if a)
     forward = Destination.parse(args.dicom_forward) if args.dicom_forward else None
     return DicomSettings(port=args.dicom_port, spool_dir=Path(args.data_dir) / "dicom", ae_title=args.dicom_ae_title,
-                         host=args.host, allow=allow, forward=forward, gradcam=args.dicom_gradcam)
+                         host=args.host, allow=allow, forward=forward, gradcam=args.dicom_gradcam,
+                         forward_associations=args.dicom_forward_associations)
 
 
 def build_settings(args: argparse.Namespace) -> ServiceSettings:

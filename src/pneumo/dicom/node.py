@@ -2,9 +2,10 @@
 to the history and answered with a Structured Report sent to ``--dicom-forward``.
 
 An instance is acknowledged (C-STORE Success) only once its bytes are synced to the spool's ``incoming`` folder;
-a reader thread then runs the model on it (in batches when several are waiting) and a reporter thread writes the
-history row and the report and delivers it, so the model never waits for the PACS. The spool file is deleted only
-once its report is in the ``outgoing`` folder. So an association that aborts mid-transfer
+a reader thread then runs the model on it (in batches when several are waiting), a reporter thread writes the
+history row and the report, and a delivery thread sends the reports, so neither the model nor the reports wait
+for the PACS. The spool file is deleted only once its report is in the ``outgoing`` folder; reports that could
+not be delivered are tried again every ``retry_seconds``. So an association that aborts mid-transfer
 loses nothing that was acknowledged (the unfinished instance was never acknowledged: the sender still holds
 it), and instances left by a crash are read on the next start.
 
@@ -21,6 +22,7 @@ import io
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol
@@ -39,6 +41,7 @@ from pneumo.dicom.forward import Forwarder
 from pneumo.dicom.report import ModelInfo, build_overlay, build_report
 from pneumo.dicom.settings import DicomSettings
 from pneumo.dicom.spool import Spool
+from pneumo.dicom.tcp import CONNECTION_HANDLERS
 
 log = logging.getLogger("pneumo.dicom")
 
@@ -113,10 +116,15 @@ class DicomNode:
         self.spool = Spool(settings.spool_dir)
         self.stats = NodeStats()
         self.model = ModelInfo(name=f"pneumo {predictor.meta.arch}", version=str(predictor.meta.version))
-        self.forwarder = (Forwarder(settings.forward, settings.ae_title, self.spool)
+        self.forwarder = (Forwarder(settings.forward, settings.ae_title, self.spool,
+                                    associations=settings.forward_associations)
                           if settings.forward is not None else None)
         self._queue: queue.Queue[Path] = queue.Queue()  # acknowledged, not yet reported (join: all done)
         self._reports: queue.Queue[list | int] = queue.Queue()  # read by the model, waiting for the reporter
+        # Deliveries asked for and done, counted: wait_idle waits until the last one asked for has been tried.
+        self._delivery = threading.Condition()
+        self._deliveries_asked = 0
+        self._deliveries_done = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
@@ -150,9 +158,14 @@ class DicomNode:
         self._stop.clear()
         self._threads = [threading.Thread(target=self._work, name="pneumo-dicom-reader", daemon=True),
                          threading.Thread(target=self._report_loop, name="pneumo-dicom-reporter", daemon=True)]
+        if self.forwarder is not None:
+            self._threads.append(threading.Thread(target=self._deliver_loop, name="pneumo-dicom-delivery",
+                                                  daemon=True))
         for thread in self._threads:
             thread.start()
-        handlers = [(evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
+        if self.forwarder is not None and self.spool.pending(self.spool.outgoing):
+            self._ask_delivery()  # reports left undelivered by the last run
+        handlers = [*CONNECTION_HANDLERS, (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port), block=False,
                                              evt_handlers=handlers)
         log.info("DICOM node %s listening on %s:%d (allow: %s, forward: %s)", self.settings.ae_title,
@@ -164,12 +177,16 @@ class DicomNode:
             self._server.shutdown()
             self._server = None
         self._stop.set()
+        with self._delivery:
+            self._delivery.notify_all()
         for thread in self._threads:
             thread.join(timeout=60)
         self._threads = []
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Block until every acknowledged instance has been read (for tests and the bench)."""
+        """Block until every acknowledged instance has been read and its report's delivery tried (for tests and
+        the bench)."""
+        deadline = time.monotonic() + timeout
         done = threading.Event()
 
         def waiter() -> None:
@@ -177,7 +194,11 @@ class DicomNode:
             done.set()
 
         threading.Thread(target=waiter, daemon=True).start()
-        return done.wait(timeout)
+        if not done.wait(timeout):
+            return False
+        with self._delivery:
+            return self._delivery.wait_for(lambda: self._deliveries_done >= self._deliveries_asked,
+                                           max(0.0, deadline - time.monotonic()))
 
     def summary(self) -> dict[str, Any]:
         """For ``/api/v1/health``: AE title, port, counts."""
@@ -276,6 +297,30 @@ class DicomNode:
                 continue
             self._report(item)
 
+    def _ask_delivery(self) -> None:
+        with self._delivery:
+            self._deliveries_asked += 1
+            self._delivery.notify_all()
+
+    def _deliver_loop(self) -> None:
+        assert self.forwarder is not None
+        while True:
+            with self._delivery:
+                asked = self._delivery.wait_for(
+                    lambda: self._deliveries_asked > self._deliveries_done or self._stop.is_set(),
+                    self.settings.retry_seconds)
+                if self._stop.is_set() and self._deliveries_asked <= self._deliveries_done:
+                    return
+                target = self._deliveries_asked
+            if asked or self.spool.pending(self.spool.outgoing):  # asked for, or time to retry
+                try:
+                    self.forwarder.flush()
+                except Exception:
+                    log.exception("DICOM forward: delivery failed; the reports stay queued")
+            with self._delivery:
+                self._deliveries_done = max(self._deliveries_done, target)
+                self._delivery.notify_all()
+
     def _warm_up(self) -> None:
         # highdicom loads the standard's module tables on its first report (seconds); do it before the first
         # instance arrives rather than make it wait.
@@ -286,10 +331,6 @@ class DicomNode:
             build_report(dummy, self._unknown("warm-up"), self.model)
         except Exception:
             log.exception("DICOM node: building a first report failed; reports may fail")
-
-    def read(self, paths: list[Path]) -> None:
-        """Read spooled instances now, in this thread (the node's threads do the same in two steps)."""
-        self._report(self._read(paths))
 
     def _read(self, paths: list[Path]) -> list:
         """Header checks and the model: (path, data, header, result, overlay) per readable file."""
@@ -320,11 +361,8 @@ class DicomNode:
                 self._record(path, data, header, result, overlay)
             except Exception as exc:
                 self._failed(path, exc)
-        if self.forwarder is not None:
-            try:
-                self.forwarder.flush()
-            except Exception:
-                log.exception("DICOM forward: delivery failed; the reports stay queued")
+        if self.forwarder is not None and done:
+            self._ask_delivery()
 
     def _unknown(self, reason: str) -> dict[str, Any]:
         meta = self.predictor.meta

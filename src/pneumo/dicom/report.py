@@ -58,6 +58,22 @@ class ModelInfo:
     version: str
 
 
+# Type 2 attributes of the source that highdicom copies into the report (and the overlay): present, if empty, in
+# a DX or CR image, often missing from a Secondary Capture. A missing one is written empty, as Type 2 allows.
+COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _with_type2(source: Dataset) -> Dataset:
+    missing = [keyword for keyword in COPIED_TYPE2 if keyword not in source]
+    if not missing:
+        return source
+    filled = Dataset(dict(source))  # a new element dict: the caller's dataset is left as it was
+    for keyword in missing:
+        setattr(filled, keyword, "")
+    return filled
+
+
 def _class_code(name: str) -> Code:
     return Code(f"P-{name.upper()}"[:16], SCHEME, f"Probability of {name.lower()}")
 
@@ -74,6 +90,7 @@ def build_report(source: Dataset, result: Mapping[str, Any], model: ModelInfo) -
     label = result.get("label")
     if label not in FINDINGS:
         raise ValueError(f"cannot report label {label!r}; expected one of {sorted(FINDINGS)}")
+    source = _with_type2(source)
     image = hd.sr.ImageContentItem(name=codes.DCM.SourceImage, referenced_sop_class_uid=source.SOPClassUID,
                                    referenced_sop_instance_uid=source.SOPInstanceUID,
                                    relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM)
@@ -115,6 +132,7 @@ def build_overlay(source: Dataset, overlay_png: bytes, model: ModelInfo) -> Data
     """The Grad-CAM overlay as an RGB Secondary Capture in the source study, marked DERIVED \\ SECONDARY with
     burned-in annotation, in its own series that says it is not for diagnosis."""
     rgb = np.asarray(Image.open(io.BytesIO(overlay_png)).convert("RGB"))
+    source = _with_type2(source)
     orientation = tuple(source.get("PatientOrientation") or ())
     if len(orientation) != 2:
         orientation = ("L", "F")  # how a frontal chest film is displayed: rows to the patient's left, columns down

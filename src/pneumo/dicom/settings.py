@@ -47,7 +47,9 @@ class DicomSettings:
     """Everything the node needs. ``allow``: calling AE titles accepted (empty: any). ``spool_dir``: where
     received instances wait until they are read, and reports until they are delivered (so a crash or an
     unreachable PACS loses nothing). ``gradcam``: also send a Grad-CAM overlay as a derived Secondary Capture.
-    ``batch_size``: instances read by the model at once when several are waiting."""
+    ``batch_size``: instances read by the model at once when several are waiting. ``forward_associations``: how
+    many associations a delivery to ``forward`` uses at once; ``retry_seconds``: how often reports that could not
+    be delivered are tried again."""
 
     port: int
     spool_dir: Path
@@ -57,6 +59,8 @@ class DicomSettings:
     forward: Destination | None = None
     gradcam: bool = False
     batch_size: int = 8
+    forward_associations: int = 4
+    retry_seconds: float = 30.0
     max_pdu: int = 0  # 0: no limit on PDUs received, pynetdicom's recommendation for throughput
 
     def __post_init__(self) -> None:
@@ -67,3 +71,7 @@ class DicomSettings:
             raise ValueError(f"--dicom-port {self.port} is not in 0-65535")
         if self.batch_size < 1:
             raise ValueError(f"DICOM batch_size must be at least 1, got {self.batch_size}")
+        if self.forward_associations < 1:
+            raise ValueError(f"--dicom-forward-associations must be at least 1, got {self.forward_associations}")
+        if self.retry_seconds <= 0:
+            raise ValueError(f"DICOM retry_seconds must be positive, got {self.retry_seconds}")
