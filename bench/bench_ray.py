@@ -124,7 +124,7 @@ def free_port() -> int:
 def wait_for_nodes(address: str, count: int, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = subprocess.run(["ray", "status", "--address", address], capture_output=True, text=True)
+        status = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True)
         if status.returncode == 0 and status.stdout.count("node_") >= count:
             return
         time.sleep(2)

@@ -151,11 +151,21 @@ def test_bad_output_and_flags_are_refused_before_ray_runs(tmp_path, gated_bundle
         assert message in capsys.readouterr().err
     assert main(["predict", str(image), "--model", str(gated_bundle), "--out", str(tmp_path / "r.csv")]) == 2
     assert "apply to --engine ray" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="differ from actor_cpus"):
-        ray_engine.RayConfig(decode_cpus=1)
+    with pytest.raises(ValueError, match="differ from the CPUs an actor reserves"):
+        ray_engine.RayConfig(decode_cpus=0.5)
+    with pytest.raises(ValueError, match="actor_share"):
+        ray_engine.RayConfig(actor_share=0)
 
 
 def ray_engine_paths(inputs: list[str]) -> list[str]:
     from pneumo.commands.predict import expand_paths
 
     return expand_paths(inputs)
+
+
+def test_the_actor_pool_takes_one_actor_per_core_beside_the_decoding_tasks():
+    assert ray_engine.max_actors(ray_engine.RayConfig(), 2) == 2
+    assert ray_engine.max_actors(ray_engine.RayConfig(), 1) == 1
+    assert ray_engine.max_actors(ray_engine.RayConfig(actor_cpus=2), 16) == 8
+    assert ray_engine.max_actors(ray_engine.RayConfig(actor_share=1.0), 2) == 1  # whole CPUs: no room for two
+    assert ray_engine.max_actors(ray_engine.RayConfig(max_actors=5), 2) == 5
