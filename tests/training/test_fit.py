@@ -124,6 +124,31 @@ def test_resume_continues_epochs_and_optimizer_state(kermany_tree: Path, tmp_pat
     assert read_meta(run / "last")[1].training["epoch"] == 3
 
 
+def test_resume_reads_a_state_written_before_best_score_was_named(kermany_tree: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_config(kermany_tree, tmp_path / "cache", epochs=1)
+    fit(cfg, run)
+    state_file = run / "last" / STATE_FILE
+    saved = torch.load(state_file, weights_only=True)
+    saved["progress"]["best_auc"] = saved["progress"].pop("best_score")  # as an older pneumo wrote it
+    torch.save(saved, state_file)
+    cfg.train.epochs = 2
+    fit(cfg, run, resume=True)
+    final = torch.load(state_file, weights_only=True)["progress"]
+    assert final["epoch"] == 2 and "best_auc" not in final
+    assert final["best_score"] >= saved["progress"]["best_auc"]
+
+
+def test_resume_refuses_a_run_whose_validation_split_has_changed(kermany_tree: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_config(kermany_tree, tmp_path / "cache", epochs=1)
+    fit(cfg, run)
+    cfg.train.epochs = 2
+    cfg.data.split_seed += 1  # another patient draw, as a changed split rule would give
+    with pytest.raises(ValueError, match="validation split is not the one"):
+        fit(cfg, run, resume=True)
+
+
 def test_crash_mid_training_leaves_a_loadable_last(kermany_tree: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}

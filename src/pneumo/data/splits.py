@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumo.data.records import ImageRecord
 
@@ -19,23 +18,43 @@ def split_by_patient(records: list[ImageRecord], val_fraction: float,
                      seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Carve a validation set out of ``records`` so that no patient is in both parts.
 
-    Stratified on normal/pneumonia so that the imbalance is the same in both. Binary and 3-class runs get
-    the same split on purpose: a 3-class model started from a binary one (``--init-from``), or compared
-    with it, is then never validated on patients the other trained on.
+    Stratified on normal / pneumonia and the pneumonia subtype (bacterial, viral, none given): in each stratum,
+    patients are shuffled (seeded) and taken until their images reach ``val_fraction`` of that stratum's
+    images, so the fraction asked for is the fraction given (within a patient per stratum) and the class
+    balance is the same in both parts. Binary and 3-class runs get the same split on
+    purpose: a 3-class model started from a binary one (``--init-from``), or compared with it, is then never
+    validated on patients the other trained on.
     """
     if not records:
         raise ValueError("no records to split")
-    groups = np.array([r.patient_id or r.path for r in records])
-    strata = np.array([r.target(2) for r in records])
-    n_splits = max(2, int(round(1.0 / val_fraction)))
-    n_groups = len(set(groups))
-    if n_groups < n_splits:
-        raise ValueError(f"only {n_groups} patients; need at least {n_splits} for a {val_fraction:.0%} "
-                         "patient-level validation split")
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(splitter.split(np.zeros(len(records)), strata, groups))
-    train = [replace(records[i], split="train") for i in sorted(train_idx)]
-    val = [replace(records[i], split="val") for i in sorted(val_idx)]
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    images: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        images[record.patient_id or record.path].append(index)
+    if len(images) < 2:
+        raise ValueError(f"only {len(images)} patients; a patient-level validation split needs at least 2")
+    # A patient's stratum: that of their last image in sorted order (a Kermany patient has one label).
+    patients_of: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for patient in sorted(images):
+        record = max((records[i] for i in images[patient]), key=lambda r: (r.target(2), r.subtype or "", r.path))
+        patients_of[(record.target(2), record.subtype or "")].append(patient)
+    rng = np.random.default_rng(seed)
+    chosen: set[int] = set()
+    for stratum in sorted(patients_of):
+        patients = patients_of[stratum]
+        wanted = round(val_fraction * sum(len(images[p]) for p in patients))
+        taken = 0
+        for position in rng.permutation(len(patients)):
+            if taken >= wanted:
+                break
+            chosen.update(images[patients[position]])
+            taken += len(images[patients[position]])
+    if not chosen or len(chosen) == len(records):
+        raise ValueError(f"only {len(images)} patients: a {val_fraction:.0%} patient-level validation split "
+                         "would leave one part empty")
+    train = [replace(r, split="train") for i, r in enumerate(records) if i not in chosen]
+    val = [replace(r, split="val") for i, r in enumerate(records) if i in chosen]
     return train, val
 
 

@@ -17,7 +17,9 @@ STATE_FILE = "train_state.pt"
 @dataclass
 class Progress:
     epoch: int = 0  # epochs completed
-    best_auc: float = -1.0
+    # What picks the best epoch: validation AUC, or minus the validation loss when the AUC is undefined (a
+    # validation split with one class), so that higher is better either way.
+    best_score: float = -1.0
     best_epoch: int = 0
     bad_epochs: int = 0
     elapsed_s: float = 0.0
@@ -49,7 +51,10 @@ def load_state(path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> 
     optimizer.load_state_dict(raw["optimizer"])
     scheduler.load_state_dict(raw["scheduler"])
     torch.set_rng_state(raw["torch_rng"])
-    return Progress(**raw["progress"])
+    progress = dict(raw["progress"])
+    if "best_auc" in progress:  # states written before the field was renamed
+        progress["best_score"] = progress.pop("best_auc")
+    return Progress(**progress)
 
 
 def load_training_weights(path: Path) -> dict[str, torch.Tensor] | None:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -180,37 +181,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     loss_fn = ClassificationLoss(num_classes, weights if cfg.data.balance == "class_weights" else None,
                                  tc.focal_gamma if tc.loss == "focal" else 0.0, tc.label_smoothing).to(device)
     eval_loss = ClassificationLoss(num_classes, weights)
+    train_loader, val_loader, sampler = _loaders(cfg, data, device, dist_info)
 
-    generator = torch.Generator().manual_seed(tc.seed)
-    sampler = None
-    if dist_info.enabled and cfg.data.balance == "sampler":
-        sampler = DistributedWeightedSampler(data.train.targets, num_classes, dist_info.world_size, dist_info.rank,
-                                             tc.seed)
-    elif dist_info.enabled:
-        sampler = DistributedSampler(data.train, num_replicas=dist_info.world_size, rank=dist_info.rank,
-                                     shuffle=True, seed=tc.seed)
-    elif cfg.data.balance == "sampler":
-        sampler = balanced_sampler(data.train.targets, num_classes, tc.seed)
-    workers = cfg.data.num_workers
-    loader_args = dict(batch_size=cfg.data.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
-                       persistent_workers=workers > 0)
-    # Drop a ragged last batch (a batch of one breaks BatchNorm) unless that would leave none at all;
-    # count what this process actually sees, which under DDP is 1/world of the data.
-    per_process = len(sampler) if sampler is not None else len(data.train)
-    train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler,
-                              drop_last=per_process > cfg.data.batch_size, generator=generator, **loader_args)
-    val_loader = DataLoader(data.val, shuffle=False, **loader_args)
-
-    model = create_model(cfg.model.arch, classes=num_classes, pretrained=cfg.model.pretrained,
-                         weights_file=cfg.model.pretrained_weights, dropout=cfg.model.dropout)
-    if cfg.model.init_from and not resume:
-        init_backbone_from_bundle(model, cfg.model.arch, cfg.model.init_from)
-    if resume:
-        read_meta(run_dir / "last")  # checks the weights' checksum before trusting them
-        model.load_state_dict(load_weights(run_dir / "last"))
-    set_trainable_blocks(model, cfg.model.arch, freeze_backbone=cfg.model.freeze_backbone,
-                         finetune_last=cfg.model.finetune_last)
-    model.to(device)
+    model = _network(cfg, run_dir, resume, device)
     train_model = model
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -219,22 +192,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     steps_per_epoch = min(len(train_loader), tc.max_steps_per_epoch or len(train_loader))
     scheduler = _scheduler(optimizer, tc, steps_per_epoch)
     ema = _ema(model, tc)
-    progress = Progress()
     if resume:
-        progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
-        if ema is not None:
-            # last/ holds the average; the raw weights that keep training sit in its train state.
-            ema.module.load_state_dict(model.state_dict())
-            raw = load_training_weights(run_dir / "last" / STATE_FILE)
-            if raw is None:
-                raise ValueError(f"cannot resume {run_dir}: ema_decay is set but last/{STATE_FILE} holds no "
-                                 "training weights (was the run started without EMA?)")
-            model.load_state_dict(raw)
-            ema.n_averaged.fill_(1)  # any count above 0: the next update averages instead of copying
-        log.info("resuming after epoch %d (best AUC %.4f at epoch %d)", progress.epoch, progress.best_auc,
-                 progress.best_epoch)
-        if dist_info.is_main:
-            _trim_history(run_dir / "history.csv", progress.epoch)
+        _check_same_split(run_dir, data)
+    progress = _restore(run_dir, model, optimizer, scheduler, ema, dist_info) if resume else Progress()
     if progress.stopped_early or progress.epoch >= tc.epochs:
         log.info("nothing to do: run already finished at epoch %d", progress.epoch)
         return run_dir / "best"
@@ -270,15 +230,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         elif tc.scheduler == "plateau":
             scheduler.step(score)
         elapsed = time.perf_counter() - started
-        progress.epoch = epoch
-        progress.elapsed_s += elapsed
-        # The first epoch always counts as best, so best/ exists even when the score is -val_loss < -1.
-        improved = progress.best_epoch == 0 or score > progress.best_auc
-        if improved:
-            progress.best_auc, progress.best_epoch, progress.bad_epochs = score, epoch, 0
-        else:
-            progress.bad_epochs += 1
-        progress.stopped_early = progress.bad_epochs >= tc.early_stopping_patience
+        improved = _record_epoch(progress, epoch, score, elapsed, tc.early_stopping_patience)
         row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
                "val_auc": round(val_auc, 6), "lr": lr, "epoch_s": round(elapsed, 2)}
         message = (f"epoch {epoch}/{tc.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
@@ -299,9 +251,95 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
             break
     if dist_info.is_main:
         _refresh_best_history(run_dir)
-        log.info("best epoch %d, validation AUC %.4f, %.0fs training", progress.best_epoch, progress.best_auc,
+        log.info("best epoch %d, validation score %.4f, %.0fs training", progress.best_epoch, progress.best_score,
                  progress.elapsed_s)
     return run_dir / "best"
+
+
+def _loaders(cfg: RunConfig, data: Prepared, device: torch.device,
+             dist_info: DistInfo) -> tuple[DataLoader, DataLoader, Any]:
+    """Training and validation loaders, and the training sampler (None: plain shuffling)."""
+    tc = cfg.train
+    num_classes = cfg.data.classes
+    sampler = None
+    if dist_info.enabled and cfg.data.balance == "sampler":
+        sampler = DistributedWeightedSampler(data.train.targets, num_classes, dist_info.world_size, dist_info.rank,
+                                             tc.seed)
+    elif dist_info.enabled:
+        sampler = DistributedSampler(data.train, num_replicas=dist_info.world_size, rank=dist_info.rank,
+                                     shuffle=True, seed=tc.seed)
+    elif cfg.data.balance == "sampler":
+        sampler = balanced_sampler(data.train.targets, num_classes, tc.seed)
+    workers = cfg.data.num_workers
+    loader_args = dict(batch_size=cfg.data.batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                       persistent_workers=workers > 0)
+    # Drop a ragged last batch (a batch of one breaks BatchNorm) unless that would leave none at all;
+    # count what this process actually sees, which under DDP is 1/world of the data.
+    per_process = len(sampler) if sampler is not None else len(data.train)
+    train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler,
+                              drop_last=per_process > cfg.data.batch_size,
+                              generator=torch.Generator().manual_seed(tc.seed), **loader_args)
+    return train_loader, DataLoader(data.val, shuffle=False, **loader_args), sampler
+
+
+def _network(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device) -> torch.nn.Module:
+    """The network to train: new (optionally started from a bundle's backbone), or the run's last weights."""
+    model = create_model(cfg.model.arch, classes=cfg.data.classes, pretrained=cfg.model.pretrained,
+                         weights_file=cfg.model.pretrained_weights, dropout=cfg.model.dropout)
+    if cfg.model.init_from and not resume:
+        init_backbone_from_bundle(model, cfg.model.arch, cfg.model.init_from)
+    if resume:
+        read_meta(run_dir / "last")  # checks the weights' checksum before trusting them
+        model.load_state_dict(load_weights(run_dir / "last"))
+    set_trainable_blocks(model, cfg.model.arch, freeze_backbone=cfg.model.freeze_backbone,
+                         finetune_last=cfg.model.finetune_last)
+    return model.to(device)
+
+
+def _check_same_split(run_dir: Path, data: Prepared) -> None:
+    """Refuse to resume on a validation split other than the one the run started on (the data changed, or a
+    pneumo release changed how splits are drawn): epochs on two splits would validate on images trained on."""
+    training = read_meta(run_dir / "last")[1].training
+    saved = training.get("val_fingerprint")
+    now = fingerprint(data.val.records)
+    if (saved is not None and saved != now) or (saved is None and training.get("n_val") != len(data.val)):
+        raise ValueError(f"cannot resume {run_dir}: its validation split is not the one this data and pneumo give "
+                         f"now ({training.get('n_val')} images then, {len(data.val)} now); start a new run, or "
+                         "resume with the data and pneumo release that started it")
+
+
+def _restore(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             ema: AveragedModel | None, dist_info: DistInfo) -> Progress:
+    """Optimizer, scheduler, counters (and the raw weights under an EMA) of the run's last epoch."""
+    progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
+    if ema is not None:
+        # last/ holds the average; the raw weights that keep training sit in its train state.
+        ema.module.load_state_dict(model.state_dict())
+        raw = load_training_weights(run_dir / "last" / STATE_FILE)
+        if raw is None:
+            raise ValueError(f"cannot resume {run_dir}: ema_decay is set but last/{STATE_FILE} holds no "
+                             "training weights (was the run started without EMA?)")
+        model.load_state_dict(raw)
+        ema.n_averaged.fill_(1)  # any count above 0: the next update averages instead of copying
+    log.info("resuming after epoch %d (best validation score %.4f at epoch %d)", progress.epoch,
+             progress.best_score, progress.best_epoch)
+    if dist_info.is_main:
+        _trim_history(run_dir / "history.csv", progress.epoch)
+    return progress
+
+
+def _record_epoch(progress: Progress, epoch: int, score: float, elapsed: float, patience: int) -> bool:
+    """Count the epoch into ``progress``; True when it is the best so far."""
+    progress.epoch = epoch
+    progress.elapsed_s += elapsed
+    # The first epoch always counts as best, so best/ exists even when the score is -val_loss < -1.
+    improved = progress.best_epoch == 0 or score > progress.best_score
+    if improved:
+        progress.best_score, progress.best_epoch, progress.bad_epochs = score, epoch, 0
+    else:
+        progress.bad_epochs += 1
+    progress.stopped_early = progress.bad_epochs >= patience
+    return improved
 
 
 def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], data: Prepared, progress: Progress,
@@ -314,7 +352,7 @@ def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], d
         metrics={"split": "val", "n": len(data.val), "auc": val_auc, "loss": val_loss, "epoch": epoch},
         training={"config": cfg.to_dict(), "epoch": epoch, "best_epoch": progress.best_epoch,
                   "train_seconds": round(progress.elapsed_s, 1), "n_train": len(data.train), "n_val": len(data.val),
-                  "skipped": len(data.skipped)},
+                  "val_fingerprint": fingerprint(data.val.records), "skipped": len(data.skipped)},
     )
 
 
