@@ -83,6 +83,10 @@ class DataConfig:
     # an ``order`` column).
     split_by: Literal["patient", "temporal"] = "patient"
     temporal_end: Literal["earliest", "latest"] = "earliest"
+    # How the random patient split is drawn. "fraction": val_fraction of each class's images; "kfold": the
+    # first fold of round(1 / val_fraction) stratified group folds (0.15 gives 14.3%), which is what configs
+    # stored before this setting existed used, and keep using (stored_config).
+    patient_split: Literal["fraction", "kfold"] = "fraction"
     balance: Literal["none", "class_weights", "sampler"] = "class_weights"
     cache_dir: str = ""
     num_workers: int = 2
@@ -166,6 +170,13 @@ class RunConfig:
     def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
         return from_dict(cls, raw)
 
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> "RunConfig":
+        """A config saved in a run directory or a bundle, read as the release that wrote it drew its splits."""
+        raw = dict(raw)
+        raw["data"] = stored_data_dict(raw.get("data") or {})
+        return from_dict(cls, raw)
+
     def save(self, path: Path) -> None:
         # Written aside then renamed: a run killed at this moment must not leave an empty config.json.
         path = Path(path)
@@ -175,6 +186,13 @@ class RunConfig:
 
 
 T = TypeVar("T")
+
+
+def stored_data_dict(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored DataConfig's keys, with the split rule of the release that wrote it where it names none: a run
+    or bundle from before ``patient_split`` drew its patient split by k-fold, and evaluating or resuming it must
+    draw the same one."""
+    return {"patient_split": "kfold", **raw}
 
 
 def from_dict(cls: type[T], raw: dict[str, Any] | None) -> T:

@@ -162,3 +162,21 @@ def test_temporal_split_uses_a_manifest_order_column_and_names_files_without_one
         split_temporal(records + [ImageRecord("/d/odd.png", "NORMAL", "train", "anon", "")], 0.2)
     with pytest.raises(ValueError, match="neither a number nor an ISO date"):
         split_temporal([ImageRecord("/d/a.png", "NORMAL", "train", "a", "", "yesterday")] * 2, 0.5)
+
+
+def test_configs_stored_before_the_fraction_rule_keep_their_kfold_split() -> None:
+    from pneumo.config import RunConfig
+
+    records = _records(2, patients=300)
+    legacy = RunConfig.from_stored({"data": {"val_fraction": 0.15, "split_seed": 4}}).data
+    assert legacy.patient_split == "kfold"
+    assert RunConfig.from_stored({"data": {"patient_split": "fraction"}}).data.patient_split == "fraction"
+    assert RunConfig.from_dict({"data": {}}).data.patient_split == "fraction"  # new runs
+    _, old_val = training_splits(records, legacy)
+    # What the k-fold rule gives: round(1 / 0.15) = 7 folds, one of them (about 14.3%).
+    assert abs(len(old_val) / len(records) - 1 / 7) < 0.03
+    assert old_val == split_by_patient(records, 0.15, 4, rule="kfold")[1]
+    _, new_val = training_splits(records, DataConfig(val_fraction=0.15, split_seed=4))
+    assert abs(len(new_val) - 0.15 * len(records)) <= 12
+    with pytest.raises(ValueError, match="unknown patient split rule"):
+        split_by_patient(records, 0.15, 4, rule="random")

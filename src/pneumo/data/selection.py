@@ -23,7 +23,7 @@ def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[I
         return train_pool, val
     if cfg.split_by == "temporal":
         return split_temporal(train_pool, cfg.val_fraction, cfg.temporal_end)
-    return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed)
+    return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed, cfg.patient_split)
 
 
 def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> list[ImageRecord]:

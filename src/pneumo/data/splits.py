@@ -10,12 +10,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
 
 from pneumo.data.records import ImageRecord
 
 
-def split_by_patient(records: list[ImageRecord], val_fraction: float,
-                     seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+def split_by_patient(records: list[ImageRecord], val_fraction: float, seed: int,
+                     rule: str = "fraction") -> tuple[list[ImageRecord], list[ImageRecord]]:
     """Carve a validation set out of ``records`` so that no patient is in both parts.
 
     Stratified on normal / pneumonia and the pneumonia subtype (bacterial, viral, none given): in each stratum,
@@ -24,9 +25,15 @@ def split_by_patient(records: list[ImageRecord], val_fraction: float,
     balance is the same in both parts. Binary and 3-class runs get the same split on
     purpose: a 3-class model started from a binary one (``--init-from``), or compared with it, is then never
     validated on patients the other trained on.
+
+    ``rule="kfold"`` draws the split of configs stored before the fraction was honoured (:func:`_kfold_split`).
     """
     if not records:
         raise ValueError("no records to split")
+    if rule == "kfold":
+        return _kfold_split(records, val_fraction, seed)
+    if rule != "fraction":
+        raise ValueError(f"unknown patient split rule {rule!r}; choose fraction or kfold")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     images: dict[str, list[int]] = defaultdict(list)
@@ -55,6 +62,23 @@ def split_by_patient(records: list[ImageRecord], val_fraction: float,
                          "would leave one part empty")
     train = [replace(r, split="train") for i, r in enumerate(records) if i not in chosen]
     val = [replace(r, split="val") for i, r in enumerate(records) if i in chosen]
+    return train, val
+
+
+def _kfold_split(records: list[ImageRecord], val_fraction: float,
+                 seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """The first fold of round(1 / val_fraction) stratified group folds, stratified on normal/pneumonia."""
+    groups = np.array([r.patient_id or r.path for r in records])
+    strata = np.array([r.target(2) for r in records])
+    n_splits = max(2, int(round(1.0 / val_fraction)))
+    n_groups = len(set(groups))
+    if n_groups < n_splits:
+        raise ValueError(f"only {n_groups} patients; need at least {n_splits} for a {val_fraction:.0%} "
+                         "patient-level validation split")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(records)), strata, groups))
+    train = [replace(records[i], split="train") for i in sorted(train_idx)]
+    val = [replace(records[i], split="val") for i in sorted(val_idx)]
     return train, val
 
 

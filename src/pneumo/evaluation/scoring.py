@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pneumo.bundle import BundleError, BundleMeta
-from pneumo.config import DataConfig, from_dict
+from pneumo.config import DataConfig, from_dict, stored_data_dict
 from pneumo.data.records import ImageRecord, load_records
 from pneumo.data.selection import SPLIT_CHOICES, fingerprint, select_split, training_splits
 from pneumo.inference.predictor import Predictor
@@ -44,7 +44,7 @@ class Selection:
 def training_data_config(meta: BundleMeta) -> DataConfig | None:
     """The DataConfig the bundle was trained with, or None for a bundle saved without its training config."""
     raw = (meta.training or {}).get("config", {}).get("data")
-    return from_dict(DataConfig, raw) if raw else None
+    return from_dict(DataConfig, stored_data_dict(raw)) if raw else None
 
 
 def select_records(meta: BundleMeta, split: str, root: str = "", manifest: str = "") -> Selection:

@@ -132,7 +132,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: {path} is missing (is {run_dir} a pneumo run directory?)")
-    return RunConfig.from_dict(json.loads(path.read_text()))
+    return RunConfig.from_stored(json.loads(path.read_text()))
 
 
 def fit(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> Path:
