@@ -2,7 +2,7 @@
 
     python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200] [--side 2048]
 
-Starts a throwaway Orthanc (the PACS the reports go to; tests/local_orthanc.py) and ``pneumo serve --dicom-port``
+Starts a throwaway Orthanc (the PACS the reports go to; bench/local_orthanc.py, which the tests use too) and ``pneumo serve --dicom-port``
 as a subprocess with a fresh SQLite history, forwarding to Orthanc. Builds DX instances with pydicom from X-ray
 JPEGs (plus a few CT instances that must be refused), sends them over ``--associations`` concurrent
 associations, and waits until every report is in Orthanc. Prints:
@@ -38,9 +38,9 @@ from pydicom.uid import CTImageStorage, DigitalXRayImageStorageForPresentation, 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from local_orthanc import find_orthanc, free_port, local_orthanc  # bench/local_orthanc.py
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from local_orthanc import find_orthanc, free_port, local_orthanc  # noqa: E402  the tests' throwaway Orthanc
 
 
 def get_args_parser() -> argparse.ArgumentParser:

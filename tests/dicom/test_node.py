@@ -188,7 +188,7 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
 
 
 def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back(make_node, xray_files):
-    from local_orthanc import free_port  # tests/local_orthanc.py
+    from local_orthanc import free_port  # bench/local_orthanc.py
 
     from pneumo.dicom.settings import Destination
 
@@ -236,7 +236,7 @@ def test_a_delivery_spreads_the_reports_over_several_associations_and_sends_each
 
 
 def test_undelivered_reports_are_tried_again_without_waiting_for_a_new_instance(make_node, xray_files):
-    from local_orthanc import free_port  # tests/local_orthanc.py
+    from local_orthanc import free_port  # bench/local_orthanc.py
 
     from pneumo.dicom.settings import Destination
 

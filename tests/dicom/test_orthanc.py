@@ -1,4 +1,4 @@
-"""End to end against a real PACS: a throwaway Orthanc on loopback (tests/local_orthanc.py) sends DX instances to
+"""End to end against a real PACS: a throwaway Orthanc on loopback (bench/local_orthanc.py) sends DX instances to
 pneumo's node, pneumo's Structured Reports arrive back in Orthanc in the same study, and ``pneumo predict`` pulls a
 study over Orthanc's DICOMweb plugin. One Orthanc and one pneumo for the whole module, to stay fast."""
 
@@ -15,7 +15,7 @@ from pneumo.cli import main
 from pneumo.dicom.report import read_report
 
 from conftest import make_tiny_bundle  # the shared tests/conftest.py
-from local_orthanc import find_orthanc, free_port, local_orthanc  # tests/local_orthanc.py
+from local_orthanc import find_orthanc, free_port, local_orthanc  # bench/local_orthanc.py
 
 from .conftest import PATIENT_ID, PATIENT_NAME, dx_instance, encode
 

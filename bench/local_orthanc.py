@@ -1,4 +1,4 @@
-"""A throwaway Orthanc PACS for the DICOM tests, when the machine has Debian's `orthanc` (and `orthanc-dicomweb`).
+"""A throwaway Orthanc PACS for the DICOM tests and bench/bench_dicom.py, when the machine has Debian's `orthanc` (and `orthanc-dicomweb`).
 
 Its own configuration, storage and index live in a temporary folder, deleted afterwards. Orthanc 1.10 cannot bind
 to one address, so it is locked to loopback by configuration instead: HTTP refuses remote clients
