@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -185,30 +186,40 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
     assert client.get("/api/v1/health").json()["dicom"]["reports_sent"] == 3
 
 
-
-
-def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back(make_node, xray_files):
+def _node_whose_pacs_is_down(make_node, ds, **settings):
+    """A node forwarding to a port where no PACS listens yet, after it read ``ds``: its report waits."""
     from local_orthanc import free_port  # bench/local_orthanc.py
 
     from pneumo.dicom.settings import Destination
 
     port = free_port()
-    client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port))
-    first = dx_instance(xray_files[0])
-    assert store(node.port, [first]) == [0]
+    client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port), **settings)
+    assert store(node.port, [ds]) == [0]
     assert node.wait_idle(60)
     assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 1
+    return client, node, port
+
+
+@contextmanager
+def _pacs_comes_up(port: int):
+    """A Storage SCP on ``port`` from now on; yields the list of what it receives."""
     received = []
     ae = AE(ae_title="FAKEPACS")
     ae.add_supported_context(ComprehensiveSRStorage, ExplicitVRLittleEndian)
     server = ae.start_server(("127.0.0.1", port), block=False,
                              evt_handlers=[(evt.EVT_C_STORE, lambda e: received.append(e.dataset) or 0)])
     try:
-        second = dx_instance(xray_files[1])
-        assert store(node.port, [second]) == [0]
-        assert node.wait_idle(60)
+        yield received
     finally:
         server.shutdown()
+
+
+def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back(make_node, xray_files):
+    first, second = dx_instance(xray_files[0]), dx_instance(xray_files[1])
+    client, node, port = _node_whose_pacs_is_down(make_node, first)
+    with _pacs_comes_up(port) as received:
+        assert store(node.port, [second]) == [0]
+        assert node.wait_idle(60)
     assert sorted(read_report(r)["source_sop_instance_uid"] for r in received) == sorted(
         [first.SOPInstanceUID, second.SOPInstanceUID])
     assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
@@ -236,27 +247,12 @@ def test_a_delivery_spreads_the_reports_over_several_associations_and_sends_each
 
 
 def test_undelivered_reports_are_tried_again_without_waiting_for_a_new_instance(make_node, xray_files):
-    from local_orthanc import free_port  # bench/local_orthanc.py
-
-    from pneumo.dicom.settings import Destination
-
-    port = free_port()
-    client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port), retry_seconds=0.3)
     ds = dx_instance(xray_files[0])
-    assert store(node.port, [ds]) == [0]
-    assert node.wait_idle(60)
-    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 1
-    received = []
-    ae = AE(ae_title="FAKEPACS")
-    ae.add_supported_context(ComprehensiveSRStorage, ExplicitVRLittleEndian)
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, lambda e: received.append(e.dataset) or 0)])
-    try:
+    client, node, port = _node_whose_pacs_is_down(make_node, ds, retry_seconds=0.3)
+    with _pacs_comes_up(port) as received:
         deadline = time.monotonic() + 30
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
-    finally:
-        server.shutdown()
     assert [read_report(r)["source_sop_instance_uid"] for r in received] == [ds.SOPInstanceUID]
     assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
 
