@@ -58,6 +58,8 @@ class BundleMeta:
     calibration: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # An ensemble (arch "ensemble"): one entry per member, {"arch", "dropout", "source", "version"}.
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

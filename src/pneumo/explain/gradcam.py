@@ -1,7 +1,9 @@
 """Grad-CAM (Selvaraju et al., 2017) for any module of any model, picked by layer name.
 
 The heatmap weighs the layer's activation maps by the spatial mean of the gradient of the pneumonia score
-with respect to them, keeps the positive evidence (ReLU), and min-max scales to [0, 1] at the input size. Hooks
+with respect to them, keeps the positive evidence (ReLU), and min-max scales to [0, 1] at the input size.
+Given several layers (an ensemble's members' last feature maps), the heatmap is the mean of their maps, each
+scaled first, from one forward and one backward pass. Hooks
 store activations in thread-local storage and gradients come from ``torch.autograd.grad``, so no parameter
 ``.grad`` is touched and concurrent calls from several threads do not mix.
 """
@@ -37,27 +39,35 @@ pneumonia_score = pneumonia_log_odds(0)  # the (normal, bacterial, viral) order 
 
 
 class GradCAM:
-    """``GradCAM(model, "layer4")(x)`` -> (N, H, W) float32 heatmaps in [0, 1]. ``remove()`` drops the hook."""
+    """``GradCAM(model, "layer4")(x)`` -> (N, H, W) float32 heatmaps in [0, 1]; ``layer`` may be a list of
+    layers, whose maps are averaged. ``remove()`` drops the hooks."""
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module) -> None:
+    def __init__(self, model: nn.Module, layer: str | nn.Module | list[str | nn.Module]) -> None:
         self.model = model
-        if isinstance(layer, str):
-            try:
-                layer = model.get_submodule(layer)
-            except AttributeError as exc:
-                names = [name for name, _ in model.named_modules() if name][-5:]
-                raise ValueError(f"layer {layer!r} not found in {type(model).__name__}; its last layers are "
-                                 f"{names}") from exc
-        self.layer = layer
+        self.layers = [self._find(layer) for layer in (layer if isinstance(layer, list) else [layer])]
+        if not self.layers:
+            raise ValueError("Grad-CAM needs at least one layer")
         self._local = threading.local()
-        self._handle = layer.register_forward_hook(self._keep)
+        self._handles = [layer.register_forward_hook(lambda m, a, o, i=i: self._keep(i, o))
+                         for i, layer in enumerate(self.layers)]
 
-    def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def _find(self, layer: str | nn.Module) -> nn.Module:
+        if not isinstance(layer, str):
+            return layer
+        try:
+            return self.model.get_submodule(layer)
+        except AttributeError as exc:
+            names = [name for name, _ in self.model.named_modules() if name][-5:]
+            raise ValueError(f"layer {layer!r} not found in {type(self.model).__name__}; its last layers are "
+                             f"{names}") from exc
+
+    def _keep(self, index: int, output: torch.Tensor) -> None:
         if getattr(self._local, "active", False):
-            self._local.activation = output
+            self._local.activations[index] = output
 
     def remove(self) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
 
     def __call__(self, x: torch.Tensor, score: ScoreFn = pneumonia_score) -> tuple[np.ndarray, torch.Tensor]:
         """Heatmaps for a batch ``x`` (N, C, H, W) and the logits of the same forward pass."""
@@ -66,28 +76,34 @@ class GradCAM:
         # The input requires grad so the graph exists even when every parameter is frozen.
         x = x.detach().clone().requires_grad_(True)
         self._local.active = True
+        self._local.activations = {}
         try:
             with torch.enable_grad():
                 logits = self.model(x)
                 if isinstance(logits, (tuple, list)):
                     logits = logits[0]
-                activation = self._local.activation
-                gradient, = torch.autograd.grad(score(logits).sum(), activation)
+                activations = [self._local.activations[i] for i in range(len(self.layers))]
+                gradients = torch.autograd.grad(score(logits).sum(), activations)
         finally:
             self._local.active = False
-            self._local.activation = None
+            self._local.activations = None
         with torch.no_grad():
-            if activation.dim() != 4:
-                raise ValueError(f"Grad-CAM needs a spatial layer (N, C, H, W); {type(self.layer).__name__} "
-                                 f"gives shape {tuple(activation.shape)}")
-            weights = gradient.mean(dim=(2, 3), keepdim=True)
-            cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
-            cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-            # Min-max per image: the map shows where the evidence is relative to the rest of this image.
-            flat = cam.flatten(1)
-            low = flat.min(dim=1).values[:, None, None]
-            span = (flat.max(dim=1).values[:, None, None] - low)
-            cam = torch.where(span > 1e-8 * (1.0 + low.abs()), (cam - low) / span.clamp_min(1e-12),
-                              torch.zeros_like(cam))
-            cam = torch.nan_to_num(cam, nan=0.0).clamp(0.0, 1.0)
+            maps = [self._map(layer, activation, gradient, x.shape[-2:])
+                    for layer, activation, gradient in zip(self.layers, activations, gradients)]
+            cam = maps[0] if len(maps) == 1 else torch.stack(maps).mean(dim=0)
         return cam.float().cpu().numpy(), logits.detach()
+
+    @staticmethod
+    def _map(layer: nn.Module, activation: torch.Tensor, gradient: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        if activation.dim() != 4:
+            raise ValueError(f"Grad-CAM needs a spatial layer (N, C, H, W); {type(layer).__name__} "
+                             f"gives shape {tuple(activation.shape)}")
+        weights = gradient.mean(dim=(2, 3), keepdim=True)
+        cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
+        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+        # Min-max per image: the map shows where the evidence is relative to the rest of this image.
+        flat = cam.flatten(1)
+        low = flat.min(dim=1).values[:, None, None]
+        span = (flat.max(dim=1).values[:, None, None] - low)
+        cam = torch.where(span > 1e-8 * (1.0 + low.abs()), (cam - low) / span.clamp_min(1e-12), torch.zeros_like(cam))
+        return torch.nan_to_num(cam, nan=0.0).clamp(0.0, 1.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pneumo.models.ensemble import ENSEMBLE, LogitEnsemble
 from pneumo.models.registry import ARCHITECTURES, blocks
 
 POOLINGS = ("mean", "mean+std")
@@ -50,7 +51,15 @@ def _channels(model: nn.Module, layers: list[str], size: int = 64) -> list[int]:
 
 def default_gate_layers(model: nn.Module, arch: str) -> tuple[list[str], str]:
     """Blocks at :data:`DEPTHS` of the backbone and the pooling, within the dimension budget: mean+std while
-    the total stays <= MAX_STD_DIM, else mean only, dropping the deepest block while over MAX_DIM."""
+    the total stays <= MAX_STD_DIM, else mean only, dropping the deepest block while over MAX_DIM.
+
+    An ensemble's gate reads its first member's blocks: every member sees the same input, and one network's
+    features tell a chest X-ray from anything else as well as several (at a fraction of the gate's size)."""
+    if arch == ENSEMBLE:
+        if not isinstance(model, LogitEnsemble):
+            raise TypeError(f"arch {ENSEMBLE!r} needs a LogitEnsemble, got {type(model).__name__}")
+        layers, pooling = default_gate_layers(model.members[0], model.archs[0])
+        return [f"members.0.{name}" for name in layers], pooling
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     names = _block_names(model, arch)

@@ -21,7 +21,7 @@ from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateError, GateParams, load_gate
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.probability import OutputHead
-from pneumo.models import create_model, gradcam_layer
+from pneumo.models import ENSEMBLE, MemberSpec, create_ensemble, create_model, gradcam_layers
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -41,7 +41,7 @@ def load_bundle(ref: str | os.PathLike[str], device: str = "cpu") -> tuple[nn.Mo
     """Return ``(model in eval mode, BundleMeta, bundle directory)``."""
     directory, meta = read_meta(ref)
     try:
-        model = create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+        model = _network_of(meta)
     except ValueError as exc:
         raise BundleError(f"{directory / META_FILE}: {exc}") from exc
     state = load_state(directory)
@@ -50,6 +50,19 @@ def load_bundle(ref: str | os.PathLike[str], device: str = "cpu") -> tuple[nn.Mo
     except RuntimeError as exc:
         raise BundleError(f"{directory}: weights do not fit architecture {meta.arch!r} ({exc})") from exc
     return model.to(device).eval(), meta, directory
+
+
+def _network_of(meta: BundleMeta) -> nn.Module:
+    """The untrained network a bundle's metadata describes: one architecture, or an ensemble of members."""
+    if meta.arch != ENSEMBLE:
+        return create_model(meta.arch, classes=meta.classes, dropout=meta.dropout)
+    if not meta.members:
+        raise ValueError(f"arch {ENSEMBLE!r} but no members are listed")
+    try:
+        specs = [MemberSpec(str(m["arch"]), float(m.get("dropout", 0.3))) for m in meta.members]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"ensemble members {meta.members!r} are not {{arch, dropout}} entries ({exc})") from exc
+    return create_ensemble(specs, classes=meta.classes)
 
 
 def load_network(ref: str | os.PathLike[str], device: str = "cpu"
@@ -85,7 +98,7 @@ def build_explainer(backend: Any, bundle_dir: Path | None, meta: BundleMeta) -> 
         network, _, _, _ = load_network(bundle_dir, "cpu")
         network.eval()
         device = torch.device("cpu")
-    cam = GradCAM(network, gradcam_layer(network.model, meta.arch))
+    cam = GradCAM(network, gradcam_layers(network.model, meta.arch))
     score = pneumonia_log_odds(OutputHead.of(meta.class_names).normal_index)
 
     def explain(normalised: np.ndarray) -> np.ndarray:
