@@ -26,9 +26,11 @@ import numpy as np
 # Ray reads this when it is imported. On Linux a Ray instance advertises the machine's network address and its
 # servers listen on every interface, even when it runs on one machine only; Ray's own switch for single-machine
 # platforms keeps a local instance on 127.0.0.1, so scoring patient images on a laptop opens no port to the
-# network. It does not stop joining a cluster (--ray-address): the nodes of a cluster are started by `ray start`.
-# Set it to 1 before running pneumo to get Ray's default.
-LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# network. A process that joins a cluster (--ray-address) needs Ray's default, the variable at 1 (at 0 Ray
+# refuses to join, and takes 127.0.0.1 for this node's address): `pneumo predict --ray-address` sets it to 1
+# before importing this module. Set it to 1 yourself to get Ray's default everywhere.
+from pneumo.batch import LOOPBACK_SWITCH  # noqa: E402  (a constant only: imports no Ray)
+
 os.environ.setdefault(LOOPBACK_SWITCH, "0")
 
 import pyarrow as pa  # noqa: E402  (after the switch above)
@@ -115,15 +117,7 @@ class BatchSummary:
     errors: int
     unknown: int
     seconds: float  # from submitting the dataset to the last row written (Ray's start-up not included)
-    first_rows: int = 0  # rows of the first batch written, and when it was: model actors' start-up
-    first_s: float = 0.0
     gate_status: str = ""  # what the chest-X-ray gate checked (Predictor.gate_status)
-
-    @property
-    def steady_images_per_s(self) -> float:
-        """Rate after the first batch, i.e. once the actors have loaded the model."""
-        rest = self.seconds - self.first_s
-        return (self.files - self.first_rows) / rest if rest > 0 else 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -176,7 +170,9 @@ def _connect(cfg: RayConfig) -> bool:
         return False
     common: dict[str, Any] = dict(logging_level="WARNING", log_to_driver=True)
     if cfg.address is None:
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
+        # "local": a new instance even when this machine runs a `ray start` cluster, which a bare ray.init()
+        # would join (and fail on when that cluster is gone but its address file is not).
+        ray.init(address="local", num_cpus=cfg.num_cpus or os.cpu_count() or 1, include_dashboard=False, **common)
     else:
         ray.init(address=cfg.address, **common)
     return True
@@ -268,16 +264,13 @@ def _write(dataset: Any, out: Path, kind: str, columns: list[str], *, total: int
     """Stream the rows into ``out`` through a temporary file renamed at the end: a run that dies never leaves a
     partial file under the name asked for."""
     partial = out.with_name(f".{out.name}.partial")
-    files = errors = unknown = first_rows = 0
-    first_s = 0.0
+    files = errors = unknown = 0
     started = perf_counter()
     bar = tqdm(total=total, unit="img", desc="scoring", file=sys.stderr, disable=not progress)
     try:
         with _Writer(partial, kind, _schema(columns)) as writer:
             for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 writer.write(table)
-                if not files:
-                    first_rows, first_s = table.num_rows, perf_counter() - started
                 files += table.num_rows
                 errors += table.num_rows - table.column("error").null_count
                 unknown += sum(label == "UNKNOWN" for label in table.column("label").to_pylist())
@@ -286,7 +279,7 @@ def _write(dataset: Any, out: Path, kind: str, columns: list[str], *, total: int
     finally:
         bar.close()
         partial.unlink(missing_ok=True)
-    return BatchSummary(out, files, errors, unknown, perf_counter() - started, first_rows, first_s)
+    return BatchSummary(out, files, errors, unknown, perf_counter() - started)
 
 
 class _Writer:

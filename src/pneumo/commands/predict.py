@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,11 @@ def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
     if args.cam or args.format == "json":
         raise ValueError("--engine ray writes the columns of --format csv to --out; --cam and --format json need "
                          "--engine local")
+    if args.ray_address:
+        from pneumo.batch import LOOPBACK_SWITCH
+
+        # Joining a cluster: Ray's default network behaviour, decided when Ray is imported (just below).
+        os.environ.setdefault(LOOPBACK_SWITCH, "1")
     try:
         from pneumo.batch import ray_engine
     except ImportError as exc:  # the optional extra is not installed
