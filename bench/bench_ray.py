@@ -3,7 +3,8 @@ on a two-node Ray cluster simulated on this machine: figures, not pass/fail.
 
 - local: ``predict_many`` (ONNX Runtime, ``--cpus`` model threads and decoding threads), images/s;
 - ray: ``pneumo.batch.ray_engine.predict_to_file`` on a local Ray with ``--cpus`` CPUs, images/s overall and after
-  warm-up (the run minus one of a quarter of the files, which pays the same start-up); rounds alternate with ``local`` so drift in load hits both;
+  warm-up (the run minus one of a quarter of the files, which pays the same start-up); rounds alternate with
+  ``local`` so drift in load hits both;
 - cluster: ``ray start --head --num-cpus 1`` plus a second ``ray start --address`` worker process (on the
   machine's address, as any cluster), then ``pneumo predict --engine ray --ray-address`` on the same files.
 Rows of ray and cluster are compared with local's: labels, errors and UNKNOWN reasons equal, probabilities within
