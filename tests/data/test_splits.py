@@ -180,3 +180,15 @@ def test_configs_stored_before_the_fraction_rule_keep_their_kfold_split() -> Non
     assert abs(len(new_val) - 0.15 * len(records)) <= 12
     with pytest.raises(ValueError, match="unknown patient split rule"):
         split_by_patient(records, 0.15, 4, rule="random")
+
+
+def test_split_settings_name_only_what_decides_the_split() -> None:
+    from pneumo.data.selection import split_settings
+
+    temporal = DataConfig(split_by="temporal", val_fraction=0.12)
+    # A temporal block ignores the seed and the patient-split rule; a patient split ignores the temporal end.
+    assert split_settings(temporal) == split_settings(DataConfig(split_by="temporal", val_fraction=0.12,
+                                                                 split_seed=7, patient_split="kfold"))
+    assert split_settings(temporal) != split_settings(DataConfig(split_by="temporal", val_fraction=0.15))
+    assert split_settings(DataConfig(split_seed=1)) != split_settings(DataConfig(split_seed=2))
+    assert split_settings(DataConfig()) == split_settings(DataConfig(temporal_end="latest"))

@@ -26,6 +26,18 @@ def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[I
     return split_by_patient(train_pool, cfg.val_fraction, cfg.split_seed, cfg.patient_split)
 
 
+def split_settings(cfg: DataConfig) -> dict[str, object]:
+    """The settings that decide :func:`training_splits`'s validation on a given dataset, and only those: two
+    configs with equal settings carve the same validation from the same data."""
+    if cfg.val_source == "folder":
+        return {"val_source": "folder"}
+    if cfg.split_by == "temporal":
+        return {"val_source": "carve", "split_by": "temporal", "val_fraction": cfg.val_fraction,
+                "temporal_end": cfg.temporal_end}
+    return {"val_source": "carve", "split_by": "patient", "val_fraction": cfg.val_fraction,
+            "split_seed": cfg.split_seed, "patient_split": cfg.patient_split}
+
+
 def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> list[ImageRecord]:
     """Records of one named split: ``val`` is the validation the model was trained against (carved from
     train with the same seed and fraction), ``official-val`` the dataset's own val folder."""

@@ -15,19 +15,15 @@ from pathlib import Path
 
 from pneumo.bundle import BundleMeta, save_bundle
 from pneumo.config import DataConfig, from_dict, stored_data_dict
+from pneumo.data.selection import split_settings
 from pneumo.inference.loading import load_bundle
 from pneumo.models import ENSEMBLE, LogitEnsemble
 
-# What decides a validation split: members that differ in any of these were validated on different images.
-SPLIT_FIELDS = ("val_source", "split_by", "val_fraction", "temporal_end", "split_seed", "patient_split")
 
-
-def _split_of(meta: BundleMeta, source: Path) -> tuple | None:
+def _split_of(meta: BundleMeta) -> dict[str, object] | None:
+    """How the member's validation was carved (None: the bundle does not say)."""
     raw = (meta.training or {}).get("config", {}).get("data")
-    if not raw:
-        return None
-    data = from_dict(DataConfig, stored_data_dict(raw))
-    return tuple(getattr(data, name) for name in SPLIT_FIELDS)
+    return split_settings(from_dict(DataConfig, stored_data_dict(raw))) if raw else None
 
 
 def build_ensemble(members: list[str | os.PathLike[str]], out: str | os.PathLike[str],
@@ -50,10 +46,9 @@ def build_ensemble(members: list[str | os.PathLike[str]], out: str | os.PathLike
         if meta.data_fingerprint and first.data_fingerprint and meta.data_fingerprint != first.data_fingerprint:
             raise ValueError(f"{directory} was trained on other data than {first_dir} (fingerprint "
                              f"{meta.data_fingerprint} against {first.data_fingerprint})")
-        if _split_of(meta, directory) != _split_of(first, first_dir):
-            raise ValueError(f"{directory} was validated on another split than {first_dir} "
-                             f"({dict(zip(SPLIT_FIELDS, _split_of(meta, directory) or ()))} against "
-                             f"{dict(zip(SPLIT_FIELDS, _split_of(first, first_dir) or ()))}); the ensemble "
+        if _split_of(meta) is None or _split_of(meta) != _split_of(first):
+            raise ValueError(f"{directory} was validated on another split than {first_dir} ({_split_of(meta)} "
+                             f"against {_split_of(first)}; None: the bundle does not record it); the ensemble "
                              "would be validated on images some member trained on")
     ensemble = LogitEnsemble([model for model, _, _ in loaded], [meta.arch for _, meta, _ in loaded])
     member_entries = [{"arch": meta.arch, "dropout": meta.dropout, "source": directory.name,
