@@ -333,7 +333,7 @@ class DicomNode:
             log.exception("DICOM node: building a first report failed; reports may fail")
 
     def _read(self, paths: list[Path]) -> list:
-        """Header checks and the model: (path, data, header, result, overlay) per readable file."""
+        """Header checks and the model: (path, sha256 of the file, header, result, overlay) per readable file."""
         items = []
         for path in paths:
             try:
@@ -352,13 +352,15 @@ class DicomNode:
         except Exception as exc:  # the model failed on the batch: fail its files, keep the node up
             for path, *_ in readable:
                 self._failed(path, exc)
-        return [(path, data, header, *results[path]) for path, data, header, _ in items if path in results]
+        # The reporter gets the pixels' hash, not the bytes: a backlog of reports then holds headers only.
+        return [(path, hashlib.sha256(data).hexdigest(), header, *results[path])
+                for path, data, header, _ in items if path in results]
 
     def _report(self, done: list) -> None:
         """History rows and reports for what the model read; then deliver the reports."""
-        for path, data, header, result, overlay in done:
+        for path, digest, header, result, overlay in done:
             try:
-                self._record(path, data, header, result, overlay)
+                self._record(path, digest, header, result, overlay)
             except Exception as exc:
                 self._failed(path, exc)
         if self.forwarder is not None and done:
@@ -391,11 +393,11 @@ class DicomNode:
         document = prediction.to_dict()
         return {key: document.get(key) for key in RESULT_FIELDS}
 
-    def _record(self, path: Path, data: bytes, header: Dataset, result: dict[str, Any],
+    def _record(self, path: Path, digest: str, header: Dataset, result: dict[str, Any],
                 overlay: bytes | None) -> None:
         uids = instance_uids(header)
         uids["calling_ae"] = str(header.file_meta.get("SourceApplicationEntityTitle", "") or "").strip() or None
-        self.history.add(image_sha256=hashlib.sha256(data).hexdigest(), file_type="dicom",
+        self.history.add(image_sha256=digest, file_type="dicom",
                          model_version=str(result["model_version"]), result=result, heatmap_png=overlay,
                          source="dicom", dicom=uids)
         if self.forwarder is not None:
