@@ -159,8 +159,8 @@ class DicomNode:
         self._threads = [threading.Thread(target=self._work, name="pneumo-dicom-reader", daemon=True),
                          threading.Thread(target=self._report_loop, name="pneumo-dicom-reporter", daemon=True)]
         if self.forwarder is not None:
-            self._threads.append(threading.Thread(target=self._deliver_loop, name="pneumo-dicom-delivery",
-                                                  daemon=True))
+            self._threads.append(threading.Thread(target=self._deliver_loop, args=(self.forwarder,),
+                                                  name="pneumo-dicom-delivery", daemon=True))
         for thread in self._threads:
             thread.start()
         if self.forwarder is not None and self.spool.pending(self.spool.outgoing):
@@ -302,8 +302,7 @@ class DicomNode:
             self._deliveries_asked += 1
             self._delivery.notify_all()
 
-    def _deliver_loop(self) -> None:
-        assert self.forwarder is not None
+    def _deliver_loop(self, forwarder: Forwarder) -> None:
         while True:
             with self._delivery:
                 asked = self._delivery.wait_for(
@@ -314,7 +313,7 @@ class DicomNode:
                 target = self._deliveries_asked
             if asked or self.spool.pending(self.spool.outgoing):  # asked for, or time to retry
                 try:
-                    self.forwarder.flush()
+                    forwarder.flush()
                 except Exception:
                     log.exception("DICOM forward: delivery failed; the reports stay queued")
             with self._delivery:
