@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         # Not propagating (rather than a level, which pydicom resets when it is imported) keeps it off stderr.
         logging.getLogger("pydicom").propagate = False
         warnings.filterwarnings("ignore", module="pydicom")
+        # pydicom's data module imports requests, whose urllib3 warns that its optional SOCKS support is missing;
+        # pneumo never uses a SOCKS proxy.
+        warnings.filterwarnings("ignore", message="SOCKS support in urllib3 requires")
     try:
         return int(args.func(args) or 0)
     except (FileNotFoundError, ValueError) as exc:
