@@ -52,10 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "with the columns of --format csv; see docs/scale.md)")
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="with --engine ray: join this Ray cluster "
                    "(host:port printed by `ray start --head`, or auto); default: start a local Ray on all cores")
-    p.add_argument("--ray-actor-cpus", type=int, default=1, metavar="N", help="with --engine ray: CPUs per model "
-                   "actor, which are also its model threads")
+    p.add_argument("--ray-actor-cpus", type=int, default=1, metavar="N", help="with --engine ray: model threads per "
+                   "actor (it reserves half a Ray CPU per thread, see docs/scale.md)")
     p.add_argument("--ray-max-actors", type=int, default=None, metavar="N", help="with --engine ray: at most N "
-                   "model actors (default: half the cluster's CPUs; the rest decode)")
+                   "model actors (default: one per --ray-actor-cpus CPUs that fits beside a decoding task)")
     p.add_argument("--out", default="", metavar="FILE", help="with --engine ray: results.parquet or results.csv")
     p.set_defaults(func=run)
 
