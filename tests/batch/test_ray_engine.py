@@ -169,3 +169,20 @@ def test_the_actor_pool_takes_one_actor_per_core_beside_the_decoding_tasks():
     assert ray_engine.max_actors(ray_engine.RayConfig(actor_cpus=2), 16) == 8
     assert ray_engine.max_actors(ray_engine.RayConfig(actor_share=1.0), 2) == 1  # whole CPUs: no room for two
     assert ray_engine.max_actors(ray_engine.RayConfig(max_actors=5), 2) == 5
+
+
+def test_a_local_run_starts_its_own_ray_even_where_a_cluster_address_is_set(gated_bundle, tmp_path, monkeypatch):
+    """Without --ray-address pneumo starts a new local instance; a bare ray.init() would try to join the cluster
+    that RAY_ADDRESS (or a `ray start` on this machine) names, and fail when it is gone."""
+    ray.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # no cluster listens there
+    image = sorted(ASSETS.glob("*.jpeg"))[0]
+    try:
+        summary = ray_engine.predict_to_file([str(image)], tmp_path / "rows.csv",
+                                             ray_engine.ModelSpec(model=str(gated_bundle)),
+                                             ray_engine.RayConfig(num_cpus=1, progress=False))
+        assert summary.files == 1 and summary.errors == 0
+        assert not ray.is_initialized()  # started for the call, left after it
+    finally:
+        monkeypatch.delenv("RAY_ADDRESS")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")  # for the module
