@@ -8,7 +8,7 @@
 
     python bench/bench_data_loader.py --data ../shared/data/kermany/train
 
-The cache goes to ``--cache-dir`` (default /tmp/pneumo-bench-cache), never to a training run's cache.
+The cache goes to ``--cache-dir`` (default pneumo-bench-cache in the system's temporary folder), never to a training run's cache.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="a Kermany split folder (ROOT/NORMAL, ROOT/PNEUMONIA) or root")
-    p.add_argument("--cache-dir", default="/tmp/pneumo-bench-cache")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "pneumo-bench-cache"))
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)

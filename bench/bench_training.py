@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -35,7 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="Kermany split folder or root")
-    p.add_argument("--cache-dir", default="/tmp/pneumo-bench-cache")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "pneumo-bench-cache"))
     p.add_argument("--archs", nargs="+", default=["mobilenet_v3_small", "resnet18"])
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)

@@ -43,9 +43,13 @@ def expected_status(case: Case) -> int:
     return 200
 
 
+REPOSITORY = str(Path(__file__).resolve().parents[2])  # where the code runs from: no body may name it
+
+
 def body_problem(case: Case, response, corpus_dir: Path) -> str | None:
     text = response.text
-    if "Traceback" in text or str(corpus_dir) in text or "/work/" in text or 'File "' in text:
+    if "Traceback" in text or str(corpus_dir) in text or REPOSITORY in text or "site-packages" in text \
+            or 'File "' in text:
         return f"body leaks internals: {text[:300]}"
     try:
         body = response.json()
