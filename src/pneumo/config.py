@@ -85,7 +85,7 @@ class DataConfig:
     temporal_end: Literal["earliest", "latest"] = "earliest"
     # How the random patient split is drawn. "fraction": val_fraction of each class's images; "kfold": the
     # first fold of round(1 / val_fraction) stratified group folds (0.15 gives 14.3%), which is what configs
-    # stored before this setting existed used, and keep using (stored_config).
+    # stored before this setting existed used, and keep using (stored_data_dict).
     patient_split: Literal["fraction", "kfold"] = "fraction"
     balance: Literal["none", "class_weights", "sampler"] = "class_weights"
     cache_dir: str = ""

@@ -66,16 +66,15 @@ class RayConfig:
     ``actor_cpus``: model threads per actor (ONNX Runtime intra-op threads, PyTorch's ``set_num_threads``).
     ``actor_share``: the part of those CPUs an actor reserves in Ray's accounting, where CPUs are slots, not
     cores. A model thread keeps its core busy, but the decoding tasks beside it need slots too; reserving half a
-    CPU per thread lets one actor per core run beside the decoding tasks. Reserving whole CPUs left a 2-core
-    machine one actor and 0.55 of ``predict_many``'s rate over 5,216 files; half a CPU, with decoding tasks at a
-    quarter, gave 0.65 after warm-up. ``max_actors``: upper bound of the autoscaling actor pool (None: as
+    CPU per thread lets one actor per core run beside the decoding tasks (a 2-core machine gets two actors,
+    where whole CPUs left it one). ``max_actors``: upper bound of the autoscaling actor pool (None: as
     many as fit beside one decoding task, at most one per ``actor_cpus`` CPUs; Ray's own default, unbounded,
     lets the actors take every CPU and starves the decoding tasks that feed them). ``decode_cpus``: CPUs Ray
     reserves per decoding task; a quarter, because decoding is about a quarter of the work per image and reading
-    a file waits on storage, and a value other than the actors' keeps Ray from fusing decoding into the model actors (it fuses steps whose resources are equal), so
-    decoding scales apart from the models. ``decode_batch`` and ``model_batch``: files per decoding task and
-    images per model call; smaller batches cost Ray a task and an object per few images (measured: 16/32 gave
-    0.37 of ``predict_many`` over 5,216 files, 64/128 0.55 with one actor)."""
+    a file waits on storage. A value other than the actors' keeps Ray from fusing decoding into the model actors
+    (it fuses steps whose resources are equal), so decoding scales apart from the models. ``decode_batch`` and
+    ``model_batch``: files per decoding task and images per model call; smaller batches cost Ray a task and an
+    object per few images (over 5,216 files with one actor: 16/32 gave 0.37 of ``predict_many``, 64/128 0.55)."""
 
     address: str | None = None
     num_cpus: int | None = None

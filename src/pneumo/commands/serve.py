@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="calling AE titles accepted (comma-separated); any when empty")
     dicom.add_argument("--dicom-forward", default=None, metavar="AET@HOST:PORT",
                        help="send each reading (a Structured Report) here by C-STORE, usually the PACS")
-    dicom.add_argument("--dicom-forward-associations", type=int, default=4, metavar="N",
+    dicom.add_argument("--dicom-forward-associations", type=int, default=DicomSettings.forward_associations,
+                       metavar="N",
                        help="associations a delivery to --dicom-forward opens at once (lower it for a PACS that "
                             "limits associations per AE title)")
     dicom.add_argument("--dicom-gradcam", action="store_true",

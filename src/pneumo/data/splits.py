@@ -41,7 +41,8 @@ def split_by_patient(records: list[ImageRecord], val_fraction: float, seed: int,
         images[record.patient_id or record.path].append(index)
     if len(images) < 2:
         raise ValueError(f"only {len(images)} patients; a patient-level validation split needs at least 2")
-    # A patient's stratum: that of their last image in sorted order (a Kermany patient has one label).
+    # A patient's stratum: pneumonia (with that image's subtype) when any of their images is, else normal; a
+    # Kermany patient has one label.
     patients_of: dict[tuple[int, str], list[str]] = defaultdict(list)
     for patient in sorted(images):
         record = max((records[i] for i in images[patient]), key=lambda r: (r.target(2), r.subtype or "", r.path))

@@ -351,7 +351,7 @@ class DicomNode:
         except Exception as exc:  # the model failed on the batch: fail its files, keep the node up
             for path, *_ in readable:
                 self._failed(path, exc)
-        # The reporter gets the pixels' hash, not the bytes: a backlog of reports then holds headers only.
+        # The reporter gets the file's hash, not its bytes: a backlog of reports then holds headers only.
         return [(path, hashlib.sha256(data).hexdigest(), header, *results[path])
                 for path, data, header, _ in items if path in results]
 

@@ -14,16 +14,16 @@ import os
 from pathlib import Path
 
 from pneumo.bundle import BundleMeta, save_bundle
-from pneumo.config import DataConfig, from_dict, stored_data_dict
 from pneumo.data.selection import split_settings
+from pneumo.evaluation.scoring import training_data_config
 from pneumo.inference.loading import load_bundle
 from pneumo.models import ENSEMBLE, LogitEnsemble
 
 
 def _split_of(meta: BundleMeta) -> dict[str, object] | None:
     """How the member's validation was carved (None: the bundle does not say)."""
-    raw = (meta.training or {}).get("config", {}).get("data")
-    return split_settings(from_dict(DataConfig, stored_data_dict(raw))) if raw else None
+    stored = training_data_config(meta)
+    return split_settings(stored) if stored is not None else None
 
 
 def build_ensemble(members: list[str | os.PathLike[str]], out: str | os.PathLike[str],
@@ -33,8 +33,9 @@ def build_ensemble(members: list[str | os.PathLike[str]], out: str | os.PathLike
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least 2 member bundles, got {len(members)}")
     loaded = [load_bundle(ref) for ref in members]
-    first_model, first, first_dir = loaded[0]
-    for model, meta, directory in loaded:
+    _, first, first_dir = loaded[0]
+    first_split = _split_of(first)
+    for _, meta, directory in loaded:
         if meta.arch == ENSEMBLE:
             raise ValueError(f"{directory} is an ensemble itself; give its members instead")
         if (meta.classes, meta.class_names) != (first.classes, first.class_names):
@@ -46,14 +47,15 @@ def build_ensemble(members: list[str | os.PathLike[str]], out: str | os.PathLike
         if meta.data_fingerprint and first.data_fingerprint and meta.data_fingerprint != first.data_fingerprint:
             raise ValueError(f"{directory} was trained on other data than {first_dir} (fingerprint "
                              f"{meta.data_fingerprint} against {first.data_fingerprint})")
-        if _split_of(meta) is None or _split_of(meta) != _split_of(first):
-            raise ValueError(f"{directory} was validated on another split than {first_dir} ({_split_of(meta)} "
-                             f"against {_split_of(first)}; None: the bundle does not record it); the ensemble "
-                             "would be validated on images some member trained on")
+        split = _split_of(meta)
+        if split is None or split != first_split:
+            raise ValueError(f"{directory} was validated on another split than {first_dir} ({split} against "
+                             f"{first_split}; None: the bundle does not record it); the ensemble would be "
+                             "validated on images some member trained on")
     ensemble = LogitEnsemble([model for model, _, _ in loaded], [meta.arch for _, meta, _ in loaded])
     member_entries = [{"arch": meta.arch, "dropout": meta.dropout, "source": directory.name,
                        "version": meta.version} for _, meta, directory in loaded]
-    names = " + ".join(f"{meta.arch}" for _, meta, _ in loaded)
+    names = " + ".join(meta.arch for _, meta, _ in loaded)
     meta = BundleMeta(
         arch=ENSEMBLE, classes=first.classes, class_names=list(first.class_names), preprocess=first.preprocess,
         dropout=0.0, description=description or f"ensemble of {len(loaded)}: {names}, logits averaged",

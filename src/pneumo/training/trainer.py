@@ -16,8 +16,8 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -192,9 +192,7 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     steps_per_epoch = min(len(train_loader), tc.max_steps_per_epoch or len(train_loader))
     scheduler = _scheduler(optimizer, tc, steps_per_epoch)
     ema = _ema(model, tc)
-    if resume:
-        _check_same_split(run_dir, data)
-    progress = _restore(run_dir, model, optimizer, scheduler, ema, dist_info) if resume else Progress()
+    progress = _restore(run_dir, data, model, optimizer, scheduler, ema, dist_info) if resume else Progress()
     if progress.stopped_early or progress.epoch >= tc.epochs:
         log.info("nothing to do: run already finished at epoch %d", progress.epoch)
         return run_dir / "best"
@@ -308,9 +306,11 @@ def _check_same_split(run_dir: Path, data: Prepared) -> None:
                          "resume with the data and pneumo release that started it")
 
 
-def _restore(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-             ema: AveragedModel | None, dist_info: DistInfo) -> Progress:
-    """Optimizer, scheduler, counters (and the raw weights under an EMA) of the run's last epoch."""
+def _restore(run_dir: Path, data: Prepared, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, ema: AveragedModel | None, dist_info: DistInfo) -> Progress:
+    """Optimizer, scheduler, counters (and the raw weights under an EMA) of the run's last epoch, once the
+    validation split is known to be the run's own."""
+    _check_same_split(run_dir, data)
     progress = load_state(run_dir / "last" / STATE_FILE, optimizer, scheduler)
     if ema is not None:
         # last/ holds the average; the raw weights that keep training sit in its train state.
