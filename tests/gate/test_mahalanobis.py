@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pneumo.gate.mahalanobis import GATE_FILE, GateError, fit_gate, load_gate, mahalanobis, save_gate
+from pneumo.gate.mahalanobis import (GATE_FILE, GateError, fit_far_boundary, fit_gate, load_gate, mahalanobis,
+                                     nonxray_score, save_gate)
 
 LAYERS = ["features.1", "features.2"]
 
@@ -69,3 +70,51 @@ def test_bad_arguments():
     params, _ = fit_gate(_data(50, 0), None, feature_layers=LAYERS)
     with pytest.raises(GateError, match="dimension"):
         mahalanobis(np.zeros((2, 3)), params)
+
+
+def _far_gate():
+    """A gate with a far boundary: X-rays near the fitted cloud, 'site variants' further out along the same
+    directions, non-X-rays shifted along a direction of their own."""
+    params, _ = fit_gate(_data(600, 0), _data(200, 1), feature_layers=LAYERS, percentile=99.0)
+    xrays = _data(400, 2)
+    sites = 5.0 + (_data(400, 3) - 5.0) * 1.6  # the same cloud, wider: beyond the threshold, still X-ray-like
+    nonxrays = _data(200, 4) + 4.0 * _data(400, 5).std(axis=0)[::-1]
+    fit_far_boundary(params, np.concatenate([xrays, sites[:300]]), nonxrays[:150], sites[300:], far_percentile=99.0)
+    return params, sites[300:], nonxrays[150:]
+
+
+def test_far_boundary_admits_site_variants_and_scores_non_xrays():
+    params, sites, nonxrays = _far_gate()
+    assert params.far_threshold >= params.threshold
+    site_d = mahalanobis(sites, params)
+    assert np.mean(site_d > params.threshold) > 0.5  # mostly beyond the in-distribution boundary ...
+    assert np.mean(site_d <= params.far_threshold) >= 0.95  # ... and mostly within the far one
+    assert np.mean(nonxray_score(sites, params) <= 0) > 0.9
+    assert np.mean(nonxray_score(nonxrays, params) > 0) > 0.9
+
+
+def test_far_boundary_roundtrip_and_consistency(tmp_path):
+    params, sites, _ = _far_gate()
+    summary = save_gate(tmp_path, params)
+    assert summary["far_threshold"] == params.far_threshold
+    loaded = load_gate(tmp_path, summary)
+    assert loaded.far_threshold == params.far_threshold and loaded.nonxray_bias == params.nonxray_bias
+    np.testing.assert_allclose(nonxray_score(sites, loaded), nonxray_score(sites, params))
+    with pytest.raises(GateError, match="far_threshold"):  # bundle.json and the file must agree
+        load_gate(tmp_path, {**summary, "far_threshold": params.far_threshold + 1.0})
+    with pytest.raises(GateError, match="far_threshold"):
+        load_gate(tmp_path, {k: v for k, v in summary.items() if k != "far_threshold"})
+
+
+def test_old_gate_without_far_boundary_loads_as_one_boundary(tmp_path):
+    params, _ = fit_gate(_data(300, 0), _data(100, 1), feature_layers=LAYERS)
+    summary = save_gate(tmp_path, params)
+    old = {k: v for k, v in summary.items() if k != "far_threshold"}  # bundle.json as written before the field
+    loaded = load_gate(tmp_path, old)
+    assert loaded.far_threshold is None and loaded.nonxray_weight is None
+    with pytest.raises(GateError, match="one-boundary"):
+        nonxray_score(_data(2, 0), loaded)
+    params.far_threshold = params.threshold / 2  # below the in-distribution boundary: refused
+    params.nonxray_weight = np.zeros(params.dim)
+    with pytest.raises(GateError, match="below threshold"):
+        save_gate(tmp_path, params)

@@ -41,9 +41,23 @@ def test_unknown_category_is_refused():
         negatives.NegativeImage("cats", "x", b"")
 
 
+def test_split_keeps_each_photograph_on_one_side():
+    images = negatives.negative_images(0)
+    fit, held_out = negatives.split_negatives(images)
+    assert len(fit) + len(held_out) == len(images) and 0.35 < len(held_out) / len(images) < 0.65
+    fit_origins = {negatives.origin(i) for i in fit}
+    assert not fit_origins & {negatives.origin(i) for i in held_out}
+    crops = [i for i in images if i.category == "photo-gray" and "-crop" in i.name]
+    assert crops and all(negatives.origin(c) == "photo:" + c.name.split("-crop")[0] for c in crops)
+    assert negatives.split_negatives(images) == (fit, held_out)  # stable
+    with pytest.raises(ValueError, match="held_out_fraction"):
+        negatives.split_negatives(images, 1.0)
+
+
 def _small_negatives(seed=0, scale=1.0):
-    return [negatives.NegativeImage("noise", f"n{i}", noise_png(i)) for i in range(4)] + [
-        negatives.NegativeImage("document", "d0", png(negatives.document(np.random.default_rng(0), 0)))]
+    return [negatives.NegativeImage("noise", f"n{i}", noise_png(i)) for i in range(10)] + [
+        negatives.NegativeImage("document", f"d{i}", png(negatives.document(np.random.default_rng(i), i)))
+        for i in range(2)]
 
 
 def _dataset(root, patients=24):
@@ -68,8 +82,12 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
     assert gate == report.summary and (bundle / gate["file"]).is_file()
     assert gate["n_fit"] + gate["n_calibration"] > 50 and gate["n_calibration"] > 0
     assert gate["xray_flagged_split"].startswith("val")
-    assert set(gate["nonxray_by_category"]) == {"noise", "document"} and gate["n_nonxray"] == 5
-    assert gate["nonxray_flagged_pct"] == 100.0  # noise by distance, the document by distance or a check
+    assert set(gate["nonxray_by_category"]) == {"noise", "document"} and gate["n_nonxray_all"] == 12
+    _, held_out = negatives.split_negatives(_small_negatives())
+    assert gate["n_nonxray"] == len(held_out) and 0 < len(held_out) < 12  # measured on images the score never saw
+    assert gate["nonxray_flagged_pct"] == 100.0 and gate["nonxray_all_flagged_pct"] == 100.0
+    assert gate["far_threshold"] >= gate["threshold"] and gate["site_variants"] == 1
+    assert 0.0 <= gate["site_variant_flagged_pct"] <= 100.0 and "xray_ood_pct" in gate
     predictor = Predictor.load(bundle)
     # The stored figure is what the stored gate does on the validation X-rays, recounted here.
     validation = [r.path for r in select_records(meta, "val", str(root)).records]
@@ -77,6 +95,9 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
     flagged = 100.0 * sum(a.label == "UNKNOWN" for a in answers) / len(answers)
     assert gate["xray_flagged_pct"] == pytest.approx(round(flagged, 3))
     assert predictor.has_gate and predictor.gate_threshold == pytest.approx(gate["threshold"])
+    assert predictor.gate_far_threshold == pytest.approx(gate["far_threshold"])
+    warned = 100.0 * sum(bool(a.out_of_distribution) for a in answers) / len(answers)
+    assert gate["xray_ood_pct"] == pytest.approx(round(warned, 3))
     assert predictor.predict(noise_png(99)).label == "UNKNOWN"
 
 
@@ -88,10 +109,13 @@ def test_gate_fit_command(tmp_path, monkeypatch, capsys):
     assert main(["gate", "fit", "--model", str(bundle), "--data", str(root), "--max-images", "30",
                  "--report", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "X-rays flagged UNKNOWN" in out and "non-X-ray images flagged UNKNOWN" in out
+    assert "X-rays answered UNKNOWN" in out and "non-X-ray images answered UNKNOWN" in out and "far threshold" in out
     gate = read_meta(bundle)[1].gate
     assert gate["variants"] == 1 and gate["n_fit"] + gate["n_calibration"] == 30 * 2  # originals + one variant each
-    assert len(json.loads(report.read_text())["negatives"]) == 5
+    assert len(json.loads(report.read_text())["negatives"]) == 12
+    assert main(["gate", "fit", "--model", str(bundle), "--data", str(root), "--max-images", "30",
+                 "--site-variants", "0"]) == 0
+    assert "no far boundary" in capsys.readouterr().out and read_meta(bundle)[1].gate["far_threshold"] is None
     assert main(["gate", "show", "--model", str(bundle)]) == 0
 
 

@@ -59,7 +59,7 @@ def prediction_problem(case: Case, prediction, reference) -> str | None:
     refused = decode_outcome(case.path) if not case.special else "special file"
     d = prediction.to_dict()
     if set(d) != {"path", "label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "error",
-                  "error_kind", "timing_ms", "model_version"}:
+                  "error_kind", "timing_ms", "model_version", "out_of_distribution", "ood_reason"}:
         return f"unexpected fields {sorted(d)}"
     if refused is not None:
         if not prediction.error or str(case.path) not in prediction.error:

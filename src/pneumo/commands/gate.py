@@ -1,4 +1,11 @@
-"""``pneumo gate fit``: fit the chest-X-ray gate of a bundle and report how it does on X-rays and non-X-rays."""
+"""``pneumo gate fit``: fit the chest-X-ray gate of a bundle and report how it does on X-rays and non-X-rays.
+
+The gate has two boundaries: beyond the first, a chest X-ray unlike the training population gets its result
+with an out-of-distribution warning; beyond the second, or when its non-X-ray score says so, the input is not
+taken for a chest X-ray (UNKNOWN). Refit a retrained bundle's gate with::
+
+    pneumo gate fit --model src/pneumo/weights/default --data ../shared/data/kermany
+"""
 
 from __future__ import annotations
 
@@ -29,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--variants", type=int, default=1, metavar="K",
                      help="also fit on K acquisition variants of each training X-ray (exposure, noise, blur, "
                      "rotation, collimation, black borders), so that such X-rays are not called UNKNOWN; 0: off")
+    fit.add_argument("--site-variants", type=int, default=1, metavar="K",
+                     help="fit the far boundary on K site variants of each training X-ray (field of view, scale, "
+                     "aspect, collimation, exposure, burned-in markers, noise): chest X-rays from other sites then "
+                     "get a result with an out-of-distribution warning instead of UNKNOWN; 0: a one-boundary gate")
+    fit.add_argument("--far-percentile", type=float, default=99.0,
+                     help="far (UNKNOWN) threshold at this percentile of held-out site variants' distances")
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
@@ -45,7 +58,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
-                        feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
+                        site_variants=args.site_variants, far_percentile=args.far_percentile, feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
     for line in report.skipped[:20]:
@@ -54,9 +67,19 @@ def run_fit(args: argparse.Namespace) -> int:
           f"{s['feature_dim']} features, shrinkage "
           f"{s['shrinkage']:.3f}); threshold {s['threshold']:.3f} at the {s['percentile']}th percentile of "
           f"{s['n_calibration']} held-out training X-rays and variants")
-    print(f"X-rays flagged UNKNOWN: {s['xray_flagged_pct']:.2f}% on {s['xray_flagged_split']}; "
-          f"{s['calibration_flagged_pct']:.2f}% of the calibration part")
-    print(f"non-X-ray images flagged UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']}")
+    if s.get("far_threshold") is not None:
+        print(f"far threshold {s['far_threshold']:.3f} at the {s['far_percentile']}th percentile of "
+              f"{s['n_site_calibration']} held-out site variants; non-X-ray score fitted on {s['n_nonxray_fit']} "
+              "non-X-ray images")
+    else:
+        print("no far boundary (--site-variants 0): every input beyond the threshold is UNKNOWN")
+    print(f"X-rays answered UNKNOWN: {s['xray_flagged_pct']:.2f}% on {s['xray_flagged_split']}; "
+          f"{s['calibration_flagged_pct']:.2f}% of the calibration part beyond the threshold")
+    if "site_variant_flagged_pct" in s:
+        print(f"X-rays warned out of distribution: {s['xray_ood_pct']:.2f}%; one site variant of each: "
+              f"{s['site_variant_flagged_pct']:.2f}% UNKNOWN, {s['site_variant_ood_pct']:.2f}% warned")
+    print(f"non-X-ray images answered UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']} held out from "
+          f"the fit; {s['nonxray_all_flagged_pct']:.2f}% of all {s['n_nonxray_all']}")
     for category, row in s["nonxray_by_category"].items():
         print(f"  {category:<12} {int(row['n']):>4} images  {row['flagged_pct']:6.1f}% flagged "
               f"({row['by_distance_pct']:.1f}% by feature distance)")

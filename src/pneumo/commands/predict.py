@@ -1,5 +1,9 @@
 """``pneumo predict PATH...``: label images (files, folders, globs) as NORMAL, PNEUMONIA or UNKNOWN.
 
+UNKNOWN: not taken for a chest X-ray (no probability). A chest X-ray unlike the training population (another
+site, age group or equipment) gets its label and probability with ``out_of_distribution`` true and a warning
+(``ood_reason``): JSON fields, CSV columns, and "OUT OF DISTRIBUTION" in the table's note.
+
 Exit status 1 when any input could not be read (its row says why; the others are still predicted).
 """
 
@@ -112,6 +116,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         note = r["error"] or r["unknown_reason"] or ""
         if r.get("subtype_probabilities"):
             note = ", ".join(f"{k.lower()} {v:.2f}" for k, v in r["subtype_probabilities"].items())
+        if r.get("out_of_distribution"):
+            note = "OUT OF DISTRIBUTION: read with caution" + (f"; {note}" if note else "")
         path = str(r["path"])
         path = path if len(path) <= width else "..." + path[-(width - 3):]
         print(f"{path:<{width}}  {(r['label'] or 'ERROR'):<9}  {_format_probability(r['probability']):>7}  "
@@ -123,7 +129,16 @@ def print_csv(rows: list[dict[str, Any]]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for r in rows:
-        writer.writerow(["" if v is None else v for v in table_row(r, columns).values()])
+        writer.writerow([_csv_value(v) for v in table_row(r, columns).values()])
+
+
+def _csv_value(value: Any) -> Any:
+    """Empty for missing; booleans as ``true``/``false``, as the Ray engine's CSV (Arrow) writes them."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

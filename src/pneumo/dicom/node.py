@@ -57,9 +57,6 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
-# The fields of a Prediction a history row keeps: the same as for uploads (pneumo.service.analysis).
-RESULT_FIELDS = ("label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "model_version",
-                 "timing_ms")
 
 
 class ReadingStore(Protocol):
@@ -369,7 +366,7 @@ class DicomNode:
         meta = self.predictor.meta
         return {"label": "UNKNOWN", "probability": None, "threshold": float(meta.threshold),
                 "subtype_probabilities": None, "unknown_reason": reason, "model_version": str(meta.version),
-                "timing_ms": {}}
+                "timing_ms": {}, "out_of_distribution": None, "ood_reason": None}
 
     def _predict(self, readable: list) -> dict[Path, tuple[dict[str, Any], bytes | None]]:
         if not readable:
@@ -389,8 +386,7 @@ class DicomNode:
         if prediction.error is not None:
             # Checked at C-STORE, so rare (e.g. a compressed syntax pydicom cannot decode): not assessed, and why.
             return self._unknown(f"the image cannot be decoded ({prediction.error})")
-        document = prediction.to_dict()
-        return {key: document.get(key) for key in RESULT_FIELDS}
+        return prediction.reading()
 
     def _record(self, path: Path, digest: str, header: Dataset, result: dict[str, Any],
                 overlay: bytes | None) -> None:

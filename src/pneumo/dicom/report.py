@@ -8,6 +8,7 @@ Content tree of the SR (codes: DCM and SCT where the standard has one, else the 
         INFERRED FROM IMAGE  Source image (DCM 121324) -> the received instance
       CONTAINS TEXT  Reason not assessed (99PNEUMO)            only when not assessed (UNKNOWN)
       CONTAINS NUM   Probability of pneumonia (99PNEUMO), {ratio}   only when assessed
+      CONTAINS TEXT  Out-of-distribution warning (99PNEUMO)   only for a chest X-ray unlike the training population
       CONTAINS NUM   Decision threshold (99PNEUMO), {ratio}
       CONTAINS NUM   Probability of <class> (99PNEUMO), {ratio}     one per class of a 3-class model
       CONTAINS TEXT  Algorithm Name (DCM 111001), Algorithm Version (DCM 111003)
@@ -41,6 +42,7 @@ NOT_ASSESSED = Code("NOT-ASSESSED", SCHEME, "Not assessed")
 REASON = Code("REASON-NA", SCHEME, "Reason not assessed")
 P_PNEUMONIA = Code("P-PNEUMONIA", SCHEME, "Probability of pneumonia")
 THRESHOLD = Code("THRESHOLD", SCHEME, "Decision threshold")
+OOD_WARNING = Code("OOD-WARNING", SCHEME, "Out-of-distribution warning")
 RATIO = codes.UCUM.Ratio
 FINDINGS = {"PNEUMONIA": PNEUMONIA, "NORMAL": NO_PNEUMONIA, "UNKNOWN": NOT_ASSESSED}
 
@@ -86,7 +88,7 @@ def _uid(*parts: str) -> str:
 
 def build_report(source: Dataset, result: Mapping[str, Any], model: ModelInfo) -> Dataset:
     """A Comprehensive SR for one received instance. ``result``: the history row's result (label, probability,
-    threshold, unknown_reason, subtype_probabilities). ``source`` needs its header only (no pixels)."""
+    threshold, unknown_reason, subtype_probabilities, out_of_distribution, ood_reason). ``source`` needs its header only (no pixels)."""
     label = result.get("label")
     if label not in FINDINGS:
         raise ValueError(f"cannot report label {label!r}; expected one of {sorted(FINDINGS)}")
@@ -111,6 +113,8 @@ def build_report(source: Dataset, result: Mapping[str, Any], model: ModelInfo) -
         text(REASON, str(result.get("unknown_reason") or "not assessed"))
     elif result.get("probability") is not None:
         num(P_PNEUMONIA, result["probability"])
+        if result.get("out_of_distribution"):
+            text(OOD_WARNING, str(result.get("ood_reason") or "a chest X-ray unlike the training population"))
     num(THRESHOLD, result["threshold"])
     for name, value in (result.get("subtype_probabilities") or {}).items():
         num(_class_code(name), value)

@@ -2,10 +2,10 @@
 
 The graph takes ``image`` (N, 1, S, S), already normalised with the bundle's preprocessing, with a dynamic
 batch axis, and returns ``logits``, ``features`` (the pooled features the gate uses) and, when the bundle has a
-gate, ``gate_distance``: the gate's mean and whitening matrix are constants inside the graph, so the gate
-needs no side file. ``metadata_props`` carries the bundle's ``bundle.json`` document (architecture,
-preprocessing, class names, threshold, temperature, gate summary with its threshold, weights checksum) under
-``pneumo.bundle`` and the export details under ``pneumo.export``; ``Predictor.load(file, backend="onnx")``
+gate, ``gate_distance`` (and ``gate_nonxray`` for a gate with a far boundary): the gate's mean, whitening matrix
+and non-X-ray weights are constants inside the graph, so the gate needs no side file. ``metadata_props``
+carries the bundle's ``bundle.json`` document (architecture, preprocessing, class names, threshold,
+temperature, gate summary with its boundaries, weights checksum) under ``pneumo.bundle`` and the export details under ``pneumo.export``; ``Predictor.load(file, backend="onnx")``
 reads both.
 
 The TorchScript-tracing exporter (``dynamo=False``) is used first: it handles every registry architecture at
@@ -48,7 +48,8 @@ def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, ops
     network.eval()
     size = meta.preprocess.image_size
     example = torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(0))
-    outputs = ["logits", "features"] + (["gate_distance"] if gate is not None else [])
+    outputs = ["logits", "features"] + (["gate_distance"] if gate is not None else []) + (
+        ["gate_nonxray"] if network.has_nonxray else [])
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -121,6 +122,9 @@ def verify_export(ref: str | os.PathLike[str], path: str | os.PathLike[str], bat
     if expected.distance is not None and actual.distance is not None:
         diffs["gate_distance (relative)"] = float(
             (np.abs(expected.distance - actual.distance) / np.maximum(np.abs(expected.distance), 1.0)).max())
+    if expected.nonxray is not None and actual.nonxray is not None:
+        diffs["gate_nonxray (relative)"] = float(
+            (np.abs(expected.nonxray - actual.nonxray) / np.maximum(np.abs(expected.nonxray), 1.0)).max())
     return diffs
 
 

@@ -4,8 +4,22 @@ The training X-rays' features are summarised by their mean and a Ledoit-Wolf shr
 sample covariance of a few hundred dimensions from a few thousand images is badly conditioned), fitted on
 standardised features so that the shrinkage target (a scaled identity) treats every feature alike. An input
 whose distance to that distribution exceeds a high percentile of held-out training X-rays' distances is
-refused (Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution Samples", which also
-found intermediate layers' features to be the informative ones).
+unlike the training population (Lee et al., 2018, "A Simple Unified Framework for Detecting Out-of-Distribution
+Samples", which also found intermediate layers' features to be the informative ones).
+
+Unlike the training population is not the same as "not a chest X-ray": site variants of the training X-rays
+(:func:`pneumo.gatefit.variants.site_variant`, the stand-in for other hospitals) and grey photographs or
+faces lie at overlapping distances. A gate with a far boundary therefore decides with two scores:
+
+- the distance: within ``threshold`` the input looks like the training X-rays; between ``threshold`` and
+  ``far_threshold`` (a high percentile of held-out site variants' distances) it is a chest X-ray unlike the
+  training population, answered with an out-of-distribution warning; beyond ``far_threshold``, UNKNOWN;
+- a linear non-X-ray score on the same features (logistic regression of the training X-rays and their
+  variants against the non-X-ray images of :mod:`pneumo.gatefit.negatives`): above 0, UNKNOWN at any
+  distance.
+
+A gate file without ``far_threshold`` (fitted before it existed) has one boundary: beyond ``threshold`` is
+UNKNOWN, and nothing is marked out of distribution.
 
 Parameters live in ``gate.safetensors`` inside the bundle; ``meta.gate`` holds a summary and the file's
 SHA-256, checked on load. NumPy only at import: the light deployment reads gates without torch or sklearn.
@@ -36,11 +50,14 @@ class GateError(ValueError):
 class GateParams:
     mean: np.ndarray  # (D,)
     precision: np.ndarray  # (D, D), the inverse of the shrunk covariance, in the features' own units
-    threshold: float  # distances above this are refused
+    threshold: float  # the in-distribution boundary: beyond it a warning, or UNKNOWN when far_threshold is None
     percentile: float  # the percentile of held-out training X-ray distances the threshold sits at
     feature_layers: list[str]  # modules whose pooled outputs, concatenated in this order, are the features
     pooling: str = "mean+std"  # per-channel spatial statistics (see pneumo.inference.network)
     shrinkage: float = 0.0  # Ledoit-Wolf's covariance shrinkage, for the record
+    far_threshold: float | None = None  # distances beyond it are UNKNOWN; None: a one-boundary (older) gate
+    nonxray_weight: np.ndarray | None = None  # (D,) the non-X-ray score's weights on raw features (with far)
+    nonxray_bias: float = 0.0  # score = features @ weight + bias; above 0: not a chest X-ray
 
     @property
     def dim(self) -> int:
@@ -64,6 +81,42 @@ def mahalanobis(features: np.ndarray, params: GateParams) -> np.ndarray:
         raise GateError(f"features of shape {features.shape} do not fit a gate of dimension {params.dim}")
     projected = (features - params.mean) @ params.whitener()
     return np.sqrt((projected**2).sum(axis=1))
+
+
+def nonxray_score(features: np.ndarray, params: GateParams) -> np.ndarray:
+    """(N, D) features -> (N,) the linear non-X-ray score (a logit: above 0 means not a chest X-ray)."""
+    if params.nonxray_weight is None:
+        raise GateError("this gate has no non-X-ray score (a one-boundary gate); refit it with `pneumo gate fit`")
+    return np.asarray(features, dtype=np.float64) @ params.nonxray_weight + params.nonxray_bias
+
+
+def fit_far_boundary(params: GateParams, xray_features: np.ndarray, nonxray_features: np.ndarray,
+                     site_calibration_features: np.ndarray, *, far_percentile: float = 99.0,
+                     regularisation: float = 0.1) -> GateParams:
+    """Add the far boundary to a fitted gate (in place, and returned): ``far_threshold`` at ``far_percentile``
+    of the distances of held-out site variants (never below ``threshold``), and the non-X-ray score, a
+    logistic regression of ``xray_features`` (X-rays and their variants: class 0) against ``nonxray_features``
+    (class 1), classes weighted alike, on whitened features so that ``regularisation`` (sklearn's C) treats
+    every direction alike."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not 50.0 < far_percentile < 100.0:
+        raise ValueError(f"far_percentile must be in (50, 100), got {far_percentile}")
+    if len(nonxray_features) < 2 or len(xray_features) < 2 or len(site_calibration_features) < 1:
+        raise ValueError(f"the far boundary needs X-rays ({len(xray_features)}), non-X-rays "
+                         f"({len(nonxray_features)}) and held-out site variants ({len(site_calibration_features)})")
+    whitener = params.whitener()
+    features = np.concatenate([np.asarray(xray_features, np.float64), np.asarray(nonxray_features, np.float64)])
+    target = np.r_[np.zeros(len(xray_features)), np.ones(len(nonxray_features))]
+    model = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=5000)
+    model.fit((features - params.mean) @ whitener, target)
+    weight_white, bias_white = model.coef_[0], float(model.intercept_[0])
+    # Folded back onto raw features: ((f - mean) @ L) @ w + b = f @ (L @ w) + (b - mean @ L @ w).
+    params.nonxray_weight = whitener @ weight_white
+    params.nonxray_bias = bias_white - float(params.mean @ params.nonxray_weight)
+    site = mahalanobis(site_calibration_features, params)
+    params.far_threshold = max(params.threshold, float(np.percentile(site, far_percentile)))
+    return params
 
 
 def fit_gate(fit_features: np.ndarray, calibration_features: np.ndarray | None, *, feature_layers: list[str],
@@ -105,6 +158,16 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
         "threshold": np.asarray([params.threshold], dtype=np.float64),
         "percentile": np.asarray([params.percentile], dtype=np.float64),
     }
+    if params.far_threshold is not None:
+        if not params.far_threshold >= params.threshold:
+            raise GateError(f"far_threshold {params.far_threshold} is below threshold {params.threshold}; the "
+                            "UNKNOWN boundary must lie at or beyond the in-distribution one")
+        if params.nonxray_weight is None or params.nonxray_weight.shape != params.mean.shape:
+            raise GateError("a gate with a far_threshold needs its non-X-ray score (nonxray_weight of dimension "
+                            f"{params.dim}); fit it with fit_far_boundary")
+        tensors["far_threshold"] = np.asarray([params.far_threshold], dtype=np.float64)
+        tensors["nonxray_weight"] = np.ascontiguousarray(params.nonxray_weight, dtype=np.float64)
+        tensors["nonxray_bias"] = np.asarray([params.nonxray_bias], dtype=np.float64)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{GATE_FILE}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -118,7 +181,7 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
     return {"method": METHOD, "file": GATE_FILE, "sha256": file_sha256(directory / GATE_FILE),
             "feature_layers": params.feature_layers, "pooling": params.pooling, "feature_dim": params.dim,
             "percentile": params.percentile,
-            "threshold": params.threshold, "shrinkage": params.shrinkage}
+            "threshold": params.threshold, "far_threshold": params.far_threshold, "shrinkage": params.shrinkage}
 
 
 def load_gate(directory: str | os.PathLike[str], summary: dict[str, Any]) -> GateParams | None:
@@ -142,11 +205,26 @@ def load_gate(directory: str | os.PathLike[str], summary: dict[str, Any]) -> Gat
         params = GateParams(mean=tensors["mean"], precision=tensors["precision"],
                             threshold=float(tensors["threshold"][0]), percentile=float(tensors["percentile"][0]),
                             feature_layers=json.loads(metadata["feature_layers"]), pooling=metadata["pooling"],
-                            shrinkage=float(summary.get("shrinkage", 0.0)))
+                            shrinkage=float(summary.get("shrinkage", 0.0)),
+                            far_threshold=float(tensors["far_threshold"][0]) if "far_threshold" in tensors else None,
+                            nonxray_weight=tensors.get("nonxray_weight"),
+                            nonxray_bias=float(tensors["nonxray_bias"][0]) if "nonxray_bias" in tensors else 0.0)
     except Exception as exc:  # safetensors raises its own types for corrupt headers; KeyError for missing keys
         raise GateError(f"{path}: unreadable gate ({type(exc).__name__}: {exc})") from exc
     if metadata.get("method") != METHOD:
         raise GateError(f"{path}: unknown gate method {metadata.get('method')!r}; expected {METHOD!r}")
+    # The file holds the boundaries; bundle.json repeats them for ONNX exports, which carry no gate file.
+    for key in ("threshold", "far_threshold"):
+        stored, recorded = getattr(params, key), summary.get(key)
+        if (recorded is None) != (stored is None) or (stored is not None and not np.isclose(recorded, stored)):
+            raise GateError(f"{path}: {key} {stored} in the gate file differs from {recorded} in bundle.json; "
+                            "refit the gate with `pneumo gate fit`")
+    if params.far_threshold is not None and not params.far_threshold >= params.threshold:
+        raise GateError(f"{path}: far_threshold {params.far_threshold} is below threshold {params.threshold}")
+    if (params.far_threshold is None) != (params.nonxray_weight is None) or (
+            params.nonxray_weight is not None and params.nonxray_weight.shape != params.mean.shape):
+        raise GateError(f"{path}: far_threshold and nonxray_weight (dimension {params.dim}) go together; found "
+                        f"{sorted(tensors)}")
     if params.precision.shape != (params.dim, params.dim):
         raise GateError(f"{path}: precision of shape {params.precision.shape} does not fit mean of "
                         f"dimension {params.dim}")

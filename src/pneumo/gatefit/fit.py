@@ -4,11 +4,20 @@
    ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.gatefit.variants`: exposure,
    noise, blur, rotation, collimation, black borders), split by patient into a fitting part and a
    calibration part.
-2. Mean and Ledoit-Wolf covariance on the fitting part; threshold at ``percentile`` of the calibration part's
-   distances (held out from the covariance, so the threshold is not optimistic).
-3. Report: X-rays flagged on the calibration part and on the bundle's validation split (patients the gate
-   never saw), and non-X-ray images flagged (:mod:`pneumo.gatefit.negatives`) per category.
-4. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
+2. Mean and Ledoit-Wolf covariance on the fitting part; threshold (the in-distribution boundary) at
+   ``percentile`` of the calibration part's distances (held out from the covariance, so the threshold is not
+   optimistic).
+3. The far boundary (:func:`pneumo.gate.mahalanobis.fit_far_boundary`), from ``site_variants`` site variants of
+   each X-ray (:func:`pneumo.gatefit.variants.site_variant`: field of view, scale, aspect, collimation,
+   exposure, burned-in markers, noise) and half of the non-X-ray images (:func:`pneumo.gatefit.negatives.
+   split_negatives`): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
+   and the non-X-ray score fitted on the fitting part's X-rays and variants against that half. Site variants
+   are kept out of the covariance, so the in-distribution boundary stays that of the training population.
+   ``site_variants=0`` fits a one-boundary gate (beyond ``threshold`` is UNKNOWN).
+4. Report: X-rays answered UNKNOWN and warned out of distribution on the bundle's validation split (patients
+   the gate never saw) and on one site variant of each, and non-X-ray images answered UNKNOWN, on the held-out
+   half (never seen by the non-X-ray score) and on all, per category.
+5. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
 """
 
 from __future__ import annotations
@@ -27,9 +36,9 @@ from pneumo.data.decode import decode_image
 from pneumo.data.records import ImageRecord
 from pneumo.evaluation.scoring import select_records
 from pneumo.gate.layers import default_gate_layers
-from pneumo.gate.mahalanobis import GateParams, fit_gate, save_gate
-from pneumo.gatefit.negatives import NegativeImage, negative_images
-from pneumo.gatefit.variants import acquisition_variant
+from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, fit_gate, save_gate
+from pneumo.gatefit.negatives import NegativeImage, negative_images, split_negatives
+from pneumo.gatefit.variants import acquisition_variant, site_variant
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor
@@ -46,6 +55,10 @@ class GateFitConfig:
     seed: int = 0
     negatives_scale: float = 1.0
     variants: int = 1  # acquisition variants per training X-ray (0: the originals only)
+    site_variants: int = 1  # site variants per training X-ray for the far boundary (0: a one-boundary gate)
+    far_percentile: float = 99.0  # of held-out site variants' distances: the far boundary admits these
+    nonxray_regularisation: float = 0.1  # C of the non-X-ray score's logistic regression (whitened features)
+    nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
     feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.gate.layers)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
     device: str = "cpu"
@@ -57,6 +70,14 @@ class GateFitConfig:
             raise ValueError(f"max_images must be >= 0, got {self.max_images}")
         if self.variants < 0:
             raise ValueError(f"variants must be >= 0, got {self.variants}")
+        if self.site_variants < 0:
+            raise ValueError(f"site_variants must be >= 0, got {self.site_variants}")
+        if not 50.0 < self.far_percentile < 100.0:
+            raise ValueError(f"far_percentile must be in (50, 100), got {self.far_percentile}")
+        if not self.nonxray_regularisation > 0.0:
+            raise ValueError(f"nonxray_regularisation must be > 0, got {self.nonxray_regularisation}")
+        if not 0.0 < self.nonxray_held_out < 1.0:
+            raise ValueError(f"nonxray_held_out must be in (0, 1), got {self.nonxray_held_out}")
 
 
 @dataclass
@@ -80,11 +101,19 @@ def _subsample(records: list[ImageRecord], limit: int, seed: int) -> list[ImageR
     return [records[i] for i in sorted(order)]
 
 
-def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int):
-    """Acquisition variant number ``variant`` of each usable training X-ray, one at a time (memory)."""
+def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int, make=acquisition_variant):
+    """Variant number ``variant`` (made by ``make``: acquisition or site) of each usable training X-ray, one at
+    a time (memory)."""
     for index, (record, _) in enumerate(used):
         rng = np.random.default_rng([seed, variant, index])
-        yield acquisition_variant(decode_image(record.path), rng)
+        yield make(decode_image(record.path), rng)
+
+
+def site_images(paths: list[str], seed: int, copy: int = 0):
+    """One site variant of each image (held-out X-rays' stand-in for other hospitals), drawn from seeds the fit
+    never uses."""
+    for index, path in enumerate(paths):
+        yield site_variant(decode_image(path), np.random.default_rng([seed, 7_000 + copy, index]))
 
 
 def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: GateParams | None):
@@ -96,32 +125,50 @@ def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: Gate
     else:
         layers, pooling = default_gate_layers(model, meta.arch)
     backend = TorchBackend(InferenceNetwork(model, layers, pooling, gate), cfg.device)
-    return Predictor(meta, backend, bundle_dir=directory,
-                     gate_threshold=None if gate is None else gate.threshold)
+    return Predictor(meta, backend, bundle_dir=directory, gate_threshold=None if gate is None else gate.threshold,
+                     gate_far_threshold=None if gate is None else gate.far_threshold)
 
 
-def _flagged_pct(predictions: list[Any]) -> float:
+def flagged_pct(predictions: list[Any]) -> float:
+    """% of readable inputs answered UNKNOWN."""
     scored = [p for p in predictions if p.error is None]
     return 100.0 * sum(p.label == "UNKNOWN" for p in scored) / max(1, len(scored))
+
+
+def warned_pct(predictions: list[Any]) -> float:
+    """% of readable inputs answered with a result and an out-of-distribution warning."""
+    scored = [p for p in predictions if p.error is None]
+    return 100.0 * sum(bool(p.out_of_distribution) for p in scored) / max(1, len(scored))
 
 
 def score_negatives(predictor: Any, images: list[NegativeImage], batch_size: int) -> list[dict[str, Any]]:
     """One row per non-X-ray image: category, name, label, reason (None when it got a probability)."""
     predictions = predictor.predict_many([i.source for i in images], batch_size=batch_size)
     return [{"category": i.category, "name": i.name, "label": p.label, "unknown_reason": p.unknown_reason,
-             "error": p.error} for i, p in zip(images, predictions)]
+             "error": p.error, "out_of_distribution": p.out_of_distribution} for i, p in zip(images, predictions)]
 
 
 def negatives_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per category: images, % flagged, % flagged by the feature distance (not a cheap check)."""
+    """Per category: images, % flagged, % flagged by the feature gate (distance or non-X-ray score, not a cheap
+    check)."""
     table: dict[str, dict[str, float]] = {}
     for category in dict.fromkeys(r["category"] for r in rows):
         mine = [r for r in rows if r["category"] == category and r["error"] is None]
         flagged = [r for r in mine if r["label"] == "UNKNOWN"]
-        by_distance = [r for r in flagged if "feature distance" in (r["unknown_reason"] or "")]
+        by_distance = [r for r in flagged if _by_feature_gate(r["unknown_reason"] or "")]
         table[category] = {"n": len(mine), "flagged_pct": round(100.0 * len(flagged) / max(1, len(mine)), 2),
                            "by_distance_pct": round(100.0 * len(by_distance) / max(1, len(mine)), 2)}
     return table
+
+
+def _by_feature_gate(reason: str) -> bool:
+    return "feature distance" in reason or "non-X-ray score" in reason
+
+
+def nonxray_pct(rows: list[dict[str, Any]]) -> tuple[float, int]:
+    """(% answered UNKNOWN, readable images) of :func:`score_negatives` rows."""
+    scored = [r for r in rows if r["error"] is None]
+    return 100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), len(scored)
 
 
 def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
@@ -157,28 +204,62 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     log.info("threshold %.3f at the %.1fth percentile of %d calibration X-rays", params.threshold,
              cfg.percentile, int(calibrate.sum()))
 
+    negatives = negative_images(cfg.seed, scale=cfg.negatives_scale)
+    negatives_fit, negatives_held_out = split_negatives(negatives, cfg.nonxray_held_out)
+    far_summary: dict[str, Any] = {"site_variants": cfg.site_variants}
+    if cfg.site_variants:
+        site_features, site_patients = [], []
+        for variant in range(cfg.site_variants):
+            log.info("features of site variant %d of %d", variant + 1, cfg.site_variants)
+            copies = predictor.embed_many(_variants(used, 1000 + variant, cfg.seed, site_variant),
+                                          batch_size=cfg.batch_size)
+            kept = [(r, e) for (r, _), e in zip(used, copies) if e.features is not None]
+            site_features += [e.features for _, e in kept]
+            site_patients += [r.patient_id or r.path for r, _ in kept]
+        site_calibrate = np.array([_in_calibration(p, cfg.calibration_fraction, cfg.seed) for p in site_patients])
+        site = np.stack(site_features)
+        nonxray = [e.features for e in predictor.embed_many([i.source for i in negatives_fit],
+                                                            batch_size=cfg.batch_size) if e.features is not None]
+        fit_far_boundary(params, np.concatenate([features[~calibrate], site[~site_calibrate]]), np.stack(nonxray),
+                         site[site_calibrate], far_percentile=cfg.far_percentile,
+                         regularisation=cfg.nonxray_regularisation)
+        far_summary.update({"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
+                            "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
+                            "nonxray_regularisation": cfg.nonxray_regularisation})
+        log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score "
+                 "fitted on %d non-X-ray images", params.far_threshold, cfg.far_percentile,
+                 int(site_calibrate.sum()), len(nonxray))
+
     gated = _predictor(directory, meta, cfg, params)
     summary: dict[str, Any] = {}
     try:
-        validation = select_records(meta, "val", root, manifest).records
-        val_predictions = gated.predict_many([r.path for r in validation], batch_size=cfg.batch_size)
-        summary["xray_flagged_pct"] = round(_flagged_pct(val_predictions), 3)
+        validation = [r.path for r in select_records(meta, "val", root, manifest).records]
+        val_predictions = gated.predict_many(validation, batch_size=cfg.batch_size)
+        summary["xray_flagged_pct"] = round(flagged_pct(val_predictions), 3)
+        summary["xray_ood_pct"] = round(warned_pct(val_predictions), 3)
         summary["xray_flagged_split"] = f"val ({len(validation)} images, patients not used by the gate)"
+        site_predictions = gated.predict_many(site_images(validation, cfg.seed), batch_size=cfg.batch_size)
+        summary["site_variant_flagged_pct"] = round(flagged_pct(site_predictions), 3)
+        summary["site_variant_ood_pct"] = round(warned_pct(site_predictions), 3)
     except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
         log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
         summary["xray_flagged_pct"] = round(calibration_flagged, 3)
         summary["xray_flagged_split"] = "calibration part of train"
-    negatives = negative_images(cfg.seed, scale=cfg.negatives_scale)
     rows = score_negatives(gated, negatives, cfg.batch_size)
-    table = negatives_table(rows)
-    scored = [r for r in rows if r["error"] is None]
+    held_out_names = {(i.category, i.name) for i in negatives_held_out}
+    held_out_pct, n_held_out = nonxray_pct([r for r in rows if (r["category"], r["name"]) in held_out_names])
+    all_pct, n_all = nonxray_pct(rows)
 
     summary.update(save_gate(directory, params))
     summary.update({
         "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()), "variants": cfg.variants,
+        **far_summary,
         "calibration_flagged_pct": round(calibration_flagged, 3),
-        "nonxray_flagged_pct": round(100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), 3),
-        "n_nonxray": len(scored), "nonxray_by_category": table, "data_fingerprint": train.fingerprint,
+        # Without a far boundary no image was fitted on, so every non-X-ray image is a held-out one.
+        "nonxray_flagged_pct": round(held_out_pct if cfg.site_variants else all_pct, 3),
+        "n_nonxray": n_held_out if cfg.site_variants else n_all,
+        "nonxray_all_flagged_pct": round(all_pct, 3), "n_nonxray_all": n_all,
+        "nonxray_by_category": negatives_table(rows), "data_fingerprint": train.fingerprint,
         "fitted": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
     })
     meta.gate = summary

@@ -14,6 +14,7 @@ Everything is deterministic for a given ``seed``; randomness is owned by a local
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -299,3 +300,25 @@ def negative_images(seed: int = 0, *, scale: float = 1.0) -> list[NegativeImage]
         for index in range(max(1, round(count * scale))):
             out.append(NegativeImage(category, f"{category}-{index}", _png(make(rng, index))))
     return out
+
+
+def origin(image: NegativeImage) -> str:
+    """What a negative image was made from: the crops and grey copies of one photograph share its file name,
+    so a split by origin never puts a crop on one side and its photograph on the other."""
+    if image.category in ("photo", "photo-gray"):
+        return "photo:" + image.name.removesuffix("-gray").split("-crop")[0]
+    return f"{image.category}:{image.name}"
+
+
+def split_negatives(images: list[NegativeImage], held_out_fraction: float = 0.5
+                    ) -> tuple[list[NegativeImage], list[NegativeImage]]:
+    """``(fit, held_out)``: a stable draw by :func:`origin`, so that a gate fitted on the first part is measured
+    on images it never saw (and on no crop of a photograph it saw)."""
+    if not 0.0 < held_out_fraction < 1.0:
+        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
+    fit: list[NegativeImage] = []
+    held_out: list[NegativeImage] = []
+    for image in images:
+        digest = hashlib.sha256(origin(image).encode()).digest()
+        (held_out if int.from_bytes(digest[:8], "big") / 2**64 < held_out_fraction else fit).append(image)
+    return fit, held_out

@@ -2,8 +2,8 @@
 
 An exported pneumo ONNX model has one input ``image`` (N, 1, S, S) float32, already normalised, and outputs
 ``logits`` (N, K), ``features`` (N, D) (the pooled features the gate uses) and, when the bundle has a gate,
-``gate_distance`` (N,) (the Mahalanobis distance computed inside the graph from the gate's parameters). The
-bundle's metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
+``gate_distance`` (N,) (the Mahalanobis distance computed inside the graph from the gate's parameters) and,
+when the gate has a far boundary, ``gate_nonxray`` (N,) (the gate's linear non-X-ray score). The bundle's metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "features", "gate_distance")
+OUTPUT_NAMES = ("logits", "features", "gate_distance", "gate_nonxray")
 METADATA_KEY = "pneumo.bundle"  # the bundle.json document (format, weights checksum, meta)
 EXPORT_KEY = "pneumo.export"  # how it was exported: feature layer, gate checksum, opset, outputs
 ONNX_FORMAT = "pneumo-onnx"
@@ -29,6 +29,7 @@ class ModelOutputs:
     logits: np.ndarray  # (N, K) float32
     features: np.ndarray  # (N, D) float32
     distance: np.ndarray | None  # (N,) Mahalanobis distance, None without a gate
+    nonxray: np.ndarray | None = None  # (N,) non-X-ray score (a logit), None without a far boundary
 
 
 class Backend(Protocol):
@@ -64,6 +65,7 @@ class OnnxBackend:
             raise ValueError(f"{self.path}: outputs {outputs} are not those of a pneumo export "
                              f"(expected {list(OUTPUT_NAMES)}); export it with `pneumo export`")
         self.has_distance = "gate_distance" in outputs
+        self.has_nonxray = "gate_nonxray" in outputs
         self._outputs = outputs
 
     def _open(self, threads: int) -> Any:
@@ -106,4 +108,4 @@ class OnnxBackend:
     def _run(self, session: Any, batch: np.ndarray) -> ModelOutputs:
         values = session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         named = dict(zip(self._outputs, values))
-        return ModelOutputs(named["logits"], named["features"], named.get("gate_distance"))
+        return ModelOutputs(named["logits"], named["features"], named.get("gate_distance"), named.get("gate_nonxray"))

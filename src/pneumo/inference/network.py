@@ -1,6 +1,6 @@
 """The model as inference and export see it: one forward returns the logits, the pooled features the gate
-uses, and (with a gate) the Mahalanobis distance, so PyTorch and the exported ONNX graph compute the same
-three things the same way. Which blocks are pooled is the gate's policy (:mod:`pneumo.gate.layers`).
+uses, and (with a gate) the Mahalanobis distance and, for a gate with a far boundary, its non-X-ray score, so
+PyTorch and the exported ONNX graph compute the same things the same way. Which blocks are pooled is the gate's policy (:mod:`pneumo.gate.layers`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
 
 class InferenceNetwork(nn.Module):
     """Wrap a registry model; ``forward(x)`` returns ``(logits, features)`` or, with a gate,
-    ``(logits, features, distance)``.
+    ``(logits, features, distance)``, or with a two-boundary gate ``(logits, features, distance, nonxray)``.
 
     Features are pooled inside forward hooks (before any in-place activation that follows can change the
     map) into thread-local storage, so concurrent forwards from several threads never see each other's.
@@ -59,6 +59,11 @@ class InferenceNetwork(nn.Module):
                                  f"{self.feature_layers} ({pooling})")
             self.register_buffer("gate_mean", torch.from_numpy(np.asarray(gate.mean, dtype=np.float32)))
             self.register_buffer("gate_whitener", torch.from_numpy(np.asarray(gate.whitener(), dtype=np.float32)))
+        self.has_nonxray = gate is not None and gate.nonxray_weight is not None
+        if self.has_nonxray:
+            self.register_buffer("gate_nonxray_weight",
+                                 torch.from_numpy(np.asarray(gate.nonxray_weight, dtype=np.float32)))
+            self.register_buffer("gate_nonxray_bias", torch.tensor([gate.nonxray_bias], dtype=torch.float32))
 
     def _keep(self, name: str, output: torch.Tensor) -> None:
         store = getattr(self._captured, "features", None)
@@ -77,7 +82,9 @@ class InferenceNetwork(nn.Module):
             return logits, features
         projected = (features - self.gate_mean) @ self.gate_whitener
         distance = torch.sqrt((projected * projected).sum(dim=1))
-        return logits, features, distance
+        if not self.has_nonxray:
+            return logits, features, distance
+        return logits, features, distance, features @ self.gate_nonxray_weight + self.gate_nonxray_bias
 
 
 class TorchBackend:
@@ -97,4 +104,5 @@ class TorchBackend:
         with torch.inference_mode():
             outputs = self.network(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device))
         arrays = [o.float().cpu().numpy() for o in outputs]
-        return ModelOutputs(arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else None)
+        return ModelOutputs(arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else None,
+                            arrays[3] if len(arrays) > 3 else None)

@@ -2,8 +2,15 @@
 
 input -> :mod:`pneumo.inference.inputs` (decode any source to gray [0, 1] + its colour) -> cheap gate checks
 -> ``preprocess_array``/``normalize_uint8`` with the bundle's own preprocessing -> backend (PyTorch or ONNX
-Runtime: logits, pooled features, gate distance) -> calibrated probability (bundle temperature), label by the
-bundle's threshold, UNKNOWN when the gate refuses.
+Runtime: logits, pooled features, gate distance and non-X-ray score) -> calibrated probability (bundle
+temperature), label by the bundle's threshold, UNKNOWN when the gate refuses.
+
+The gate (:mod:`pneumo.gate.mahalanobis`) answers three ways. Within ``threshold`` of feature distance the input
+looks like the training X-rays (``out_of_distribution`` False). A gate with a far boundary answers UNKNOWN
+(not a chest X-ray) beyond ``far_threshold`` or when its non-X-ray score is above 0; between the two
+boundaries it gives the label and probability with ``out_of_distribution`` True and a warning in
+``ood_reason``: a chest X-ray unlike the training population (another site, age group or equipment). A gate
+fitted before the far boundary existed has one boundary: beyond ``threshold`` is UNKNOWN, as before.
 
 Evaluation and calibration score through the same object (:meth:`Predictor.score_many`), so a threshold
 chosen there is applied here to the very same numbers.
@@ -64,9 +71,24 @@ class Prediction:
     timing_ms: dict[str, float]
     model_version: str
     error_kind: ErrorKind | None = None  # set with ``error``: what kind of failure, for callers that map it
+    # True: a chest X-ray beyond the gate's in-distribution boundary (label and probability given, to be read
+    # with caution); False: within it; None: not scored (UNKNOWN, error) or the model has no feature gate.
+    out_of_distribution: bool | None = None
+    ood_reason: str | None = None  # the warning sentence when out_of_distribution is True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def reading(self) -> dict[str, Any]:
+        """The fields a history row and an API response keep (:data:`READING_FIELDS`): not the path, which
+        may name a patient, nor an error, which is never stored."""
+        document = self.to_dict()
+        return {key: document[key] for key in READING_FIELDS}
+
+
+# What one reading stores, for uploads and DICOM arrivals alike.
+READING_FIELDS = ("label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "model_version",
+                  "timing_ms", "out_of_distribution", "ood_reason")
 
 
 @dataclass
@@ -152,15 +174,21 @@ class Predictor:
     """Load once, predict many times; thread-safe (``predict`` may be called from many threads at once)."""
 
     def __init__(self, meta: BundleMeta, backend: Backend, *, bundle_dir: Path | None = None, tta: bool = False,
-                 gate_threshold: float | None = None, checks: CheckConfig = CheckConfig(),
-                 workers: int | None = None, backend_note: str = "") -> None:
+                 gate_threshold: float | None = None, gate_far_threshold: float | None = None,
+                 checks: CheckConfig = CheckConfig(), workers: int | None = None, backend_note: str = "") -> None:
         self.meta = meta
         self.head = OutputHead.of(meta.class_names)
         self.backend = backend
         self.bundle_dir = bundle_dir
         self.tta = tta
         self.checks = checks
-        self.gate_threshold = gate_threshold
+        if gate_threshold is None and gate_far_threshold is not None:
+            raise ValueError(f"gate_far_threshold {gate_far_threshold} given without a gate_threshold")
+        if gate_threshold is not None and gate_far_threshold is not None and not gate_far_threshold >= gate_threshold:
+            raise ValueError(f"gate_far_threshold {gate_far_threshold} is below gate_threshold {gate_threshold}; "
+                             "the far (UNKNOWN) boundary must lie at or beyond the in-distribution one")
+        self.gate_threshold = gate_threshold  # beyond it: out of distribution (UNKNOWN for a one-boundary gate)
+        self.gate_far_threshold = gate_far_threshold  # beyond it: UNKNOWN; None: a gate with one boundary
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.backend_note = backend_note  # why this backend was chosen, for "auto"
         self._explainer: Any = None
@@ -188,13 +216,13 @@ class Predictor:
                                  "directory for PyTorch)")
             runtime = OnnxBackend(path, threads=threads)
             meta = BundleMeta.from_dict(runtime.bundle_document()["meta"])
-            return cls(meta, runtime, gate_threshold=_onnx_gate_threshold(runtime, meta), **options)
+            return cls(meta, runtime, **_onnx_gate_boundaries(runtime, meta), **options)
         directory, meta = read_meta(model)
         note = ""
         if backend in ("auto", "onnx"):
             runtime, note = bundled_onnx(directory, meta, threads)
             if runtime is not None:
-                return cls(meta, runtime, bundle_dir=directory, gate_threshold=_onnx_gate_threshold(runtime, meta),
+                return cls(meta, runtime, bundle_dir=directory, **_onnx_gate_boundaries(runtime, meta),
                            backend_note=note, **options)
             if backend == "onnx":
                 raise ValueError(f"{note}; add it with `pneumo export --model {directory} --into-bundle` (needs "
@@ -204,7 +232,8 @@ class Predictor:
 
         torch_backend, meta, directory, gate = load_torch_backend(directory, device)
         return cls(meta, torch_backend, bundle_dir=directory,
-                   gate_threshold=gate.threshold if gate is not None else None, backend_note=note, **options)
+                   gate_threshold=gate.threshold if gate is not None else None,
+                   gate_far_threshold=gate.far_threshold if gate is not None else None, backend_note=note, **options)
 
     @property
     def has_gate(self) -> bool:
@@ -232,9 +261,16 @@ class Predictor:
             figures = (f"; when fitted it flagged {gate['xray_flagged_pct']:.1f}% of held-out X-rays and "
                        f"{gate['nonxray_flagged_pct']:.1f}% of non-X-ray images")
         layers = ", ".join(gate.get("feature_layers", []))
+        if self.gate_far_threshold is None:
+            boundaries = (f"threshold {self.gate_threshold:.2f}, {gate.get('percentile', '?')}th percentile of "
+                          "training X-rays; beyond it UNKNOWN. This gate has no out-of-distribution band: refit it "
+                          "with `pneumo gate fit` to warn rather than refuse on X-rays from other sites")
+        else:
+            boundaries = (f"out-of-distribution warning beyond {self.gate_threshold:.2f}, the "
+                          f"{gate.get('percentile', '?')}th percentile of training X-rays; UNKNOWN beyond "
+                          f"{self.gate_far_threshold:.2f} or when the non-X-ray score is above 0")
         return (f"chest-X-ray gate: {cheap} + Mahalanobis distance on pooled features of {layers} "
-                f"(threshold {self.gate_threshold:.2f}, {gate.get('percentile', '?')}th percentile of training "
-                f"X-rays){figures}")
+                f"({boundaries}){figures}")
 
     # ---- prediction --------------------------------------------------------------------------------------
     def predict(self, source: Any) -> Prediction:
@@ -349,19 +385,22 @@ class Predictor:
 
     def _finish(self, prepared: list[PreparedInput], lane: bool = False) -> list[ScoredInput]:
         ready = [p for p in prepared if p.pixels is not None]
-        scored: dict[int, tuple[np.ndarray, float, dict[str, float] | None, float | None]] = {}
+        scored: dict[int, tuple[np.ndarray, float, dict[str, float] | None, float | None, float | None]] = {}
         if ready:
             started = perf_counter()
             outputs, views = self._run_model([p.pixels for p in ready], lane)  # type: ignore[misc]
             model_ms = _ms(started) / len(ready)
             logits = outputs.logits.reshape(len(ready), views, -1)
             probability, classes = self.head.score(logits, float(self.meta.temperature))
+            # The gate judges the image as given: the first view (TTA's other views are shifted copies).
             distance = None if outputs.distance is None else outputs.distance.reshape(len(ready), views)[:, 0]
+            nonxray = None if outputs.nonxray is None else outputs.nonxray.reshape(len(ready), views)[:, 0]
             for i, p in enumerate(ready):
                 subtypes = None if classes is None else {
                     name: float(value) for name, value in zip(self.meta.class_names, classes[i])}
                 scored[id(p)] = (logits[i], float(probability[i]), subtypes,
-                                 None if distance is None else float(distance[i]))
+                                 None if distance is None else float(distance[i]),
+                                 None if nonxray is None else float(nonxray[i]))
                 p.timing["model"] = round(model_ms, 3)
         out = []
         for p in prepared:
@@ -370,8 +409,8 @@ class Predictor:
                                    None if score is None else score[3]))
         return out
 
-    def _prediction(self, p: PreparedInput, score: tuple[float, dict[str, float] | None, float | None] | None
-                    ) -> Prediction:
+    def _prediction(self, p: PreparedInput,
+                    score: tuple[float, dict[str, float] | None, float | None, float | None] | None) -> Prediction:
         timing = dict(p.timing)
         timing.setdefault("total", round(sum(timing.values()), 3))
         base = dict(path=p.name, threshold=float(self.meta.threshold), timing_ms=timing,
@@ -382,15 +421,37 @@ class Predictor:
         if p.reason is not None or score is None:
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
                               unknown_reason=p.reason or "not scored", error=None, **base)
-        probability, subtypes, distance = score
-        if distance is not None and self.gate_threshold is not None and not distance <= self.gate_threshold:
-            reason = (f"does not look like the chest X-rays this model was trained on (feature distance "
-                      f"{distance:.1f} above the gate's threshold {self.gate_threshold:.1f})")
+        probability, subtypes, distance, nonxray = score
+        gated = distance is not None and self.gate_threshold is not None
+        # ``not distance <= limit`` rather than ``distance > limit``: a NaN distance is refused, never scored.
+        outside = gated and not distance <= self.gate_threshold
+        reason = self._gate_refusal(distance, nonxray, outside) if gated else None
+        if reason is not None:
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None, unknown_reason=reason,
                               error=None, **base)
+        ood_reason = (f"a chest X-ray unlike the training population (feature distance {distance:.1f} beyond the "
+                      f"in-distribution threshold {self.gate_threshold:.1f}): read the result with extra caution; "
+                      "X-rays from other hospitals, age groups or equipment can look like this") if outside else None
         label = "PNEUMONIA" if probability >= self.meta.threshold else "NORMAL"
         return Prediction(label=label, probability=probability, subtype_probabilities=subtypes, unknown_reason=None,
-                          error=None, **base)
+                          error=None, **base, out_of_distribution=bool(outside) if gated else None,
+                          ood_reason=ood_reason)
+
+    def _gate_refusal(self, distance: float, nonxray: float | None, outside: bool) -> str | None:
+        """Why the gate answers UNKNOWN for an input at feature ``distance`` with non-X-ray score ``nonxray``,
+        or None when it is taken for a chest X-ray."""
+        if self.gate_far_threshold is None:  # a one-boundary gate: beyond its threshold is UNKNOWN
+            if not outside:
+                return None
+            return (f"does not look like the chest X-rays this model was trained on (feature distance "
+                    f"{distance:.1f} above the gate's threshold {self.gate_threshold:.1f})")
+        if not distance <= self.gate_far_threshold:
+            return (f"does not look like a chest X-ray (feature distance {distance:.1f} beyond the gate's far "
+                    f"threshold {self.gate_far_threshold:.1f}, past even X-rays from other sites)")
+        if nonxray is None or not nonxray <= 0.0:
+            shown = "missing" if nonxray is None else f"{nonxray:.2f}"
+            return f"does not look like a chest X-ray (the gate's non-X-ray score {shown} is above 0)"
+        return None
 
     def _gradcam(self, pixels: np.ndarray) -> np.ndarray:
         with self._explainer_lock:
@@ -402,15 +463,21 @@ class Predictor:
         return self._explainer(normalize_uint8(pixels, self.meta.preprocess))
 
 
-def _onnx_gate_threshold(runtime: OnnxBackend, meta: BundleMeta) -> float | None:
-    """The gate threshold when the ONNX graph computes the distance (export after ``gate fit``)."""
+def _onnx_gate_boundaries(runtime: OnnxBackend, meta: BundleMeta) -> dict[str, float | None]:
+    """The gate's boundaries (``gate_threshold``, ``gate_far_threshold``) when the ONNX graph computes the
+    distance (export after ``gate fit``); a far boundary needs the graph's ``gate_nonxray`` output too."""
     if not runtime.has_distance:
-        return None
-    threshold = (meta.gate or {}).get("threshold")
+        return {"gate_threshold": None, "gate_far_threshold": None}
+    gate = meta.gate or {}
+    threshold, far = gate.get("threshold"), gate.get("far_threshold")
     if threshold is None:
         raise ValueError(f"{runtime.path}: the model outputs a gate distance but its metadata has no gate "
                          "threshold; re-export it with `pneumo export`")
-    return float(threshold)
+    if (far is None) != (not runtime.has_nonxray):
+        raise ValueError(f"{runtime.path}: the metadata's far_threshold ({far}) and the graph's gate_nonxray output "
+                         f"({'present' if runtime.has_nonxray else 'absent'}) disagree; re-export it with "
+                         "`pneumo export`")
+    return {"gate_threshold": float(threshold), "gate_far_threshold": None if far is None else float(far)}
 
 
 def bundled_onnx(directory: Path, meta: BundleMeta, threads: int = 0) -> tuple[OnnxBackend | None, str]:

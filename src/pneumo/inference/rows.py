@@ -17,7 +17,8 @@ _FLOAT_EXTRAS = ("total_ms",)
 def table_columns(subtypes: Iterable[str] = (), *, cam: bool = False) -> list[str]:
     """Column names in order; ``subtypes``: the class names of a multi-class model (one ``p_<name>`` each),
     ``cam``: rows carry the path of a Grad-CAM overlay."""
-    columns = ["path", "label", "probability", "threshold", "unknown_reason", "error", "model_version"]
+    columns = ["path", "label", "probability", "threshold", "unknown_reason", "error", "model_version",
+               "out_of_distribution", "ood_reason"]
     return columns + [f"p_{s.lower()}" for s in sorted(subtypes)] + (["cam"] if cam else []) + ["total_ms"]
 
 

@@ -16,11 +16,6 @@ from pneumo.service.errors import ApiError
 from pneumo.service.history import HistoryRepository
 from pneumo.service.uploads import Upload
 
-# Fields of Prediction kept in the history row and the response; ``path`` and ``error`` are not stored.
-RESULT_FIELDS = ("label", "probability", "threshold", "subtype_probabilities", "unknown_reason", "model_version",
-                 "timing_ms")
-
-
 def decode_error_to_api(exc: ImageDecodeError) -> ApiError:
     """Map the decoder's typed errors to HTTP: bombs 413, not an image 415, anything else 400."""
     if isinstance(exc, ImageTooLargeError):
@@ -60,8 +55,7 @@ def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_
         prediction = predictor.predict(upload.data)
     if prediction.error is not None:
         raise _error_for_failed_prediction(prediction)
-    document = prediction.to_dict()
-    result = {key: document.get(key) for key in RESULT_FIELDS}
+    result = prediction.reading()
     result["timing_ms"] = dict(result.get("timing_ms") or {})
     result["timing_ms"]["analysis"] = round((perf_counter() - started) * 1000.0, 3)
     entry = history.add(image_sha256=upload.sha256, file_type=upload.file_type,

@@ -154,6 +154,9 @@
     const unknown = label === "UNKNOWN" || r.probability === null || r.probability === undefined;
     $("unknown-box").hidden = !unknown;
     $("unknown-reason").textContent = unknown ? (r.unknown_reason || "No reason was given.") : "";
+    const ood = !unknown && r.out_of_distribution === true;  // a chest X-ray unlike the training population
+    $("ood-box").hidden = !ood;
+    $("ood-reason").textContent = ood ? (r.ood_reason || "") : "";
     $("probability").textContent = unknown ? "" : `P(pneumonia) ${percent(r.probability)}`;
     $("confidence").hidden = unknown;
     const threshold = Number(r.threshold);
@@ -268,6 +271,13 @@
     what.textContent = item.probability === null || item.probability === undefined
       ? `#${item.id} · ${origin}`
       : `#${item.id} · ${percent(item.probability)} · ${origin}`;
+    if (item.result && item.result.out_of_distribution === true) {
+      const flag = document.createElement("span");
+      flag.className = "ood-flag";
+      flag.textContent = "OOD";
+      flag.title = "A chest X-ray unlike the training population: read the result with caution.";
+      what.append(flag);
+    }
     const when = document.createElement("span");
     when.className = "when";
     when.textContent = new Date(item.created).toLocaleString();
