@@ -1,11 +1,15 @@
 """How the chest-X-ray gate does: figures, not pass/fail.
 
-- held-out chest X-rays flagged UNKNOWN: the bundle's validation split (patients carved from train with the
-  training seed; the gate was fitted on the train split only), plus the dataset's own val/test folders when
-  present. Target <= 1%.
-- non-X-ray images flagged UNKNOWN: :func:`pneumo.gate.negatives.negative_images` drawn with a different seed
-  than ``pneumo gate fit`` used (other photo crops, other synthetic documents, screenshots and patterns; the
-  shipped photos and DICOMs themselves are the same files). Target >= 95%.
+- held-out chest X-rays answered UNKNOWN, and answered with an out-of-distribution warning: the bundle's
+  validation split (patients carved from train with the training seed; the gate was fitted on the train split
+  only), plus the dataset's own val/test folders when present. Target <= 1% UNKNOWN.
+- the same X-rays as another site might have sent them: ``--site-variants`` site variants of each
+  (:func:`pneumo.gatefit.variants.site_variant`, from seeds the fit never uses), the stand-in for adult X-rays
+  from other hospitals, which we do not have. Target <= 5% UNKNOWN; the rest gets a result, warned or not.
+- non-X-ray images answered UNKNOWN: :func:`pneumo.gatefit.negatives.negative_images` drawn with a different
+  seed than ``pneumo gate fit`` used (other photo crops, synthetic documents, screenshots and patterns), on
+  the half the gate's non-X-ray score was not fitted on (:func:`pneumo.gatefit.negatives.split_negatives`: no
+  crop of a photograph it saw) and on all. Target >= 95% on the held-out half.
 
     python bench/bench_gate.py --model runs/mnv3s-224/best --data ../shared/data/kermany
 """
@@ -18,8 +22,8 @@ import time
 from pathlib import Path
 
 from pneumo.evaluation.scoring import select_records
-from pneumo.gatefit.fit import negatives_table, score_negatives
-from pneumo.gatefit.negatives import negative_images
+from pneumo.gatefit.fit import negatives_table, nonxray_pct, score_negatives, site_images, warned_pct
+from pneumo.gatefit.negatives import negative_images, split_negatives
 from pneumo.inference.predictor import Predictor
 
 
@@ -28,7 +32,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped name")
     p.add_argument("--data", required=True, help="dataset root the bundle was trained on")
-    p.add_argument("--seed", type=int, default=1, help="negatives seed (gate fit uses 0)")
+    p.add_argument("--seed", type=int, default=1, help="negatives and site-variant seed (gate fit uses 0)")
+    p.add_argument("--site-variants", type=int, default=1, metavar="K", help="site variants of each X-ray (0: none)")
+    p.add_argument("--splits", nargs="+", default=["val", "official-val", "test"], help="X-ray splits to measure")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
     p.add_argument("--json", default="", metavar="FILE", help="also write the figures (and every flagged X-ray)")
@@ -50,29 +56,44 @@ def main(args: argparse.Namespace) -> dict:
     if not predictor.has_gate:
         print("WARNING: no feature gate: the figures below are for the cheap checks alone")
     summary: dict = {"model": predictor.meta.version, "gate": predictor.meta.gate.get("sha256", ""), "xrays": {}}
-    for split in ("val", "official-val", "test"):
+    for split in args.splits:
         try:
             records = select_records(predictor.meta, split, args.data).records
         except ValueError:
             continue  # the dataset has no such split
         started = time.perf_counter()
-        pct, unknown = flagged(predictor.predict_many([r.path for r in records], batch_size=args.batch_size))
-        summary["xrays"][split] = {"n": len(records), "flagged_pct": round(pct, 3), "flagged": unknown}
-        print(f"X-rays, split {split!r}: {len(records)} images, {pct:.2f}% flagged UNKNOWN (target <= 1%) "
-              f"[{time.perf_counter() - started:.0f} s]")
+        predictions = predictor.predict_many([r.path for r in records], batch_size=args.batch_size)
+        pct, unknown = flagged(predictions)
+        summary["xrays"][split] = {"n": len(records), "flagged_pct": round(pct, 3),
+                                   "ood_pct": round(warned_pct(predictions), 3), "flagged": unknown}
+        print(f"X-rays, split {split!r}: {len(records)} images, {pct:.2f}% UNKNOWN (target <= 1%), "
+              f"{warned_pct(predictions):.2f}% warned out of distribution [{time.perf_counter() - started:.0f} s]")
         for row in unknown[:10]:
             print(f"    {row['path']}: {row['reason']}")
+        for copy in range(args.site_variants):
+            started = time.perf_counter()
+            copies = predictor.predict_many(site_images([r.path for r in records], args.seed, copy),
+                                            batch_size=args.batch_size)
+            pct, _ = flagged(copies)
+            summary["xrays"][f"{split} site variant {copy}"] = {"n": len(copies), "flagged_pct": round(pct, 3),
+                                                                "ood_pct": round(warned_pct(copies), 3)}
+            print(f"  site variant {copy} of {split!r}: {len(copies)} images, {pct:.2f}% UNKNOWN (target <= 5%), "
+                  f"{warned_pct(copies):.2f}% warned out of distribution [{time.perf_counter() - started:.0f} s]")
     images = negative_images(args.seed)
     rows = score_negatives(predictor, images, args.batch_size)
     scored = [r for r in rows if r["error"] is None]
-    pct = 100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored))
+    pct, n_all = nonxray_pct(rows)
+    held_out = {(i.category, i.name) for i in split_negatives(images)[1]}
+    held_pct, n_held = nonxray_pct([r for r in rows if (r["category"], r["name"]) in held_out])
     table = negatives_table(rows)
-    summary["nonxrays"] = {"n": len(scored), "flagged_pct": round(pct, 3), "by_category": table,
+    summary["nonxrays"] = {"n": n_all, "flagged_pct": round(pct, 3), "n_held_out": n_held,
+                           "held_out_flagged_pct": round(held_pct, 3), "by_category": table,
                            "missed": [f"{r['category']}/{r['name']}" for r in scored if r["label"] != "UNKNOWN"]}
-    print(f"non-X-rays: {len(scored)} images, {pct:.2f}% flagged UNKNOWN (target >= 95%)")
+    print(f"non-X-rays: {n_held} held out from the non-X-ray score, {held_pct:.2f}% UNKNOWN (target >= 95%); "
+          f"all {n_all}: {pct:.2f}% UNKNOWN")
     for category, row in table.items():
         print(f"  {category:<12} {int(row['n']):>4} images  {row['flagged_pct']:6.1f}% flagged "
-              f"({row['by_distance_pct']:.1f}% by feature distance)")
+              f"({row['by_distance_pct']:.1f}% by the feature gate)")
     if summary["nonxrays"]["missed"]:
         print("  missed: " + ", ".join(summary["nonxrays"]["missed"][:20]))
     if args.json:

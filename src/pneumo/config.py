@@ -141,6 +141,11 @@ class TrainConfig:
     threads: int = 0  # 0 leaves torch's default
     max_steps_per_epoch: int = 0  # 0 means a full epoch; small values make smoke runs
     progress: bool = True
+    # Knowledge distillation: a teacher bundle (an ensemble, say) whose outputs on each augmented batch the
+    # student also learns to match; "" trains on the labels alone.
+    distill_from: str = ""
+    distill_weight: float = 0.5  # the teacher's share of the loss (the labels keep the rest)
+    distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -153,6 +158,10 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in (0, 1), got {self.warmup_fraction}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0.0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
 
 @dataclass

@@ -285,3 +285,17 @@ def test_a_source_without_patient_or_study_attributes_still_gets_a_report(xray_f
     assert report.PatientID == "" and report.StudyInstanceUID == source.StudyInstanceUID
     assert read_report(report)["source_sop_instance_uid"] == source.SOPInstanceUID
     assert "PatientID" not in source  # the caller's dataset is left as it was
+
+
+def test_an_out_of_distribution_reading_carries_its_warning_into_the_report(xray_files):
+    from pneumo.dicom.report import ModelInfo, build_report
+
+    source = dx_instance(xray_files[0])
+    reading = {"label": "NORMAL", "probability": 0.2, "threshold": 0.5, "out_of_distribution": True,
+               "ood_reason": "a chest X-ray unlike the training population (feature distance 40.0 ...)"}
+    warned = read_report(build_report(source, reading, ModelInfo("pneumo test", "1")))
+    assert warned["finding"] == "No pneumonia" and warned["probability"] == pytest.approx(0.2)
+    assert warned["ood_warning"].startswith("a chest X-ray unlike the training population")
+    plain = read_report(build_report(source, {**reading, "out_of_distribution": False, "ood_reason": None},
+                                     ModelInfo("pneumo test", "1")))
+    assert "ood_warning" not in plain and plain["finding"] == "No pneumonia"

@@ -118,3 +118,15 @@ def test_old_gate_without_far_boundary_loads_as_one_boundary(tmp_path):
     params.nonxray_weight = np.zeros(params.dim)
     with pytest.raises(GateError, match="below threshold"):
         save_gate(tmp_path, params)
+
+
+def test_the_margin_shifts_the_non_xray_score_by_itself():
+    base, _ = fit_gate(_data(600, 0), _data(200, 1), feature_layers=LAYERS, percentile=99.0)
+    xrays, sites, nonxrays = _data(400, 2), 5.0 + (_data(400, 3) - 5.0) * 1.6, _data(200, 4) + 3.0
+    scores = []
+    for margin in (0.0, 2.0):
+        params, _ = fit_gate(_data(600, 0), _data(200, 1), feature_layers=LAYERS, percentile=99.0)
+        fit_far_boundary(params, np.concatenate([xrays, sites[:300]]), nonxrays, sites[300:], margin=margin)
+        scores.append(nonxray_score(sites, params))
+    np.testing.assert_allclose(scores[1] - scores[0], 2.0, atol=1e-9)
+    assert base.far_threshold is None  # fit_gate alone makes a one-boundary gate

@@ -77,3 +77,18 @@ def add_gate(bundle: Path, images: list, percentile: float = 99.0):
     meta.gate = save_gate(directory, params)
     write_meta(directory, meta)
     return params
+
+
+def add_warning_gate(bundle: Path) -> Path:
+    """Give ``bundle`` a two-boundary gate whose in-distribution threshold is 0 and whose non-X-ray score never
+    refuses: every input that passes the cheap checks is answered, as a chest X-ray unlike the training
+    population (with the out-of-distribution warning)."""
+    from pneumo.gate.mahalanobis import save_gate
+
+    params = add_gate(bundle, [xray_png(s) for s in range(60)])
+    params.threshold, params.far_threshold = 0.0, 1e12
+    params.nonxray_weight, params.nonxray_bias = np.zeros(params.dim), -1.0
+    directory, meta = read_meta(bundle)
+    meta.gate = save_gate(directory, params)
+    write_meta(directory, meta)
+    return bundle

@@ -9,6 +9,7 @@ import io
 import pytest
 from PIL import Image
 
+from inference.bundles import add_warning_gate, make_bundle
 from pneumo.bundle import read_meta
 
 from .conftest import PATIENT_ID, PATIENT_NAME, png_bomb
@@ -324,3 +325,20 @@ def test_service_on_postgresql(make_client, postgres_url, xray_jpeg):
     row = client.get(f"/api/v1/history/{body['id']}").json()
     assert row["image_sha256"] == body["image_sha256"] and row["heatmap"] == body["heatmap"]
     assert client.get("/api/v1/history").json()["total"] == 1
+
+
+def test_out_of_distribution_reading_is_answered_with_its_warning_and_kept_in_history(make_client, xray_jpeg,
+                                                                                      tmp_path):
+    client = make_client(model=str(add_warning_gate(make_bundle(tmp_path / "ood-bundle"))))
+    body = post_image(client, xray_jpeg, params={"heatmap": "false"}).json()
+    assert body["label"] in {"NORMAL", "PNEUMONIA"} and body["probability"] is not None
+    assert body["out_of_distribution"] is True and "unlike the training population" in body["ood_reason"]
+    (item,) = client.get("/api/v1/history").json()["items"]
+    assert item["result"]["out_of_distribution"] is True and item["result"]["ood_reason"] == body["ood_reason"]
+    assert client.get(f"/api/v1/history/{body['id']}").json()["out_of_distribution"] is True
+
+
+def test_a_reading_within_the_gate_says_it_is_not_out_of_distribution(client, xray_jpeg):
+    body = post_image(client, xray_jpeg, params={"heatmap": "false"}).json()
+    assert body["label"] in {"NORMAL", "PNEUMONIA"}
+    assert body["out_of_distribution"] in (False, None) and body["ood_reason"] is None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.bundles import add_warning_gate, make_bundle
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -134,4 +136,21 @@ def test_api_key_prompt_dicom_and_errors_in_the_browser(browser, live_server, re
     page.set_input_files("#file-input", str(not_an_image))
     page.wait_for_selector("#error-box", state="visible")
     assert "JPEG, PNG or DICOM" in page.inner_text("#error-box")
+    assert not foreign and not errors
+
+
+def test_out_of_distribution_notice_and_history_flag(browser, live_server, real_xrays, tmp_path):
+    bundle = add_warning_gate(make_bundle(tmp_path / "ood-bundle"))
+    base = live_server(model=str(bundle))
+    page, foreign, errors = open_page(browser, base)
+    page.set_input_files("#file-input", str(real_xrays[0]))
+    page.wait_for_selector("#result-label", state="visible", timeout=20_000)
+    assert page.inner_text("#result-label") in {"NORMAL", "PNEUMONIA"}  # a result, not UNKNOWN
+    assert page.inner_text("#probability").startswith("P(pneumonia)")
+    assert page.is_visible("#ood-box") and page.is_hidden("#unknown-box")
+    assert "unlike the ones the model was trained on" in page.inner_text("#ood-box")
+    assert "unlike the training population" in page.inner_text("#ood-reason")
+    page.wait_for_selector(".history-item .ood-flag")
+    assert page.inner_text(".history-item .ood-flag") == "OOD"
+    page.screenshot(path=str(ARTIFACTS / "service-ood.png"), full_page=True)
     assert not foreign and not errors

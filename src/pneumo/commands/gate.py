@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "get a result with an out-of-distribution warning instead of UNKNOWN; 0: a one-boundary gate")
     fit.add_argument("--far-percentile", type=float, default=99.0,
                      help="far (UNKNOWN) threshold at this percentile of held-out site variants' distances")
+    fit.add_argument("--nonxray-margin", type=float, default=2.0,
+                     help="added to the non-X-ray regression's logit: UNKNOWN from a probability of "
+                     "1/(1+e^margin) of not being a chest X-ray (2: 12%%)")
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
@@ -58,7 +61,8 @@ def run_fit(args: argparse.Namespace) -> int:
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
-                        site_variants=args.site_variants, far_percentile=args.far_percentile, feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
+                        site_variants=args.site_variants, far_percentile=args.far_percentile,
+                        nonxray_margin=args.nonxray_margin, feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
     for line in report.skipped[:20]:
@@ -82,7 +86,7 @@ def run_fit(args: argparse.Namespace) -> int:
           f"the fit; {s['nonxray_all_flagged_pct']:.2f}% of all {s['n_nonxray_all']}")
     for category, row in s["nonxray_by_category"].items():
         print(f"  {category:<12} {int(row['n']):>4} images  {row['flagged_pct']:6.1f}% flagged "
-              f"({row['by_distance_pct']:.1f}% by feature distance)")
+              f"({row['by_distance_pct']:.1f}% by the feature gate)")
     if args.report:
         with open(args.report, "w") as handle:
             json.dump({"summary": s, "negatives": report.negatives, "skipped": report.skipped}, handle, indent=2)

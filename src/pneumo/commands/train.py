@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained-weights", default=None, help="local torchvision state dict to start from")
     p.add_argument("--init-from", default=None, metavar="BUNDLE",
                    help="start from another pneumo bundle of the same architecture (its head is replaced)")
+    p.add_argument("--distill-from", default=None, metavar="BUNDLE",
+                   help="also learn to match this bundle's outputs (an ensemble, say) on every augmented batch; it "
+                        "must share the run's preprocessing and classes")
     p.add_argument("--freeze-backbone", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--finetune-last", type=int, default=None, metavar="N", help="train only the top N blocks")
     p.add_argument("--split-by", choices=("patient", "temporal"), default=None,
@@ -55,6 +58,7 @@ _FLAG_TO_FIELD = {
     "finetune_last": ("model", "finetune_last"), "image_size": ("preprocess", "image_size"),
     "epochs": ("train", "epochs"), "lr": ("train", "lr"), "device": ("train", "device"), "seed": ("train", "seed"),
     "max_steps_per_epoch": ("train", "max_steps_per_epoch"), "progress": ("train", "progress"),
+    "distill_from": ("train", "distill_from"),
 }
 
 

@@ -159,8 +159,8 @@ def build_overlay(source: Dataset, overlay_png: bytes, model: ModelInfo) -> Data
 
 def read_report(report: Dataset) -> dict[str, Any]:
     """The values of a report made by :func:`build_report` (what a PACS shows), for tests and tools:
-    finding (code meaning), reason, probability, threshold, per-class probabilities, algorithm, comment, and the
-    referenced source SOP Instance UID."""
+    finding (code meaning), reason, probability, out-of-distribution warning, threshold, per-class probabilities,
+    algorithm, comment, and the referenced source SOP Instance UID."""
     out: dict[str, Any] = {"subtypes": {}}
     for item in report.ContentSequence:
         concept = item.ConceptNameCodeSequence[0]
@@ -179,8 +179,8 @@ def read_report(report: Dataset) -> dict[str, Any]:
             else:
                 out["subtypes"][concept.CodeMeaning.removeprefix("Probability of ")] = value
         elif item.ValueType == "TEXT":
-            name = {REASON.value: "reason", "111001": "algorithm_name", "111003": "algorithm_version",
-                    "121106": "comment"}.get(key[0])
+            name = {REASON.value: "reason", OOD_WARNING.value: "ood_warning", "111001": "algorithm_name",
+                    "111003": "algorithm_version", "121106": "comment"}.get(key[0])
             if name:
                 out[name] = str(item.TextValue)
     return out

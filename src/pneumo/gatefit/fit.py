@@ -58,6 +58,7 @@ class GateFitConfig:
     site_variants: int = 1  # site variants per training X-ray for the far boundary (0: a one-boundary gate)
     far_percentile: float = 99.0  # of held-out site variants' distances: the far boundary admits these
     nonxray_regularisation: float = 0.1  # C of the non-X-ray score's logistic regression (whitened features)
+    nonxray_margin: float = 2.0  # added to the regression's logit: refuse from a 12% chance of a non-X-ray
     nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
     feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.gate.layers)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
@@ -222,10 +223,11 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
                                                             batch_size=cfg.batch_size) if e.features is not None]
         fit_far_boundary(params, np.concatenate([features[~calibrate], site[~site_calibrate]]), np.stack(nonxray),
                          site[site_calibrate], far_percentile=cfg.far_percentile,
-                         regularisation=cfg.nonxray_regularisation)
+                         regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
         far_summary.update({"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
                             "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
-                            "nonxray_regularisation": cfg.nonxray_regularisation})
+                            "nonxray_regularisation": cfg.nonxray_regularisation,
+                            "nonxray_margin": cfg.nonxray_margin})
         log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score "
                  "fitted on %d non-X-ray images", params.far_threshold, cfg.far_percentile,
                  int(site_calibrate.sum()), len(nonxray))

@@ -32,8 +32,9 @@ def keep_frozen_in_eval(model: nn.Module) -> None:
 def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, *, grad_clip: float = 0.0,
                     amp: bool = False, max_steps: int = 0, progress: bool = False, desc: str = "train",
-                    on_step: Callable[[int], None] | None = None) -> float:
-    """Train for one pass over ``loader`` (or ``max_steps`` batches); returns the mean training loss."""
+                    on_step: Callable[[int], None] | None = None, teacher: nn.Module | None = None) -> float:
+    """Train for one pass over ``loader`` (or ``max_steps`` batches); returns the mean training loss. With a
+    ``teacher`` (in eval mode), ``loss_fn`` also gets the teacher's logits on the same augmented batch."""
     model.train()
     keep_frozen_in_eval(model)
     prep.train()
@@ -45,7 +46,12 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
         targets = batch["target"].to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = model(images)
-        loss = loss_fn(logits, targets)
+        if teacher is None:
+            loss = loss_fn(logits, targets)
+        else:
+            with torch.no_grad(), _autocast(device, amp):
+                teacher_logits = teacher(images)
+            loss = loss_fn(logits, targets, teacher_logits)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)

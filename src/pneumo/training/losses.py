@@ -37,6 +37,31 @@ class ClassificationLoss(nn.Module):
         return (per_sample * weights).sum() / weights.sum()
 
 
+class DistillationLoss(nn.Module):
+    """``(1 - weight)`` times the label loss plus ``weight`` times the divergence of the student's softened
+    outputs from the teacher's, scaled by T^2 so that its gradients keep their size whatever T is (Hinton et
+    al., 2015, "Distilling the Knowledge in a Neural Network"). One logit: the binary cross-entropy against
+    the teacher's softened probability, minus its entropy (a KL divergence, 0 when the two agree)."""
+
+    def __init__(self, labels: ClassificationLoss, weight: float, temperature: float) -> None:
+        super().__init__()
+        self.labels = labels
+        self.weight = weight
+        self.temperature = temperature
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        student, teacher = logits.float() / t, teacher_logits.float() / t
+        if logits.shape[1] == 1:
+            soft = torch.sigmoid(teacher.view(-1))
+            divergence = (F.binary_cross_entropy_with_logits(student.view(-1), soft, reduction="none")
+                          - F.binary_cross_entropy_with_logits(teacher.view(-1), soft, reduction="none")).mean()
+        else:
+            divergence = F.kl_div(F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), log_target=True,
+                                  reduction="batchmean")
+        return (1.0 - self.weight) * self.labels(logits, targets) + self.weight * t * t * divergence
+
+
 def pneumonia_probability(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """P(pneumonia) from either head: sigmoid of the one logit, or 1 - P(normal) for 3 classes."""
     if logits.shape[1] == 1:

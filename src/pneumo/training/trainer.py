@@ -34,7 +34,7 @@ from pneumo.data.dataset import XrayDataset
 from pneumo.data.records import ImageRecord, class_names, load_records
 from pneumo.data.selection import fingerprint, training_splits
 from pneumo.models import create_model, init_backbone_from_bundle, set_trainable_blocks
-from pneumo.training.losses import ClassificationLoss, pneumonia_probability
+from pneumo.training.losses import ClassificationLoss, DistillationLoss, pneumonia_probability
 from pneumo.training.loop import evaluate, recompute_batchnorm, train_one_epoch
 from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
     shutdown_distributed
@@ -181,6 +181,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     loss_fn = ClassificationLoss(num_classes, weights if cfg.data.balance == "class_weights" else None,
                                  tc.focal_gamma if tc.loss == "focal" else 0.0, tc.label_smoothing).to(device)
     eval_loss = ClassificationLoss(num_classes, weights)
+    teacher = _teacher(cfg, device)
+    if teacher is not None:
+        loss_fn = DistillationLoss(loss_fn, tc.distill_weight, tc.distill_temperature)
     train_loader, val_loader, sampler = _loaders(cfg, data, device, dist_info)
 
     model = _network(cfg, run_dir, resume, device)
@@ -216,7 +219,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(train_model, train_loader, train_prep, loss_fn, optimizer, device,
                                      grad_clip=tc.grad_clip, amp=tc.amp, max_steps=tc.max_steps_per_epoch,
-                                     progress=show, desc=f"epoch {epoch}/{tc.epochs}", on_step=after_step)
+                                     progress=show, desc=f"epoch {epoch}/{tc.epochs}", on_step=after_step,
+                                     teacher=teacher)
         scored = model if ema is None else ema.module
         if ema is not None:
             recompute_batchnorm(scored, train_loader, eval_prep, device, batches=tc.ema_batchnorm_batches)
@@ -292,6 +296,26 @@ def _network(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device) 
     set_trainable_blocks(model, cfg.model.arch, freeze_backbone=cfg.model.freeze_backbone,
                          finetune_last=cfg.model.finetune_last)
     return model.to(device)
+
+
+def _teacher(cfg: RunConfig, device: torch.device) -> torch.nn.Module | None:
+    """The distillation teacher (``train.distill_from``) in eval mode, or None. Refuses a teacher that would see
+    other inputs than the student (preprocessing) or answer other classes."""
+    if not cfg.train.distill_from:
+        return None
+    from pneumo.inference.loading import load_bundle
+
+    teacher, meta, directory = load_bundle(cfg.train.distill_from, device=str(device))
+    if meta.preprocess != cfg.preprocess:
+        raise ValueError(f"distill_from {directory}: its preprocessing {meta.preprocess} differs from this run's "
+                         f"{cfg.preprocess}; a teacher must see the inputs the student sees")
+    if meta.classes != cfg.data.classes:
+        raise ValueError(f"distill_from {directory}: it has {meta.classes} classes, this run {cfg.data.classes}")
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    log.info("distilling from %s (%s, version %s), weight %.2f, temperature %.1f", directory, meta.arch,
+             meta.version, cfg.train.distill_weight, cfg.train.distill_temperature)
+    return teacher.eval()
 
 
 def _check_same_split(run_dir: Path, data: Prepared) -> None:
