@@ -88,6 +88,7 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
     assert gate["nonxray_flagged_pct"] == 100.0 and gate["nonxray_all_flagged_pct"] == 100.0
     assert gate["far_threshold"] >= gate["threshold"] and gate["site_variants"] == 1
     assert 0.0 <= gate["site_variant_flagged_pct"] <= 100.0 and "xray_ood_pct" in gate
+    assert gate["n_inverted_fit"] > 0 and 0.0 <= gate["inverted_flagged_pct"] <= 100.0
     predictor = Predictor.load(bundle)
     # The stored figure is what the stored gate does on the validation X-rays, recounted here.
     validation = [r.path for r in select_records(meta, "val", str(root)).records]

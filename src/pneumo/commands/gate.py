@@ -82,6 +82,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if "site_variant_flagged_pct" in s:
         print(f"X-rays warned out of distribution: {s['xray_ood_pct']:.2f}%; one site variant of each: "
               f"{s['site_variant_flagged_pct']:.2f}% UNKNOWN, {s['site_variant_ood_pct']:.2f}% warned")
+        print(f"inverted X-rays (MONOCHROME1 read as MONOCHROME2) answered UNKNOWN: {s['inverted_flagged_pct']:.2f}%")
     print(f"non-X-ray images answered UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']} held out from "
           f"the fit; {s['nonxray_all_flagged_pct']:.2f}% of all {s['n_nonxray_all']}")
     for category, row in s["nonxray_by_category"].items():

@@ -11,12 +11,14 @@
    each X-ray (:func:`pneumo.gatefit.variants.site_variant`: field of view, scale, aspect, collimation,
    exposure, burned-in markers, noise) and half of the non-X-ray images (:func:`pneumo.gatefit.negatives.
    split_negatives`): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
-   and the non-X-ray score fitted on the fitting part's X-rays and variants against that half. Site variants
+   and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
+   ``inverted`` inverted X-rays of the fitting part (a MONOCHROME1 image read as MONOCHROME2 is no chest
+   X-ray the model can read, and must stay UNKNOWN). Site variants
    are kept out of the covariance, so the in-distribution boundary stays that of the training population.
    ``site_variants=0`` fits a one-boundary gate (beyond ``threshold`` is UNKNOWN).
 4. Report: X-rays answered UNKNOWN and warned out of distribution on the bundle's validation split (patients
-   the gate never saw) and on one site variant of each, and non-X-ray images answered UNKNOWN, on the held-out
-   half (never seen by the non-X-ray score) and on all, per category.
+   the gate never saw), on one site variant and on the inverted copy of each, and non-X-ray images answered
+   UNKNOWN, on the held-out half (never seen by the non-X-ray score) and on all, per category.
 5. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
 """
 
@@ -27,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +46,7 @@ from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor
 
 log = logging.getLogger("pneumo.gate")
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class GateFitConfig:
     nonxray_regularisation: float = 0.1  # C of the non-X-ray score's logistic regression (whitened features)
     nonxray_margin: float = 2.0  # added to the regression's logit: refuse from a 12% chance of a non-X-ray
     nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
+    inverted: int = 200  # inverted training X-rays among the non-X-ray score's negatives
     feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.gate.layers)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
     device: str = "cpu"
@@ -77,6 +81,8 @@ class GateFitConfig:
             raise ValueError(f"far_percentile must be in (50, 100), got {self.far_percentile}")
         if not self.nonxray_regularisation > 0.0:
             raise ValueError(f"nonxray_regularisation must be > 0, got {self.nonxray_regularisation}")
+        if self.inverted < 0:
+            raise ValueError(f"inverted must be >= 0, got {self.inverted}")
         if not 0.0 < self.nonxray_held_out < 1.0:
             raise ValueError(f"nonxray_held_out must be in (0, 1), got {self.nonxray_held_out}")
 
@@ -95,7 +101,7 @@ def _in_calibration(patient: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def _subsample(records: list[ImageRecord], limit: int, seed: int) -> list[ImageRecord]:
+def _subsample(records: list[T], limit: int, seed: int) -> list[T]:
     if not limit or len(records) <= limit:
         return records
     order = np.random.default_rng(seed).permutation(len(records))[:limit]
@@ -108,6 +114,12 @@ def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int, make
     for index, (record, _) in enumerate(used):
         rng = np.random.default_rng([seed, variant, index])
         yield make(decode_image(record.path), rng)
+
+
+def inverted_images(paths: list[str]):
+    """Each image with its gray scale reversed: a MONOCHROME1 radiograph read as MONOCHROME2."""
+    for path in paths:
+        yield 1.0 - decode_image(path)
 
 
 def site_images(paths: list[str], seed: int, copy: int = 0):
@@ -219,15 +231,20 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
             site_patients += [r.patient_id or r.path for r, _ in kept]
         site_calibrate = np.array([_in_calibration(p, cfg.calibration_fraction, cfg.seed) for p in site_patients])
         site = np.stack(site_features)
+        fitting_xrays = [r.path for r, _ in used
+                         if not _in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)]
+        inverted = _subsample(fitting_xrays, cfg.inverted, cfg.seed) if cfg.inverted else []
         nonxray = [e.features for e in predictor.embed_many([i.source for i in negatives_fit],
                                                             batch_size=cfg.batch_size) if e.features is not None]
+        nonxray += [e.features for e in predictor.embed_many(inverted_images(inverted), batch_size=cfg.batch_size)
+                    if e.features is not None]
         fit_far_boundary(params, np.concatenate([features[~calibrate], site[~site_calibrate]]), np.stack(nonxray),
                          site[site_calibrate], far_percentile=cfg.far_percentile,
                          regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
         far_summary.update({"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
                             "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
                             "nonxray_regularisation": cfg.nonxray_regularisation,
-                            "nonxray_margin": cfg.nonxray_margin})
+                            "nonxray_margin": cfg.nonxray_margin, "n_inverted_fit": len(inverted)})
         log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score "
                  "fitted on %d non-X-ray images", params.far_threshold, cfg.far_percentile,
                  int(site_calibrate.sum()), len(nonxray))
@@ -243,6 +260,8 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
         site_predictions = gated.predict_many(site_images(validation, cfg.seed), batch_size=cfg.batch_size)
         summary["site_variant_flagged_pct"] = round(flagged_pct(site_predictions), 3)
         summary["site_variant_ood_pct"] = round(warned_pct(site_predictions), 3)
+        inverted_predictions = gated.predict_many(inverted_images(validation), batch_size=cfg.batch_size)
+        summary["inverted_flagged_pct"] = round(flagged_pct(inverted_predictions), 3)
     except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
         log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
         summary["xray_flagged_pct"] = round(calibration_flagged, 3)

@@ -18,15 +18,15 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
+from pneumo.gatefit.variants import default_font
 
 CATEGORIES = ("photo", "photo-gray", "face", "dicom-other", "document", "screenshot", "blank", "noise",
               "gradient", "pattern")
@@ -129,14 +129,6 @@ def other_dicoms() -> Iterator[NegativeImage]:
         yield NegativeImage("dicom-other", path.name, str(path))
 
 
-@lru_cache(maxsize=None)
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
-
-
 def _sentence(rng: np.random.Generator, words: int) -> str:
     return " ".join(rng.choice(_WORDS, size=words))
 
@@ -149,9 +141,9 @@ def document(rng: np.random.Generator, index: int) -> np.ndarray:
     image = Image.new("L", (width, height), paper)
     draw = ImageDraw.Draw(image)
     margin, y = int(width * 0.08), int(height * 0.06)
-    draw.text((margin, y), _sentence(rng, 3).title(), fill=ink, font=_font(int(rng.integers(26, 40))))
+    draw.text((margin, y), _sentence(rng, 3).title(), fill=ink, font=default_font(int(rng.integers(26, 40))))
     y += 60
-    body = _font(int(rng.integers(12, 18)))
+    body = default_font(int(rng.integers(12, 18)))
     while y < height - 2 * margin:
         if rng.random() < 0.12:  # a table block
             rows, cols = int(rng.integers(3, 7)), int(rng.integers(2, 5))
@@ -190,7 +182,7 @@ def screenshot(rng: np.random.Generator, index: int) -> np.ndarray:
     image = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(image)
     text = (20, 20, 20) if background[0] > 128 else (230, 230, 230)
-    font = _font(14)
+    font = default_font(14)
     draw.rectangle((0, 0, width, 36), fill=_random_colour(rng, gray))  # title bar
     draw.text((12, 10), _sentence(rng, 3).title(), fill=(255, 255, 255), font=font)
     sidebar = int(width * rng.uniform(0.15, 0.25))
