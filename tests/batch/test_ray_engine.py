@@ -22,7 +22,9 @@ import ray  # noqa: E402
 
 from conftest import ASSETS  # noqa: E402
 from inference.bundles import add_gate, make_bundle, noise_png, png, xray_png  # noqa: E402
+from pneumo.bundle import read_meta, write_meta  # noqa: E402
 from pneumo.cli import main  # noqa: E402
+from pneumo.gate.mahalanobis import save_gate  # noqa: E402
 from pneumo.inference.predictor import Predictor  # noqa: E402
 from pneumo.inference.rows import table_columns, table_row  # noqa: E402
 
@@ -36,9 +38,15 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def gated_bundle(tmp_path_factory) -> Path:
-    """A tiny 2-class bundle with a tight gate, so some inputs come back UNKNOWN from the model actors."""
+    """A tiny 2-class bundle with a tight two-boundary gate: the model actors answer some inputs with the
+    out-of-distribution warning and some without, and the cheap checks refuse others (UNKNOWN)."""
     bundle = make_bundle(tmp_path_factory.mktemp("gated") / "bundle")
-    add_gate(bundle, [xray_png(i, pneumonia=i % 2 == 0) for i in range(12)], percentile=60.0)
+    params = add_gate(bundle, [xray_png(i, pneumonia=i % 2 == 0) for i in range(12)], percentile=60.0)
+    params.far_threshold = 1e12  # beyond the tight threshold: a warning; the cheap checks still refuse
+    params.nonxray_weight, params.nonxray_bias = np.zeros(params.dim), -1.0  # the distance alone decides
+    directory, meta = read_meta(bundle)
+    meta.gate = save_gate(directory, params)
+    write_meta(directory, meta)
     return bundle
 
 
@@ -69,7 +77,7 @@ def _local_csv(capsys, paths: list[str], *extra: str) -> list[dict[str, str]]:
 def _assert_same_rows(ray_rows: list[dict], local_rows: list[dict]) -> None:
     assert [r["path"] for r in ray_rows] == [r["path"] for r in local_rows]
     for ours, theirs in zip(ray_rows, local_rows):
-        for column in ("label", "unknown_reason", "error", "model_version"):
+        for column in ("label", "unknown_reason", "error", "model_version", "out_of_distribution", "ood_reason"):
             assert (ours[column] or None) == (theirs[column] or None), (ours["path"], column)
         for column in [c for c in theirs if c == "probability" or c.startswith("p_") or c == "threshold"]:
             a, b = ours[column], theirs[column]
@@ -94,6 +102,7 @@ def test_cli_csv_rows_equal_local_predict(gated_bundle, inputs, tmp_path, capsys
     errors = [Path(r["path"]).name for r in rows if r["error"]]
     assert sorted(errors) == ["corrupt.png", "empty.jpeg", "missing.png", "truncated.jpeg"]
     assert "UNKNOWN" in labels and labels & {"NORMAL", "PNEUMONIA"}  # every kind of row went through Ray
+    assert {r["out_of_distribution"] for r in rows} == {"true", "false", ""}  # warned, not warned, not scored
     unknown = sum(r["label"] == "UNKNOWN" for r in rows)
     assert f"{len(rows)} files, 4 errors, {unknown} UNKNOWN" in captured.err
     assert not list(tmp_path.glob(".*partial"))

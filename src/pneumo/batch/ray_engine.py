@@ -42,7 +42,7 @@ from tqdm import tqdm  # noqa: E402
 from pneumo.config import PreprocessConfig  # noqa: E402
 from pneumo.gate.checks import CheckConfig  # noqa: E402
 from pneumo.inference.predictor import PreparedInput, Predictor, prepare_input  # noqa: E402
-from pneumo.inference.rows import column_types, table_columns, table_row  # noqa: E402
+from pneumo.inference.rows import column_types, csv_cell, table_columns, table_row  # noqa: E402
 
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 _ARROW_TYPES = {str: pa.string(), float: pa.float64(), bool: pa.bool_()}
@@ -298,7 +298,7 @@ class _Writer:
             self._parquet.write_table(table.cast(self.schema))
             return
         for row in _rows(table):
-            self._csv.writerow(["" if v is None else v for v in row])
+            self._csv.writerow([csv_cell(v) for v in row])
 
     def __enter__(self) -> "_Writer":
         return self

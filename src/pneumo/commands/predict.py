@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumo import DISCLAIMER
-from pneumo.inference.rows import table_columns, table_row, table_subtypes
+from pneumo.inference.rows import csv_cell, table_columns, table_row, table_subtypes
 
 FORMATS = ("table", "json", "csv")
 ENGINES = ("local", "ray")
@@ -129,16 +129,7 @@ def print_csv(rows: list[dict[str, Any]]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for r in rows:
-        writer.writerow([_csv_value(v) for v in table_row(r, columns).values()])
-
-
-def _csv_value(value: Any) -> Any:
-    """Empty for missing; booleans as ``true``/``false``, as the Ray engine's CSV (Arrow) writes them."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
+        writer.writerow([csv_cell(v) for v in table_row(r, columns).values()])
 
 
 def run(args: argparse.Namespace) -> int:

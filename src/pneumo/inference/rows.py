@@ -35,6 +35,15 @@ def table_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     return {c: values.get(c) for c in columns}
 
 
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: empty for missing, booleans as ``true``/``false``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def column_types(columns: list[str]) -> dict[str, type]:
     """The Python type of each column's non-missing values (str, float or bool), from the annotations of
     :class:`Prediction`, so a typed output (Parquet) has a fixed schema before the first row is scored."""
