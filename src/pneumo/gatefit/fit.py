@@ -184,6 +184,62 @@ def nonxray_pct(rows: list[dict[str, Any]]) -> tuple[float, int]:
     return 100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), len(scored)
 
 
+def _variant_features(predictor: Predictor, used: list[tuple[ImageRecord, Any]], cfg: GateFitConfig, copies: int,
+                      first: int, make, what: str) -> tuple[list[np.ndarray], list[str]]:
+    """Features of ``copies`` variants (numbered from ``first``, made by ``make``) of each usable X-ray, with
+    each one's patient."""
+    features: list[np.ndarray] = []
+    patients: list[str] = []
+    for variant in range(copies):
+        log.info("features of %s variant %d of %d", what, variant + 1, copies)
+        embedded = predictor.embed_many(_variants(used, first + variant, cfg.seed, make), batch_size=cfg.batch_size)
+        kept = [(r, e) for (r, _), e in zip(used, embedded) if e.features is not None]
+        features += [e.features for _, e in kept]
+        patients += [r.patient_id or r.path for r, _ in kept]
+    return features, patients
+
+
+def _in_calibration_of(patients: list[str], cfg: GateFitConfig) -> np.ndarray:
+    return np.array([_in_calibration(p, cfg.calibration_fraction, cfg.seed) for p in patients], dtype=bool)
+
+
+def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRecord, Any]], fitting: np.ndarray,
+             negatives_fit: list[NegativeImage], cfg: GateFitConfig) -> dict[str, Any]:
+    """Add the far boundary and the non-X-ray score to ``params`` (see the module docstring, step 3); returns
+    what goes into the summary. ``fitting``: the X-ray features the covariance was fitted on."""
+    site_features, site_patients = _variant_features(predictor, used, cfg, cfg.site_variants, 1000, site_variant,
+                                                     "site")
+    site, site_calibrate = np.stack(site_features), _in_calibration_of(site_patients, cfg)
+    fitting_xrays = [r.path for r, _ in used
+                     if not _in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)]
+    inverted = _subsample(fitting_xrays, cfg.inverted, cfg.seed) if cfg.inverted else []
+    nonxray = [e.features for e in predictor.embed_many([i.source for i in negatives_fit], batch_size=cfg.batch_size)
+               if e.features is not None]
+    nonxray += [e.features for e in predictor.embed_many(inverted_images(inverted), batch_size=cfg.batch_size)
+                if e.features is not None]
+    fit_far_boundary(params, np.concatenate([fitting, site[~site_calibrate]]), np.stack(nonxray),
+                     site[site_calibrate], far_percentile=cfg.far_percentile,
+                     regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
+    log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score fitted on "
+             "%d non-X-ray images", params.far_threshold, cfg.far_percentile, int(site_calibrate.sum()), len(nonxray))
+    return {"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
+            "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
+            "nonxray_regularisation": cfg.nonxray_regularisation, "nonxray_margin": cfg.nonxray_margin,
+            "n_inverted_fit": len(inverted)}
+
+
+def _xray_figures(gated: Predictor, validation: list[str], cfg: GateFitConfig) -> dict[str, Any]:
+    """The gate on held-out X-rays: as they are, one site variant of each, and each inverted."""
+    as_is = gated.predict_many(validation, batch_size=cfg.batch_size)
+    sites = gated.predict_many(site_images(validation, cfg.seed), batch_size=cfg.batch_size)
+    inverted = gated.predict_many(inverted_images(validation), batch_size=cfg.batch_size)
+    return {"xray_flagged_pct": round(flagged_pct(as_is), 3), "xray_ood_pct": round(warned_pct(as_is), 3),
+            "xray_flagged_split": f"val ({len(validation)} images, patients not used by the gate)",
+            "site_variant_flagged_pct": round(flagged_pct(sites), 3),
+            "site_variant_ood_pct": round(warned_pct(sites), 3),
+            "inverted_flagged_pct": round(flagged_pct(inverted), 3)}
+
+
 def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
                     ) -> GateReport:
     """Fit, calibrate, measure and store the gate of the bundle ``model`` (a directory: it is modified)."""
@@ -201,71 +257,28 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     used = [(r, e) for r, e in zip(records, embeddings) if e.features is not None]
     if len(used) < 10:
         raise ValueError(f"only {len(used)} usable training X-rays; a gate needs many more")
-    features_of = [e.features for _, e in used]
-    patients = [r.patient_id or r.path for r, _ in used]
-    for variant in range(cfg.variants):
-        log.info("features of acquisition variant %d of %d", variant + 1, cfg.variants)
-        copies = predictor.embed_many(_variants(used, variant, cfg.seed), batch_size=cfg.batch_size)
-        kept = [(r, e) for (r, _), e in zip(used, copies) if e.features is not None]
-        features_of += [e.features for _, e in kept]
-        patients += [r.patient_id or r.path for r, _ in kept]
-    calibrate = np.array([_in_calibration(patient, cfg.calibration_fraction, cfg.seed) for patient in patients])
-    features = np.stack(features_of)
+    copies, copy_patients = _variant_features(predictor, used, cfg, cfg.variants, 0, acquisition_variant,
+                                              "acquisition")
+    features = np.stack([e.features for _, e in used] + copies)
+    calibrate = _in_calibration_of([r.patient_id or r.path for r, _ in used] + copy_patients, cfg)
     params, distances = fit_gate(features[~calibrate], features[calibrate], feature_layers=network.feature_layers,
                                  pooling=network.pooling, percentile=cfg.percentile)
     calibration_flagged = 100.0 * (float(np.mean(distances > params.threshold)) if len(distances) else 0.0)
     log.info("threshold %.3f at the %.1fth percentile of %d calibration X-rays", params.threshold,
              cfg.percentile, int(calibrate.sum()))
-
     negatives = negative_images(cfg.seed, scale=cfg.negatives_scale)
     negatives_fit, negatives_held_out = split_negatives(negatives, cfg.nonxray_held_out)
-    far_summary: dict[str, Any] = {"site_variants": cfg.site_variants}
+    summary: dict[str, Any] = {"site_variants": cfg.site_variants}
     if cfg.site_variants:
-        site_features, site_patients = [], []
-        for variant in range(cfg.site_variants):
-            log.info("features of site variant %d of %d", variant + 1, cfg.site_variants)
-            copies = predictor.embed_many(_variants(used, 1000 + variant, cfg.seed, site_variant),
-                                          batch_size=cfg.batch_size)
-            kept = [(r, e) for (r, _), e in zip(used, copies) if e.features is not None]
-            site_features += [e.features for _, e in kept]
-            site_patients += [r.patient_id or r.path for r, _ in kept]
-        site_calibrate = np.array([_in_calibration(p, cfg.calibration_fraction, cfg.seed) for p in site_patients])
-        site = np.stack(site_features)
-        fitting_xrays = [r.path for r, _ in used
-                         if not _in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)]
-        inverted = _subsample(fitting_xrays, cfg.inverted, cfg.seed) if cfg.inverted else []
-        nonxray = [e.features for e in predictor.embed_many([i.source for i in negatives_fit],
-                                                            batch_size=cfg.batch_size) if e.features is not None]
-        nonxray += [e.features for e in predictor.embed_many(inverted_images(inverted), batch_size=cfg.batch_size)
-                    if e.features is not None]
-        fit_far_boundary(params, np.concatenate([features[~calibrate], site[~site_calibrate]]), np.stack(nonxray),
-                         site[site_calibrate], far_percentile=cfg.far_percentile,
-                         regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
-        far_summary.update({"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
-                            "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
-                            "nonxray_regularisation": cfg.nonxray_regularisation,
-                            "nonxray_margin": cfg.nonxray_margin, "n_inverted_fit": len(inverted)})
-        log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score "
-                 "fitted on %d non-X-ray images", params.far_threshold, cfg.far_percentile,
-                 int(site_calibrate.sum()), len(nonxray))
+        summary.update(_fit_far(params, predictor, used, features[~calibrate], negatives_fit, cfg))
 
     gated = _predictor(directory, meta, cfg, params)
-    summary: dict[str, Any] = {}
     try:
-        validation = [r.path for r in select_records(meta, "val", root, manifest).records]
-        val_predictions = gated.predict_many(validation, batch_size=cfg.batch_size)
-        summary["xray_flagged_pct"] = round(flagged_pct(val_predictions), 3)
-        summary["xray_ood_pct"] = round(warned_pct(val_predictions), 3)
-        summary["xray_flagged_split"] = f"val ({len(validation)} images, patients not used by the gate)"
-        site_predictions = gated.predict_many(site_images(validation, cfg.seed), batch_size=cfg.batch_size)
-        summary["site_variant_flagged_pct"] = round(flagged_pct(site_predictions), 3)
-        summary["site_variant_ood_pct"] = round(warned_pct(site_predictions), 3)
-        inverted_predictions = gated.predict_many(inverted_images(validation), batch_size=cfg.batch_size)
-        summary["inverted_flagged_pct"] = round(flagged_pct(inverted_predictions), 3)
+        summary.update(_xray_figures(gated, [r.path for r in select_records(meta, "val", root, manifest).records],
+                                     cfg))
     except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
         log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
-        summary["xray_flagged_pct"] = round(calibration_flagged, 3)
-        summary["xray_flagged_split"] = "calibration part of train"
+        summary.update(xray_flagged_pct=round(calibration_flagged, 3), xray_flagged_split="calibration part of train")
     rows = score_negatives(gated, negatives, cfg.batch_size)
     held_out_names = {(i.category, i.name) for i in negatives_held_out}
     held_out_pct, n_held_out = nonxray_pct([r for r in rows if (r["category"], r["name"]) in held_out_names])
@@ -274,7 +287,6 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     summary.update(save_gate(directory, params))
     summary.update({
         "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()), "variants": cfg.variants,
-        **far_summary,
         "calibration_flagged_pct": round(calibration_flagged, 3),
         # Without a far boundary no image was fitted on, so every non-X-ray image is a held-out one.
         "nonxray_flagged_pct": round(held_out_pct if cfg.site_variants else all_pct, 3),
