@@ -51,6 +51,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--warmup", type=int, default=64, help="files scored by each engine before the timed rounds")
     p.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip the simulated cluster")
+    defaults = ray_engine.RayConfig()
+    p.add_argument("--decode-batch", type=int, default=defaults.decode_batch, help="files per decoding task")
+    p.add_argument("--model-batch", type=int, default=defaults.model_batch, help="images per model call")
     p.add_argument("--json", default="", metavar="FILE", help="also write the figures here")
     return p
 
@@ -69,7 +72,7 @@ def differences(rows: list[dict], reference: list[dict]) -> list[str]:
         return ["paths or their order differ"]
     out = []
     for ours, theirs in zip(rows, reference):
-        for column in ("label", "error", "unknown_reason"):
+        for column in ("label", "error", "unknown_reason", "out_of_distribution"):
             if ours[column] != theirs[column]:
                 out.append(f"{ours['path']}: {column} {ours[column]!r} != {theirs[column]!r}")
         a, b = ours["probability"], theirs["probability"]
@@ -85,8 +88,9 @@ def local_rate(predictor: Predictor, paths: list[str], columns: list[str]) -> tu
     return rate, [table_row(p.to_dict(), columns) for p in predictions]
 
 
-def ray_run(paths: list[str], out: Path, spec: ray_engine.ModelSpec) -> tuple[ray_engine.BatchSummary, list[dict]]:
-    summary = ray_engine.predict_to_file(paths, out, spec, ray_engine.RayConfig(progress=False))
+def ray_run(paths: list[str], out: Path, spec: ray_engine.ModelSpec, cfg: ray_engine.RayConfig
+            ) -> tuple[ray_engine.BatchSummary, list[dict]]:
+    summary = ray_engine.predict_to_file(paths, out, spec, cfg)
     return summary, pq.read_table(out).to_pylist()
 
 
@@ -182,6 +186,7 @@ def main(args: argparse.Namespace) -> dict:
     predictor = Predictor.load(args.model, backend=args.backend, threads=args.cpus, workers=args.cpus)
     columns = table_columns(predictor.subtype_names)
     spec = ray_engine.ModelSpec(model=args.model, backend=args.backend)
+    cfg = ray_engine.RayConfig(decode_batch=args.decode_batch, model_batch=args.model_batch, progress=False)
     figures: dict[str, list[float]] = {"local": [], "ray": [], "ray_after_warmup": []}
     short = paths[: len(paths) // 4]
     problems: list[str] = []
@@ -192,13 +197,13 @@ def main(args: argparse.Namespace) -> dict:
         ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, logging_level="WARNING")
         try:
             local_rate(predictor, paths[: args.warmup], columns)  # warm-up: first-call allocations, workers
-            ray_run(paths[: args.warmup], work / "warm.parquet", spec)
+            ray_run(paths[: args.warmup], work / "warm.parquet", spec, cfg)
             with memory:
                 for round_ in range(args.rounds):
                     rate, reference = local_rate(predictor, paths, columns)
                     figures["local"].append(rate)
-                    summary, rows = ray_run(paths, work / "ray.parquet", spec)
-                    brief, _ = ray_run(short, work / "short.parquet", spec)
+                    summary, rows = ray_run(paths, work / "ray.parquet", spec, cfg)
+                    brief, _ = ray_run(short, work / "short.parquet", spec, cfg)
                     # Rows arrive in input order, in bursts, so the rate after warm-up is not read off the
                     # output's timing: a run of a quarter of the files costs the same start-up, and the difference
                     # of the two runs is the time the other three quarters took.

@@ -73,8 +73,11 @@ class RayConfig:
     reserves per decoding task; a quarter, because decoding is about a quarter of the work per image and reading
     a file waits on storage. A value other than the actors' keeps Ray from fusing decoding into the model actors
     (it fuses steps whose resources are equal), so decoding scales apart from the models. ``decode_batch`` and
-    ``model_batch``: files per decoding task and images per model call; smaller batches cost Ray a task and an
-    object per few images (over 5,216 files with one actor: 16/32 gave 0.37 of ``predict_many``, 64/128 0.55)."""
+    ``model_batch``: files per decoding task and images per model call. Small decoding tasks cost Ray a task and
+    an object per few images (over 5,216 files with one actor: 16/32 gave 0.37 of ``predict_many``, 64/128
+    0.55). A model batch no larger than a decoding task keeps both actors fed as each task finishes: on 2,000
+    files, 64/32 gave 0.43 overall and 0.63-0.74 after warm-up in four of five runs, 64/128 0.36-0.37 and
+    0.57-0.64 (``bench/bench_ray.py --decode-batch --model-batch``)."""
 
     address: str | None = None
     num_cpus: int | None = None
@@ -83,7 +86,7 @@ class RayConfig:
     max_actors: int | None = None
     decode_cpus: float = 0.25
     decode_batch: int = 64
-    model_batch: int = 128
+    model_batch: int = 32
     progress: bool = True
 
     def __post_init__(self) -> None:
