@@ -127,7 +127,8 @@ def main(args: argparse.Namespace) -> dict:
         gated, alone = _score(predictor, inputs, y), _score(ungated, inputs, y)
         rows[name] = {"gated": gated, "classifier_alone": alone}
         print(f"{name:<32} {_fmt(gated.get('auc')):>6} {_fmt(gated.get('sensitivity')):>6} "
-              f"{_fmt(gated.get('specificity')):>6} {gated['unknown_fraction']:>7.1%} {gated['warned_fraction']:>7.1%}  "
+              f"{_fmt(gated.get('specificity')):>6} {gated['unknown_fraction']:>7.1%} "
+              f"{gated['warned_fraction']:>7.1%}  "
               f"{_fmt(alone.get('auc')):>6} "
               f"{_fmt(alone.get('sensitivity')):>6} {_fmt(alone.get('specificity')):>6}", flush=True)
     print("With the gate, AUC, sensitivity and specificity are over the images not answered UNKNOWN; the classifier "

@@ -62,7 +62,8 @@ def run_fit(args: argparse.Namespace) -> int:
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
                         site_variants=args.site_variants, far_percentile=args.far_percentile,
-                        nonxray_margin=args.nonxray_margin, feature_layers=tuple(args.feature_layers), pooling=args.pooling, device=args.device)
+                        nonxray_margin=args.nonxray_margin, feature_layers=tuple(args.feature_layers),
+                        pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
     for line in report.skipped[:20]:

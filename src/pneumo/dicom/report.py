@@ -88,7 +88,8 @@ def _uid(*parts: str) -> str:
 
 def build_report(source: Dataset, result: Mapping[str, Any], model: ModelInfo) -> Dataset:
     """A Comprehensive SR for one received instance. ``result``: the history row's result (label, probability,
-    threshold, unknown_reason, subtype_probabilities, out_of_distribution, ood_reason). ``source`` needs its header only (no pixels)."""
+    threshold, unknown_reason, subtype_probabilities, out_of_distribution, ood_reason). ``source`` needs its header
+    only (no pixels)."""
     label = result.get("label")
     if label not in FINDINGS:
         raise ValueError(f"cannot report label {label!r}; expected one of {sorted(FINDINGS)}")

@@ -5,8 +5,8 @@ batch axis, and returns ``logits``, ``features`` (the pooled features the gate u
 gate, ``gate_distance`` (and ``gate_nonxray`` for a gate with a far boundary): the gate's mean, whitening matrix
 and non-X-ray weights are constants inside the graph, so the gate needs no side file. ``metadata_props``
 carries the bundle's ``bundle.json`` document (architecture, preprocessing, class names, threshold,
-temperature, gate summary with its boundaries, weights checksum) under ``pneumo.bundle`` and the export details under ``pneumo.export``; ``Predictor.load(file, backend="onnx")``
-reads both.
+temperature, gate summary with its boundaries, weights checksum) under ``pneumo.bundle`` and the export
+details under ``pneumo.export``; ``Predictor.load(file, backend="onnx")`` reads both.
 
 The TorchScript-tracing exporter (``dynamo=False``) is used first: it handles every registry architecture at
 its usual input sizes, quickly. Where it cannot (vgg16's adaptive pooling at sizes whose feature map does not

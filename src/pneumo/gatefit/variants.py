@@ -42,11 +42,9 @@ def acquisition_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
         out = from_pil(to_pil(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))))
     if rng.random() < 0.5:
         out = out + rng.normal(0.0, rng.uniform(0.005, 0.05), out.shape).astype(np.float32)
-    h, w = out.shape
+    h, w = out.shape  # the borders below are sized on the image before any crop
     if rng.random() < 0.4:  # tighter collimation
-        keep = rng.uniform(0.8, 1.0)
-        dh, dw = int(h * (1 - keep) / 2), int(w * (1 - keep) / 2)
-        out = out[dh:h - dh, dw:w - dw]
+        out = zoom_in(out, rng.uniform(0.8, 1.0))
     if rng.random() < 0.5:  # black borders, each side on its own
         top, bottom, left, right = (int(n * rng.uniform(0.0, 0.15)) if rng.random() < 0.7 else 0
                                     for n in (h, h, w, w))
@@ -163,7 +161,8 @@ def site_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if relit:
         out = exposure(out, rng)
     if fov:
-        out = zoom_out(out, rng.uniform(0.05, 0.25), rng) if rng.random() < 0.6 else zoom_in(out, rng.uniform(0.7, 0.95))
+        zoom_wider = rng.random() < 0.6
+        out = zoom_out(out, rng.uniform(0.05, 0.25), rng) if zoom_wider else zoom_in(out, rng.uniform(0.7, 0.95))
     if adult:  # adult thorax: wider than a child's relative to its height, seen with more around it
         out = resize(zoom_out(out, rng.uniform(0.05, 0.15), rng), rng.uniform(1.1, 1.35), 1.0)
     elif aspect:
@@ -178,7 +177,9 @@ def site_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if scale:  # a smaller export (or a lower-resolution detector), scaled back up by a viewer or not
         factor = rng.uniform(0.2, 0.7)
         small = resize(out, factor, factor)
-        out = resize(small, out.shape[1] / small.shape[1], out.shape[0] / small.shape[0]) if rng.random() < 0.5 else small
+        if rng.random() < 0.5:
+            small = resize(small, out.shape[1] / small.shape[1], out.shape[0] / small.shape[0])
+        out = small
     if noisy:
         if rng.random() < 0.4:
             out = from_pil(to_pil(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))))

@@ -3,7 +3,8 @@
 An exported pneumo ONNX model has one input ``image`` (N, 1, S, S) float32, already normalised, and outputs
 ``logits`` (N, K), ``features`` (N, D) (the pooled features the gate uses) and, when the bundle has a gate,
 ``gate_distance`` (N,) (the Mahalanobis distance computed inside the graph from the gate's parameters) and,
-when the gate has a far boundary, ``gate_nonxray`` (N,) (the gate's linear non-X-ray score). The bundle's metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
+when the gate has a far boundary, ``gate_nonxray`` (N,) (the gate's linear non-X-ray score). The bundle's
+metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The model as inference and export see it: one forward returns the logits, the pooled features the gate
 uses, and (with a gate) the Mahalanobis distance and, for a gate with a far boundary, its non-X-ray score, so
-PyTorch and the exported ONNX graph compute the same things the same way. Which blocks are pooled is the gate's policy (:mod:`pneumo.gate.layers`).
+PyTorch and the exported ONNX graph compute the same things the same way. Which blocks are pooled is the
+gate's policy (:mod:`pneumo.gate.layers`).
 """
 
 from __future__ import annotations

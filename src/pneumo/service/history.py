@@ -53,8 +53,8 @@ class HistoryEntry:
         return {"id": self.id, "created": self.created, "image_sha256": self.image_sha256,
                 "file_type": self.file_type, "model_version": self.model_version,
                 "label": self.result.get("label"), "probability": self.result.get("probability"),
-                "out_of_distribution": self.result.get("out_of_distribution"), "has_heatmap": self.has_heatmap, "result": self.result, "source": self.source,
-                "dicom": self.dicom}
+                "out_of_distribution": self.result.get("out_of_distribution"), "has_heatmap": self.has_heatmap,
+                "result": self.result, "source": self.source, "dicom": self.dicom}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for one entry, with the heatmap as base64 PNG (or null)."""
