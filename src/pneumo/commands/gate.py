@@ -15,7 +15,8 @@ import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("gate", help="the chest-X-ray gate that answers UNKNOWN for non-X-ray input",
+    p = subparsers.add_parser("gate", help="the chest-X-ray gate: UNKNOWN for non-X-ray input, a warning for "
+                              "X-rays unlike the training ones",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="gate_command", required=True)
     fit = sub.add_parser("fit", help="fit the gate on the bundle's training X-rays and store it in the bundle",
