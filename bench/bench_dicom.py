@@ -2,10 +2,13 @@
 
     python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200] [--side 2048]
 
-Starts a throwaway Orthanc (the PACS the reports go to; bench/local_orthanc.py, which the tests use too) and ``pneumo serve --dicom-port``
-as a subprocess with a fresh SQLite history, forwarding to Orthanc. Builds DX instances with pydicom from X-ray
-JPEGs (plus a few CT instances that must be refused), sends them over ``--associations`` concurrent
-associations, and waits until every report is in Orthanc. Prints:
+Starts a throwaway Orthanc (bench/local_orthanc.py, which the tests use too) and ``pneumo serve --dicom-port``
+as a subprocess with a fresh SQLite history, forwarding its reports to Orthanc. Builds DX instances with pydicom
+from X-ray JPEGs (plus a few CT instances that must be refused) and sends them over ``--associations`` concurrent
+associations, then waits until every report is in Orthanc. ``--sender orthanc`` (the default) is the hospital's
+path: the instances are uploaded to Orthanc first, untimed, and Orthanc C-STOREs them to the node in one job per
+association (a CT in a job of its own, since Orthanc ends a job at its first refused instance), with its default
+PDU size. ``--sender pynetdicom`` sends them from this process. Prints:
 
 * answered: every C-STORE got a status (Success or a refusal), none timed out;
 * lost: readings missing from the history or from Orthanc (SRs counted there);
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(ROOT / "tests" / "assets"), help="folder of chest X-ray JPEGs (recursive)")
     p.add_argument("--instances", type=int, default=200, help="C-STOREs in all, refusals included")
     p.add_argument("--associations", type=int, default=4, help="concurrent associations")
+    p.add_argument("--sender", choices=("orthanc", "pynetdicom"), default="orthanc",
+                   help="who C-STOREs the instances to the node: Orthanc (a PACS) or pynetdicom in this process")
     p.add_argument("--refused", type=int, default=10, help="how many of the instances are CT (must be refused)")
     p.add_argument("--side", type=int, default=2048,
                    help="longest side of the DX instances in pixels, the X-rays resized up or down to it (a DX or "
@@ -102,7 +109,7 @@ def rss_mib(pid: int) -> float:
 def start_node(args, data_dir: Path, http_port: int, dicom_port: int, orthanc) -> subprocess.Popen:
     command = [sys.executable, "-m", "pneumo.cli", "serve", "--model", args.model, "--port", str(http_port),
                "--data-dir", str(data_dir), "--log-level", "warning", "--dicom-port", str(dicom_port),
-               "--dicom-allow", "BENCHSCU", "--dicom-forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"]
+               "--dicom-allow", f"BENCHSCU,{orthanc.aet}", "--dicom-forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"]
     env = {k: v for k, v in os.environ.items() if k != "PNEUMO_API_KEY"}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     log = open(data_dir / "serve.log", "wb")
@@ -147,6 +154,43 @@ def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock, ti
     return statuses
 
 
+def upload(orthanc, instances: list[bytes]) -> list[str]:
+    """Orthanc's ids of the instances, uploaded over its REST API."""
+    with orthanc.client() as http:
+        return [http.post("/instances", content=data).raise_for_status().json()["ID"] for data in instances]
+
+
+def send_through_orthanc(orthanc, ids: list[str], is_ct: list[bool], associations: int, timeout: float
+                         ) -> list[int]:
+    """Have Orthanc C-STORE the instances to the node ("pneumo" modality): the DX split over ``associations``
+    jobs, each CT in a job of its own. A status per instance: 0 for a DX whose job succeeded, the DIMSE status
+    Orthanc reports for a refused CT, -1 for no answer (a job that failed otherwise, or did not end in time)."""
+    dx = [i for i, ct in zip(ids, is_ct) if not ct]
+    jobs = [(chunk, False) for chunk in (dx[k::associations] for k in range(associations)) if chunk]
+    jobs += [([i], True) for i, ct in zip(ids, is_ct) if ct]
+    statuses: list[int] = []
+    with orthanc.client() as http:
+        running = [(http.post("/modalities/pneumo/store", json={"Resources": chunk, "Synchronous": False})
+                    .raise_for_status().json()["ID"], chunk, ct) for chunk, ct in jobs]
+        deadline = time.monotonic() + timeout * len(ids)
+        for job, chunk, ct in running:
+            while True:
+                state = http.get(f"/jobs/{job}").json()
+                if state["State"] in ("Success", "Failure") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            if state["State"] == "Success":
+                statuses += [0] * len(chunk)
+                continue
+            # A refusal: Orthanc names the DIMSE status in its error details (e.g. "... status 0x0122 ...").
+            code = re.search(r"0x([0-9A-Fa-f]{4})", json.dumps(state))
+            if not (ct and code):
+                print(f"job of {len(chunk)} instance(s) ended {state['State']}: "
+                      f"{state.get('ErrorDescription')} {state.get('ErrorDetails', '')}", flush=True)
+            statuses += [int(code.group(1), 16) if ct and code else -1] * len(chunk)
+    return statuses
+
+
 def echo(port: int) -> bool:
     ae = AE(ae_title="BENCHSCU")
     ae.add_requested_context(Verification)
@@ -183,9 +227,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"building {readable} DX + {args.refused} CT instances (longest side {args.side} px) ...", flush=True)
     dx = [dx_bytes(p, study, args.side) for p in picks]
     ct = [dx_bytes(picks[i % len(picks)], study, args.side, CTImageStorage) for i in range(args.refused)]
-    everything = dx + ct
+    everything = [(data, False) for data in dx] + [(data, True) for data in ct]
     rng.shuffle(everything)
-    print(f"instances: {len(everything)}, {sum(map(len, everything)) / len(everything) / 1e6:.2f} MB each on average")
+    print(f"instances: {len(everything)}, {sum(len(d) for d, _ in everything) / len(everything) / 1e6:.2f} MB each "
+          "on average")
 
     reference, reference_cpu = predictor_rate(args.model, dx)
     print(f"Predictor.predict_many on the same {len(dx)} DICOM files: {reference:.2f} instances/s, "
@@ -193,35 +238,41 @@ def main(args: argparse.Namespace) -> int:
 
     node_port, http_port = free_port(), free_port()
     modalities = {"pneumo": {"AET": "PNEUMO", "Host": "127.0.0.1", "Port": node_port}}
+    # One job per association at a time (Orthanc runs 2 at once by default).
+    options = {"ConcurrentJobs": args.associations, "DicomScuTimeout": int(args.timeout),
+               "JobsHistorySize": 10 * args.instances}  # finished jobs stay visible (default: the last 10)
     with tempfile.TemporaryDirectory(prefix="pneumo-bench-dicom-") as tmp, \
-            local_orthanc(found[0], found[1], modalities) as orthanc:
+            local_orthanc(found[0], found[1], modalities, options=options) as orthanc:
         data_dir = Path(tmp)
         server = start_node(args, data_dir, http_port, node_port, orthanc)
         health = f"http://127.0.0.1:{http_port}/api/v1/health"
         try:
-            rss = [("idle", rss_mib(server.pid))]
-            sent: list[float] = []
-            lock = threading.Lock()
-            chunks = [everything[i::args.associations] for i in range(args.associations)]
+            if args.sender == "orthanc":
+                print(f"uploading the {len(everything)} instances to Orthanc (not timed) ...", flush=True)
+                ids = upload(orthanc, [data for data, _ in everything])
+            idle_rss = rss_mib(server.pid)
+            during: list[float] = []
             sampling = threading.Event()
 
             def sample() -> None:
-                marks = {len(everything) // 4 * k for k in (1, 2, 3)}
-                while not sampling.is_set():
-                    with lock:
-                        count = len(sent)
-                    if count in marks:
-                        rss.append((f"{count} sent", rss_mib(server.pid)))
-                        marks.discard(count)
-                    time.sleep(0.05)
+                while not sampling.wait(0.25):
+                    during.append(rss_mib(server.pid))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             cpu_before = {"node": cpu_seconds(server.pid), "Orthanc": cpu_seconds(orthanc.pid),
-                          "sender (this bench)": time.process_time()}
+                          "this bench": time.process_time()}
             started = time.perf_counter()
-            with ThreadPoolExecutor(args.associations) as pool:
-                statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout), chunks) for s in part]
+            if args.sender == "orthanc":
+                statuses = send_through_orthanc(orthanc, ids, [ct for _, ct in everything], args.associations,
+                                                args.timeout)
+            else:
+                sent: list[float] = []
+                lock = threading.Lock()
+                chunks = [[data for data, _ in everything[i::args.associations]] for i in range(args.associations)]
+                with ThreadPoolExecutor(args.associations) as pool:
+                    statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout),
+                                                       chunks) for s in part]
             sent_s = time.perf_counter() - started
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
@@ -235,16 +286,21 @@ def main(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
             cpu_used = {"node": cpu_seconds(server.pid), "Orthanc": cpu_seconds(orthanc.pid),
-                        "sender (this bench)": time.process_time()}
+                        "this bench": time.process_time()}
             cpu_used = {name: value - cpu_before[name] for name, value in cpu_used.items()}
             sampling.set()
-            rss.append(("all read", rss_mib(server.pid)))
+            sampler.join()
+            read_rss = rss_mib(server.pid)
             node = httpx.get(health, timeout=120).json()["dicom"]
             history = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/history?limit=1", timeout=120).json()["total"]
             with orthanc.client() as http:
                 srs = [s for s in http.get("/series?expand").json() if s["MainDicomTags"].get("Modality") == "SR"]
                 in_orthanc = sum(len(s["Instances"]) for s in srs)
             alive = echo(node_port) and server.poll() is None
+        except BaseException:
+            print(f"node exit status {server.poll()}; Orthanc alive: {Path(f'/proc/{orthanc.pid}').exists()}; "
+                  "the node's log ends:\n" + (data_dir / "serve.log").read_text(errors="replace")[-3000:], flush=True)
+            raise
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -253,12 +309,15 @@ def main(args: argparse.Namespace) -> int:
     lost_history, lost_orthanc = accepted - history, accepted - in_orthanc
     rate = node["read"] / elapsed
     print(f"answered: {len(statuses) - unanswered}/{len(statuses)} ({accepted} stored, {refused} refused, "
-          f"{unanswered} unanswered); all sent in {sent_s:.1f} s over {args.associations} associations")
+          f"{unanswered} unanswered); all sent in {sent_s:.1f} s over {args.associations} associations by "
+          f"{args.sender}")
     print(f"history rows: {history}, SRs in Orthanc: {in_orthanc}; lost: {lost_history} (history), "
           f"{lost_orthanc} (Orthanc); node failures: {node['failed']}")
     print(f"node still up (C-ECHO, process alive): {alive}")
-    print("node RSS, MiB: " + ", ".join(f"{name} {value:.0f}" for name, value in rss))
-    # On this machine the sender and the PACS share the node's cores; in a hospital they run elsewhere.
+    print(f"node RSS, MiB: idle {idle_rss:.0f}, during {min(during, default=idle_rss):.0f}-"
+          f"{max(during, default=idle_rss):.0f}, when all were read {read_rss:.0f}")
+    # On this machine the sender and the PACS share the node's cores; in a hospital they run elsewhere. With
+    # --sender orthanc, Orthanc's CPU is the sender's and the reports' receiver's.
     print("CPU ms per stored instance: " + ", ".join(f"{name} {value / max(accepted, 1) * 1e3:.0f}"
                                                      for name, value in cpu_used.items())
           + f"; Predictor alone {reference_cpu * 1e3:.0f}")

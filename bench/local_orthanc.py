@@ -57,9 +57,10 @@ class Orthanc:
 
 
 @contextmanager
-def local_orthanc(binary: str, plugin: str | None, modalities: dict[str, dict], aet: str = "ORTHANC"
-                  ) -> Iterator[Orthanc]:
-    """Start Orthanc with the given DICOM modalities (name -> {AET, Host, Port}); stop and delete it after."""
+def local_orthanc(binary: str, plugin: str | None, modalities: dict[str, dict], aet: str = "ORTHANC",
+                  options: dict | None = None) -> Iterator[Orthanc]:
+    """Start Orthanc with the given DICOM modalities (name -> {AET, Host, Port}) and any other configuration
+    ``options`` (Orthanc's own keys); stop and delete it after."""
     root = Path(tempfile.mkdtemp(prefix="pneumo-orthanc-"))
     http_port, dicom_port = free_port(), free_port()
     config = {
@@ -70,6 +71,7 @@ def local_orthanc(binary: str, plugin: str | None, modalities: dict[str, dict], 
         "DicomModalities": {name: {**m, "AllowEcho": True, "AllowStore": True} for name, m in modalities.items()},
         "Plugins": [plugin] if plugin else [],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Host": f"127.0.0.1:{http_port}"},
+        **(options or {}),
     }
     (root / "orthanc.json").write_text(json.dumps(config, indent=1))
     log = open(root / "orthanc.log", "wb")

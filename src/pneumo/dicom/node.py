@@ -41,7 +41,7 @@ from pneumo.dicom.forward import Forwarder
 from pneumo.dicom.report import ModelInfo, build_overlay, build_report
 from pneumo.dicom.settings import DicomSettings
 from pneumo.dicom.spool import Spool
-from pneumo.dicom.tcp import CONNECTION_HANDLERS
+from pneumo.dicom.tcp import RECEIVING_HANDLERS
 
 log = logging.getLogger("pneumo.dicom")
 
@@ -162,7 +162,7 @@ class DicomNode:
             thread.start()
         if self.forwarder is not None and self.spool.pending(self.spool.outgoing):
             self._ask_delivery()  # reports left undelivered by the last run
-        handlers = [*CONNECTION_HANDLERS, (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
+        handlers = [*RECEIVING_HANDLERS, (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
         self._server = self._ae.start_server((self.settings.host, self.settings.port), block=False,
                                              evt_handlers=handlers)
         log.info("DICOM node %s listening on %s:%d (allow: %s, forward: %s)", self.settings.ae_title,
@@ -246,12 +246,13 @@ class DicomNode:
                 return _status(CANNOT_UNDERSTAND, f"Pixel Data has {found} bytes; the header declares {expected}")
         meta = event.file_meta
         meta.SourceApplicationEntityTitle = calling  # who sent it, kept for the history row
-        buffer = io.BytesIO()
-        buffer.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(buffer, meta, enforce_standard=True)
-        buffer.write(event.request.DataSet.getvalue())
+        header = io.BytesIO()
+        header.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(header, meta, enforce_standard=True)
         try:
-            path = self.spool.put(self.spool.incoming, buffer.getvalue(), "in")
+            # The received dataset goes to disk as pynetdicom holds it: 7.6 MB copied once less per instance.
+            with event.request.DataSet.getbuffer() as body:
+                path = self.spool.put(self.spool.incoming, [header.getvalue(), body], "in")
         except OSError as exc:
             self.stats.bump("refused")
             log.error("DICOM node: cannot spool a received instance (%s)", exc)

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 SUFFIX = ".dcm"
 
@@ -33,12 +34,14 @@ class Spool:
         # Sorted by arrival: nanoseconds, then a counter for two files in the same tick.
         return f"{time.time_ns():020d}-{os.getpid()}-{counter:06d}-{tag}{SUFFIX}"
 
-    def put(self, folder: Path, data: bytes, tag: str) -> Path:
-        """Write ``data`` durably under ``folder`` and return its path."""
+    def put(self, folder: Path, data: bytes | Sequence[bytes | memoryview], tag: str) -> Path:
+        """Write ``data`` (bytes, or buffers written one after the other) durably under ``folder`` and return its
+        path."""
         target = folder / self._name(tag)
         partial = target.with_suffix(".part")
         with open(partial, "wb") as handle:
-            handle.write(data)
+            for chunk in ([data] if isinstance(data, bytes) else data):
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, target)
