@@ -109,7 +109,8 @@ def rss_mib(pid: int) -> float:
 def start_node(args, data_dir: Path, http_port: int, dicom_port: int, orthanc) -> subprocess.Popen:
     command = [sys.executable, "-m", "pneumo.cli", "serve", "--model", args.model, "--port", str(http_port),
                "--data-dir", str(data_dir), "--log-level", "warning", "--dicom-port", str(dicom_port),
-               "--dicom-allow", f"BENCHSCU,{orthanc.aet}", "--dicom-forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"]
+               "--dicom-allow", f"BENCHSCU,{orthanc.aet}",
+               "--dicom-forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"]
     env = {k: v for k, v in os.environ.items() if k != "PNEUMO_API_KEY"}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     log = open(data_dir / "serve.log", "wb")
@@ -129,7 +130,7 @@ def start_node(args, data_dir: Path, http_port: int, dicom_port: int, orthanc) -
     raise RuntimeError("pneumo serve did not answer /health within 900 s")
 
 
-def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock, timeout: float) -> list[int]:
+def send_all(port: int, chunk: list[bytes], timeout: float) -> list[int]:
     """C-STORE the chunk over one association (a new one if the node drops it); -1: no answer."""
     import pydicom
 
@@ -147,8 +148,6 @@ def send_all(port: int, chunk: list[bytes], sent: list, lock: threading.Lock, ti
             continue
         status = assoc.send_c_store(pydicom.dcmread(io.BytesIO(data)))
         statuses.append(int(status.Status) if status and "Status" in status else -1)
-        with lock:
-            sent.append(time.perf_counter())
     if assoc is not None and assoc.is_established:
         assoc.release()
     return statuses
@@ -267,11 +266,9 @@ def main(args: argparse.Namespace) -> int:
                 statuses = send_through_orthanc(orthanc, ids, [ct for _, ct in everything], args.associations,
                                                 args.timeout)
             else:
-                sent: list[float] = []
-                lock = threading.Lock()
                 chunks = [[data for data, _ in everything[i::args.associations]] for i in range(args.associations)]
                 with ThreadPoolExecutor(args.associations) as pool:
-                    statuses = [s for part in pool.map(lambda c: send_all(node_port, c, sent, lock, args.timeout),
+                    statuses = [s for part in pool.map(lambda c: send_all(node_port, c, args.timeout),
                                                        chunks) for s in part]
             sent_s = time.perf_counter() - started
             deadline = time.monotonic() + 1800

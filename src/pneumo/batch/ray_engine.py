@@ -76,8 +76,9 @@ class RayConfig:
     ``model_batch``: files per decoding task and images per model call. Small decoding tasks cost Ray a task and
     an object per few images (over 5,216 files with one actor: 16/32 gave 0.37 of ``predict_many``, 64/128
     0.55). A model batch no larger than a decoding task keeps both actors fed as each task finishes: on 2,000
-    files, 64/32 gave 0.36-0.44 overall and 0.53-0.74 after warm-up over six runs (median 0.69), 64/128
-    0.36-0.37 and 0.57-0.64 (``bench/bench_ray.py --decode-batch --model-batch``)."""
+    files, 64/32 gave 0.36-0.44 overall and a median of 0.72 after warm-up over 11 rounds on an idle machine
+    (0.59-1.02: the estimate is noisy), 64/128 0.36-0.37 and 0.57-0.64 (``bench/bench_ray.py --decode-batch
+    --model-batch``)."""
 
     address: str | None = None
     num_cpus: int | None = None
