@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -35,6 +36,29 @@ def test_a_pdu_written_in_small_pieces_is_read_whole_and_the_next_bytes_stay_on_
         assert receive_exactly(reader, len(data)) == data
         assert receive_exactly(reader, 4) == b"NEXT"
         thread.join(10)
+
+
+def test_a_pdu_longer_than_the_first_buffer_grows_it_as_its_bytes_arrive():
+    reader, writer = socket.socketpair()
+    data = os.urandom(1_000_000)
+    with reader, writer:
+        thread = _write_in_pieces(writer, data, 70_000, close=False)
+        assert receive_exactly(reader, len(data), first_allocation=1000) == data
+        thread.join(10)
+
+
+def test_a_length_field_claiming_gigabytes_reserves_only_what_arrives():
+    reader, writer = socket.socketpair()
+    with reader:
+        _write_in_pieces(writer, b"y" * 5000, 5000, close=True).join(10)
+        tracemalloc.start()
+        try:
+            received = receive_exactly(reader, 4_000_000_000, first_allocation=4096)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert received == b"y" * 5000
+    assert peak < 1_000_000
 
 
 def test_a_peer_that_closes_midway_leaves_the_bytes_it_sent():

@@ -17,19 +17,25 @@ def send_without_delay(event: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def receive_exactly(sock: socket.socket, size: int) -> bytearray:
+# What a PDU's buffer starts at: a whole detector-sized instance (7.6 MB at 2,048 px, 16 bits). A larger PDU grows
+# its buffer as its bytes arrive, so a length field claiming gigabytes does not reserve them.
+FIRST_ALLOCATION = 16 << 20
+
+
+def receive_exactly(sock: socket.socket, size: int, first_allocation: int = FIRST_ALLOCATION) -> bytearray:
     """``size`` bytes from ``sock``, read into one buffer with as few calls as the kernel allows; fewer when the
     peer closes the connection first (what pynetdicom's own reader returns then, so it reports the short PDU)."""
-    buffer = bytearray(size)
+    buffer = bytearray(min(size, first_allocation))
     received = 0
-    with memoryview(buffer) as view:
-        while received < size:
-            count = sock.recv_into(view[received:], size - received)
-            if count == 0:
-                break
-            received += count
-    if received < size:
-        del buffer[received:]
+    while received < size:
+        if received == len(buffer):
+            buffer.extend(bytes(min(len(buffer), size - len(buffer))))  # doubling, at most to ``size``
+        with memoryview(buffer) as view:
+            count = sock.recv_into(view[received:])
+        if count == 0:
+            break
+        received += count
+    del buffer[received:]
     return buffer
 
 
