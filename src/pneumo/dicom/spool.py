@@ -34,13 +34,14 @@ class Spool:
         # Sorted by arrival: nanoseconds, then a counter for two files in the same tick.
         return f"{time.time_ns():020d}-{os.getpid()}-{counter:06d}-{tag}{SUFFIX}"
 
-    def put(self, folder: Path, data: bytes | Sequence[bytes | memoryview], tag: str) -> Path:
+    def put(self, folder: Path, data: bytes | bytearray | memoryview | Sequence[bytes | memoryview], tag: str
+            ) -> Path:
         """Write ``data`` (bytes, or buffers written one after the other) durably under ``folder`` and return its
         path."""
         target = folder / self._name(tag)
         partial = target.with_suffix(".part")
         with open(partial, "wb") as handle:
-            for chunk in ([data] if isinstance(data, bytes) else data):
+            for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())

@@ -1,4 +1,5 @@
-"""Socket options for DICOM associations, set through pynetdicom's EVT_CONN_OPEN notification."""
+"""How DICOM associations use their sockets (no Nagle delay; whole PDUs per read), set through pynetdicom's
+EVT_CONN_OPEN notification."""
 
 from __future__ import annotations
 
