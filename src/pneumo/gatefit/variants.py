@@ -45,11 +45,16 @@ def acquisition_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarr
     h, w = out.shape  # the borders below are sized on the image before any crop
     if rng.random() < 0.4:  # tighter collimation
         out = zoom_in(out, rng.uniform(0.8, 1.0))
-    if rng.random() < 0.5:  # black borders, each side on its own
-        top, bottom, left, right = (int(n * rng.uniform(0.0, 0.15)) if rng.random() < 0.7 else 0
-                                    for n in (h, h, w, w))
-        out = np.pad(out, ((top, bottom), (left, right)))
+    if rng.random() < 0.5:  # black borders
+        out = add_borders(out, h, w, rng)
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def add_borders(image: np.ndarray, h: int, w: int, rng: np.random.Generator, fill: float = 0.0) -> np.ndarray:
+    """``image`` with a band of ``fill`` added on each side on its own (7 in 10 sides get one), up to 15% of the
+    film's height ``h`` or width ``w``."""
+    top, bottom, left, right = (int(n * rng.uniform(0.0, 0.15)) if rng.random() < 0.7 else 0 for n in (h, h, w, w))
+    return np.pad(image, ((top, bottom), (left, right)), constant_values=fill)
 
 
 # Burned-in text seen on radiographs from other sites: side markers, projection and position, dates.
@@ -103,10 +108,8 @@ def collimate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = image.shape
     fill = 0.0 if rng.random() < 0.7 else 1.0
     kind = rng.random()
-    if kind < 0.4:  # borders added around the film, each side on its own
-        top, bottom, left, right = (int(n * rng.uniform(0.0, 0.15)) if rng.random() < 0.7 else 0
-                                    for n in (h, h, w, w))
-        return np.pad(image, ((top, bottom), (left, right)), constant_values=fill)
+    if kind < 0.4:  # borders added around the film
+        return add_borders(image, h, w, rng, fill)
     mask = Image.new("L", (w, h), 0)
     box = (int(w * rng.uniform(0.0, 0.12)), int(h * rng.uniform(0.0, 0.12)),
            int(w * (1 - rng.uniform(0.0, 0.12))), int(h * (1 - rng.uniform(0.0, 0.12))))
