@@ -204,14 +204,14 @@ def _in_calibration_of(patients: list[str], cfg: GateFitConfig) -> np.ndarray:
 
 
 def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRecord, Any]], fitting: np.ndarray,
-             negatives_fit: list[NegativeImage], cfg: GateFitConfig) -> dict[str, Any]:
+             used_held_out: np.ndarray, negatives_fit: list[NegativeImage], cfg: GateFitConfig) -> dict[str, Any]:
     """Add the far boundary and the non-X-ray score to ``params`` (see the module docstring, step 3); returns
-    what goes into the summary. ``fitting``: the X-ray features the covariance was fitted on."""
+    what goes into the summary. ``fitting``: the X-ray features the covariance was fitted on; ``used_held_out``:
+    which of ``used`` are in the calibration part."""
     site_features, site_patients = _variant_features(predictor, used, cfg, cfg.site_variants, 1000, site_variant,
                                                      "site")
     site, site_calibrate = np.stack(site_features), _in_calibration_of(site_patients, cfg)
-    fitting_xrays = [r.path for r, _ in used
-                     if not _in_calibration(r.patient_id or r.path, cfg.calibration_fraction, cfg.seed)]
+    fitting_xrays = [r.path for (r, _), held_out in zip(used, used_held_out) if not held_out]
     inverted = _subsample(fitting_xrays, cfg.inverted, cfg.seed) if cfg.inverted else []
     nonxray = [e.features for e in predictor.embed_many([i.source for i in negatives_fit], batch_size=cfg.batch_size)
                if e.features is not None]
@@ -270,7 +270,8 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     negatives_fit, negatives_held_out = split_negatives(negatives, cfg.nonxray_held_out)
     summary: dict[str, Any] = {"site_variants": cfg.site_variants}
     if cfg.site_variants:
-        summary.update(_fit_far(params, predictor, used, features[~calibrate], negatives_fit, cfg))
+        summary.update(_fit_far(params, predictor, used, features[~calibrate], calibrate[:len(used)], negatives_fit,
+                                cfg))
 
     gated = _predictor(directory, meta, cfg, params)
     try:
