@@ -4,7 +4,7 @@
   validation split (patients carved from train with the training seed; the gate was fitted on the train split
   only), plus the dataset's own val/test folders when present. Target <= 1% UNKNOWN.
 - the same X-rays as another site might have sent them: ``--site-variants`` site variants of each
-  (:func:`pneumo.gatefit.variants.site_variant`, from seeds the fit never uses), the stand-in for adult X-rays
+  (:func:`pneumo.data.acquisition.site_variant`, from seeds the fit never uses), the stand-in for adult X-rays
   from other hospitals, which we do not have. Target <= 5% UNKNOWN; the rest gets a result, warned or not.
 - non-X-ray images answered UNKNOWN: :func:`pneumo.gatefit.negatives.negative_images` drawn with a different
   seed than ``pneumo gate fit`` used (other photo crops, synthetic documents, screenshots and patterns), on

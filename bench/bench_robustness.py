@@ -28,7 +28,7 @@ from PIL import Image, ImageFilter
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.metrics import binary_metrics
 from pneumo.evaluation.scoring import select_records
-from pneumo.gatefit.variants import from_pil, to_pil
+from pneumo.data.acquisition import from_pil, to_pil
 from pneumo.inference.predictor import Predictor
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]

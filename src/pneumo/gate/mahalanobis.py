@@ -8,7 +8,7 @@ unlike the training population (Lee et al., 2018, "A Simple Unified Framework fo
 Samples", which also found intermediate layers' features to be the informative ones).
 
 Unlike the training population is not the same as "not a chest X-ray": site variants of the training X-rays
-(:func:`pneumo.gatefit.variants.site_variant`, the stand-in for other hospitals) and grey photographs or
+(:func:`pneumo.data.acquisition.site_variant`, the stand-in for other hospitals) and grey photographs or
 faces lie at overlapping distances. A gate with a far boundary therefore decides with two scores:
 
 - the distance: within ``threshold`` the input looks like the training X-rays; between ``threshold`` and

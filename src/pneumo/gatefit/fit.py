@@ -1,14 +1,14 @@
 """Fit a bundle's chest-X-ray gate and measure it.
 
 1. Features of the bundle's training X-rays (the train split carved exactly as in training, from
-   ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.gatefit.variants`: exposure,
+   ``meta.training``) and of ``variants`` acquisition variants of each (:mod:`pneumo.data.acquisition`: exposure,
    noise, blur, rotation, collimation, black borders), split by patient into a fitting part and a
    calibration part.
 2. Mean and Ledoit-Wolf covariance on the fitting part; threshold (the in-distribution boundary) at
    ``percentile`` of the calibration part's distances (held out from the covariance, so the threshold is not
    optimistic).
 3. The far boundary (:func:`pneumo.gate.mahalanobis.fit_far_boundary`), from ``site_variants`` site variants of
-   each X-ray (:func:`pneumo.gatefit.variants.site_variant`: field of view, scale, aspect, collimation,
+   each X-ray (:func:`pneumo.data.acquisition.site_variant`: field of view, scale, aspect, collimation,
    exposure, burned-in markers, noise) and half of the non-X-ray images (:func:`pneumo.gatefit.negatives.
    split_negatives`): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
    and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
@@ -40,7 +40,7 @@ from pneumo.evaluation.scoring import select_records
 from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, fit_gate, save_gate
 from pneumo.gatefit.negatives import NegativeImage, negative_images, split_negatives
-from pneumo.gatefit.variants import acquisition_variant, site_variant
+from pneumo.data.acquisition import acquisition_variant, site_variant
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor

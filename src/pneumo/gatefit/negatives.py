@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
-from pneumo.gatefit.variants import default_font
+from pneumo.data.acquisition import default_font
 
 CATEGORIES = ("photo", "photo-gray", "face", "dicom-other", "document", "screenshot", "blank", "noise",
               "gradient", "pattern")

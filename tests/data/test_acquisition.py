@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pneumo.gatefit.variants import (acquisition_variant, burn_in_text, collimate, exposure, resize, site_variant,
+from pneumo.data.acquisition import (acquisition_variant, burn_in_text, collimate, exposure, resize, site_variant,
                                       zoom_in, zoom_out)
 
 

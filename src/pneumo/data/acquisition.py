@@ -1,4 +1,4 @@
-"""Acquisition variants of training X-rays for fitting the chest-X-ray gate.
+"""Acquisition variants of training X-rays: the gate is fitted on them and training can augment with them.
 
 The training folder's X-rays come from one hospital and look alike; X-rays from elsewhere differ in
 exposure, detector noise and sharpness, collimation and black borders (letterboxing, PACS exports). Fitted on
