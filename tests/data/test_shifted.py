@@ -88,3 +88,22 @@ def test_a_paired_dataset_gives_each_image_a_site_variant(kermany_tree: Path, tm
     assert not torch.equal(item["image"], item["variant"])
     with pytest.raises(ValueError, match="paired"):
         XrayDataset(records, cache, None, 2, None, paired=True)
+
+
+def test_evaluation_reads_the_shifted_block_as_png_files_of_the_validation_x_rays(kermany_tree: Path,
+                                                                                 tmp_path: Path):
+    from pneumo.bundle import read_meta
+    from pneumo.evaluation.scoring import select_records
+    from pneumo.training import fit
+
+    from training.test_fit import tiny_config
+
+    best = fit(tiny_config(kermany_tree, tmp_path / "cache", epochs=1), tmp_path / "run")
+    meta = read_meta(best)[1]
+    val = select_records(meta, "val", str(kermany_tree))
+    shifted = select_records(meta, "shifted-val", str(kermany_tree))
+    assert [(r.label, r.patient_id) for r in shifted.records] == [(r.label, r.patient_id) for r in val.records]
+    assert all(r.path.endswith(".png") and Path(r.path).is_file() for r in shifted.records)
+    assert (Path(shifted.records[0].path).parent.parent / "manifest.csv").is_file()
+    again = select_records(meta, "shifted-val", str(kermany_tree))
+    assert [r.path for r in again.records] == [r.path for r in shifted.records]

@@ -8,18 +8,21 @@ Each image's rendering is seeded by its file name, so the block is the same in e
 
 from __future__ import annotations
 
+import csv
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from pneumo.config import PreprocessConfig
-from pneumo.data.acquisition import confound_swap
+from pneumo.data.acquisition import confound_swap, to_pil
+from pneumo.data.cache import default_cache_dir
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import preprocess_array
 from pneumo.data.records import ImageRecord
+from pneumo.data.selection import fingerprint
 
 
 @dataclass
@@ -49,3 +52,30 @@ def render_shifted_block(records: list[ImageRecord], cfg: PreprocessConfig, seed
     size = cfg.image_size
     pixels = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
     return ShiftedBlock(kept, pixels, skipped)
+
+
+def write_shifted_block(records: list[ImageRecord], seed: int = 0, folder: Path | None = None) -> list[ImageRecord]:
+    """The shifted block as lossless PNG files (in ``folder``, by default a cache folder named by the records'
+    fingerprint and the seed), so that evaluation and calibration read it through the path prediction uses.
+    Returns records of the PNGs (label, patient and subtype kept) and writes ``manifest.csv`` beside them;
+    files already written are reused. Unreadable originals are left out (evaluation names them)."""
+    folder = folder or default_cache_dir() / f"shifted-{fingerprint(records)}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shifted = []
+    for record in records:
+        target = folder / record.label / f"{Path(record.path).stem}.png"
+        if not target.is_file():
+            try:
+                image = shifted_image(decode_image(record.path), record, seed)
+            except ImageDecodeError:
+                continue
+            target.parent.mkdir(exist_ok=True)
+            partial = target.with_suffix(".png.tmp")
+            to_pil(image).save(partial, format="PNG")
+            partial.replace(target)  # a killed run leaves no half-written image behind
+        shifted.append(replace(record, path=str(target)))
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "patient_id", "subtype"])
+        writer.writerows([r.path, r.label, r.patient_id, r.subtype] for r in shifted)
+    return shifted
