@@ -23,6 +23,9 @@ class PreprocessConfig:
     # Percentile stretch removes scanner-specific brightness/contrast offsets before the network sees them.
     intensity: Literal["none", "percentile"] = "percentile"
     clahe: bool = False
+    # Crop each film to its thorax (pneumo.data.thorax: lung fields found by a classical method, plus a
+    # margin) before resizing, so that framing (neck, arms, abdomen, borders) differs less between sites.
+    thorax_crop: bool = False
     mean: float = 0.5
     std: float = 0.25
     # Stored with the weights like the rest; bundles written before these existed read today's values.

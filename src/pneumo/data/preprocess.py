@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from pneumo.config import PreprocessConfig
+from pneumo.data.thorax import crop_to_thorax
 
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
@@ -76,6 +77,8 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Decoded float [0, 1] array -> uint8 ``image_size`` square. Deterministic; this is what is cached."""
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale array, got shape {image.shape}")
+    if cfg.thorax_crop:
+        image = crop_to_thorax(image)
     out = resize_square(np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode, cfg.interpolation)
     if cfg.intensity == "percentile":
         out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
