@@ -20,6 +20,7 @@ from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import temporal_position
+from pneumo.data.thorax import find_thorax
 
 # What each attribute measures, for the report.
 ATTRIBUTES = {
@@ -30,8 +31,10 @@ ATTRIBUTES = {
     "black_point": "5th percentile grey level (how much black background or collimation is in the field)",
     "white_point": "95th percentile grey level (how bright dense tissue and markers are rendered)",
     "border_dark": "share of dark pixels (< 0.1) in a band of 6% along the edges (collimation, borders)",
-    "body_height": "share of rows whose centre third is not dark (how far the field reaches above and "
-                   "below the chest: neck, abdomen)",
+    "thorax_height": "share of the film's height the lung fields span (pneumo.data.thorax; how much neck "
+                     "and abdomen the field holds)",
+    "thorax_width": "share of the film's width the lung fields span (arms, borders beside the chest)",
+    "thorax_aspect": "width / height of the lung fields in the film's pixels (body proportions, age)",
     "corner_text": "share of near-white pixels (> 0.95) in the brightest corner (burned-in markers, text)",
     "centre_spread": "standard deviation inside the central half (lung-field contrast; also pathology)",
 }
@@ -58,15 +61,24 @@ def attributes(image: np.ndarray) -> dict[str, float]:
                             image[:, -band:].ravel()])
     corners = [image[:h // 5, :w // 5], image[:h // 5, -(w // 5):], image[-(h // 5):, :w // 5],
                image[-(h // 5):, -(w // 5):]]
-    centre_columns = image[:, w // 3:2 * w // 3]
     low, high = np.percentile(image, [5, 95])
     return {
         "aspect": w / h, "pixels": float(w * h), "mean": float(image.mean()), "spread": float(image.std()),
         "black_point": float(low), "white_point": float(high), "border_dark": float((edges < 0.1).mean()),
-        "body_height": float((centre_columns.mean(axis=1) > 0.25).mean()),
+        **_thorax(image),
         "corner_text": float(max((c > 0.95).mean() for c in corners if c.size)),
         "centre_spread": float(image[h // 4:3 * h // 4, w // 4:3 * w // 4].std()),
     }
+
+
+def _thorax(image: np.ndarray) -> dict[str, float]:
+    """The lung fields' extent; NaN where the classical finder finds no pair (left out of that AUC)."""
+    box = find_thorax(image)
+    if box is None:
+        return {"thorax_height": float("nan"), "thorax_width": float("nan"), "thorax_aspect": float("nan")}
+    h, w = image.shape
+    height, width = box.bottom - box.top, box.right - box.left
+    return {"thorax_height": height, "thorax_width": width, "thorax_aspect": width * w / (height * h)}
 
 
 def sequence_of(record: ImageRecord) -> str:
@@ -99,9 +111,11 @@ def measure(records: list[ImageRecord]) -> AttributeTable:
 
 
 def _auc(is_pneumonia: np.ndarray, values: np.ndarray) -> float:
-    if len(set(is_pneumonia.tolist())) < 2:
+    """AUC over the images where the attribute was measured (not NaN)."""
+    measured = np.isfinite(values)
+    if len(set(is_pneumonia[measured].tolist())) < 2:
         return float("nan")
-    return float(roc_auc_score(is_pneumonia, values))
+    return float(roc_auc_score(is_pneumonia[measured], values[measured]))
 
 
 def score_attributes(table: AttributeTable) -> list[AttributeScore]:
@@ -114,6 +128,7 @@ def score_attributes(table: AttributeTable) -> list[AttributeScore]:
         for sequence in sorted(set(sequences[~is_pneumonia].tolist())):
             chosen = is_pneumonia | (sequences == sequence)
             score.by_sequence[sequence] = _auc(is_pneumonia[chosen], values[chosen])
-        score.medians = {s: float(np.median(values[sequences == s])) for s in sorted(set(sequences.tolist()))}
+        score.medians = {s: float(np.nanmedian(values[sequences == s])) if np.isfinite(values[sequences == s]).any()
+                         else float("nan") for s in sorted(set(sequences.tolist()))}
         scores.append(score)
     return sorted(scores, key=lambda s: -s.strength)

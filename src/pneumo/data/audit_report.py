@@ -10,16 +10,27 @@ from pneumo.data.audit import ATTRIBUTES, AttributeScore, AttributeTable
 from pneumo.data.audit_probe import ProbeResult
 
 
+def _no_nan(value):
+    """NaN (an attribute never measured) as JSON null: NaN is not JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def audit_dict(table: AttributeTable, scores: list[AttributeScore], probe: ProbeResult | None) -> dict:
-    return {
+    return _no_nan({
         "images": len(table.records), "skipped": [{"path": p, "reason": r} for p, r in table.skipped],
         "attributes": [dict(asdict(s), strength=s.strength, meaning=ATTRIBUTES[s.name]) for s in scores],
         "lungs_hidden_probe": asdict(probe) if probe is not None else None,
-    }
+    })
 
 
-def _cell(value: float) -> str:
-    return "n/a" if value != value else f"{value:.3f}"
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def report_markdown(audit: dict) -> str:
@@ -49,6 +60,6 @@ def report_markdown(audit: dict) -> str:
 def write_audit(out: Path, audit: dict) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "audit.json", out / "report.md"
-    json_path.write_text(json.dumps(audit, indent=2) + "\n")
+    json_path.write_text(json.dumps(audit, indent=2, allow_nan=False) + "\n")
     md_path.write_text(report_markdown(audit))
     return json_path, md_path
