@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from pneumo.config import PreprocessConfig
+from pneumo.optional import require
 
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
@@ -81,8 +82,7 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
     pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     if cfg.clahe:
-        import cv2
-
+        cv2 = require("cv2", extra="clahe", needed_for="CLAHE preprocessing (the bundle's preprocess.clahe)")
         pixels = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles)).apply(pixels)
     return pixels
 
