@@ -3,9 +3,9 @@
 In the architectures whose Grad-CAM layer is followed by global average pooling and a head of Linear layers
 and element-wise activations (mobilenet_v3, resnet, efficientnet, densenet), the gradient of the score with
 respect to the layer's map A (C, h, w) is the head's gradient g with respect to the pooled vector, spread
-evenly over the map: dS/dA[c, i, j] = g[c] / (h w) (times 1[A > 0] where a ReLU comes before the pooling).
-Grad-CAM's weights, the spatial mean of that gradient, are then g / (h w) (times the fraction of positive
-cells). The head's backward pass is written out below for the few layer types such heads hold, so no autograd
+evenly over the map: dS/dA[c, i, j] = g[c] / (h w), and Grad-CAM's weights, the spatial mean of that gradient,
+are g / (h w). (densenet121 applies an in-place ReLU to its Grad-CAM layer's output before pooling, so the map
+autograd Grad-CAM reads, and differentiates, is ReLU(A); the graph does the same.) The head's backward pass is written out below for the few layer types such heads hold, so no autograd
 is needed and the whole heatmap, :func:`pneumo.explain.gradcam.mean_of_maps` included, is a forward graph.
 vgg16 and simple_cnn pool other than globally before their head; they have no graph Grad-CAM.
 """
@@ -24,8 +24,8 @@ from pneumo.models import ENSEMBLE, LogitEnsemble, gradcam_layer
 
 @dataclass(frozen=True)
 class PooledHead:
-    """What follows an architecture's Grad-CAM layer: global average pooling (after a ReLU when
-    ``relu_before_pool``), then the module at ``head`` (a Sequential of supported layers)."""
+    """What follows an architecture's Grad-CAM layer: global average pooling (after an in-place ReLU of the
+    layer's output when ``relu_before_pool``), then the module at ``head`` (a Sequential of supported layers)."""
 
     head: str
     relu_before_pool: bool = False
@@ -37,7 +37,7 @@ POOLED_HEADS: dict[str, PooledHead] = {
     "resnet18": PooledHead("fc"),
     "resnet50": PooledHead("fc"),
     "efficientnet_b0": PooledHead("classifier"),
-    "densenet121": PooledHead("classifier", relu_before_pool=True),  # torchvision applies F.relu after norm5
+    "densenet121": PooledHead("classifier", relu_before_pool=True),  # torchvision: F.relu(inplace=True) after norm5
 }
 # Eval-mode identities: dropout is off, a flatten of an (N, C) vector changes nothing.
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
@@ -141,14 +141,14 @@ class GraphGradCAM(nn.Module):
         self.score_gradient = log_odds_gradient(normal_index)
 
     def forward(self, activations: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        pooled = [F.relu(a).mean(dim=(2, 3)) if relu else a.mean(dim=(2, 3))
-                  for a, relu in zip(activations, self.relu_before_pool)]
+        # ReLU is idempotent: whether the map arrives before or after the in-place ReLU, this is the map pooled.
+        activations = [F.relu(a) if relu else a for a, relu in zip(activations, self.relu_before_pool)]
+        pooled = [a.mean(dim=(2, 3)) for a in activations]
         passes = [head(p) for head, p in zip(self.heads, pooled)]
         logits = torch.stack([member_logits for member_logits, _ in passes]).mean(dim=0)
         # An ensemble's score reads the mean of its members' logits: each member gets 1/count of the gradient.
         share = self.score_gradient(logits) / len(passes)
         weights = []
-        for head, (_, inputs), a, relu in zip(self.heads, passes, activations, self.relu_before_pool):
-            spread = head.backward(inputs, share) / float(a.shape[2] * a.shape[3])
-            weights.append(spread * (a > 0).to(a.dtype).mean(dim=(2, 3)) if relu else spread)
+        for head, (_, inputs), a in zip(self.heads, passes, activations):
+            weights.append(head.backward(inputs, share) / float(a.shape[2] * a.shape[3]))
         return mean_of_maps(activations, weights, size)
