@@ -37,6 +37,17 @@ def test_a_broken_installed_module_keeps_its_own_error(tmp_path, monkeypatch):
     assert not isinstance(caught.value, MissingExtraError)
 
 
+def test_a_clahe_bundle_without_opencv_names_its_extra(monkeypatch):
+    from pneumo.config import PreprocessConfig
+    from pneumo.data.preprocess import preprocess_array
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    image = np.linspace(0.0, 1.0, 32 * 32, dtype=np.float32).reshape(32, 32)
+    assert preprocess_array(image, PreprocessConfig(image_size=16)).shape == (16, 16)  # no CLAHE: no OpenCV needed
+    with pytest.raises(MissingExtraError, match=r"CLAHE preprocessing .* pip install 'pneumo\[clahe\]'"):
+        preprocess_array(image, PreprocessConfig(image_size=16, clahe=True))
+
+
 def test_unknown_extra_is_an_error():
     with pytest.raises(ValueError, match=r"unknown extra 'trian'; choose one of \["):
         require("numpy", extra="trian", needed_for="x")
