@@ -44,7 +44,7 @@ def test_a_clahe_bundle_without_opencv_names_its_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)
     image = np.linspace(0.0, 1.0, 32 * 32, dtype=np.float32).reshape(32, 32)
     assert preprocess_array(image, PreprocessConfig(image_size=16)).shape == (16, 16)  # no CLAHE: no OpenCV needed
-    with pytest.raises(MissingExtraError, match=r"CLAHE preprocessing .* pip install 'pneumo\[clahe\]'"):
+    with pytest.raises(MissingExtraError, match=r"CLAHE preprocessing .* pip install 'pneumo\[opencv\]'"):
         preprocess_array(image, PreprocessConfig(image_size=16, clahe=True))
 
 

@@ -2,7 +2,7 @@
 
 ``pip install pneumo`` predicts, explains and serves on ONNX Runtime. Training, export and gate fitting need
 the ``train`` extra (PyTorch), evaluation the ``eval`` extra (scikit-learn, matplotlib; ``train`` includes
-it), a bundle preprocessed with CLAHE the ``clahe`` extra (OpenCV), the DICOM node the ``dicom`` extra, Ray
+it), a bundle preprocessed with CLAHE the ``opencv`` extra, the DICOM node the ``dicom`` extra, Ray
 scoring the ``ray`` extra, PostgreSQL history the ``postgres`` extra. Every path that needs one calls :func:`require` or :func:`require_extra` first, so a missing extra is one
 sentence naming what to install (``pneumo`` prints it and exits 2), never a traceback from deep inside an
 import. The model is MONAI's ``optional_import``, reduced to the one case pneumo has.
@@ -17,7 +17,7 @@ from types import ModuleType
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "onnx", "sklearn", "cv2"),
     "eval": ("sklearn", "matplotlib"),
-    "clahe": ("cv2",),
+    "opencv": ("cv2",),
     "dicom": ("pynetdicom", "highdicom", "dicomweb_client"),
     "ray": ("ray",),
     "postgres": ("psycopg",),

@@ -82,7 +82,7 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
     pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     if cfg.clahe:
-        cv2 = require("cv2", extra="clahe", needed_for="CLAHE preprocessing (the bundle's preprocess.clahe)")
+        cv2 = require("cv2", extra="opencv", needed_for="CLAHE preprocessing (the bundle's preprocess.clahe)")
         pixels = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles)).apply(pixels)
     return pixels
 
