@@ -26,9 +26,9 @@ case "$1" in
     [ $# -eq 1 ] || usage
     wheel=build/wheelhouse/pneumo-$VERSION-py3-none-any.whl
     [ -f "$wheel" ] || { echo "no $wheel; run 'bash scripts/build_image.sh wheelhouse' first" >&2; exit 1; }
-    if compgen -G "build/wheelhouse/nvidia_*.whl" >/dev/null; then
-      echo "warning: build/wheelhouse/ holds the CUDA build of torch ($(du -sh build/wheelhouse | cut -f1));" \
-           "a CPU Space needs only the CPU build (TORCH_INDEX_URL default of scripts/build_image.sh)" >&2
+    if compgen -G "build/wheelhouse/torch-*.whl" >/dev/null; then
+      echo "warning: build/wheelhouse/ holds torch ($(du -sh build/wheelhouse | cut -f1)), so the Space's image would" \
+           "too; the Space predicts and explains on ONNX Runtime: fill the wheelhouse without EXTRAS=train" >&2
     fi
     # The Containerfile as is, with the version it must install filled in and the Space's serve command.
     sed "s/^ARG PNEUMO_VERSION\$/ARG PNEUMO_VERSION=$VERSION/" Containerfile > "$SPACE/Dockerfile"

@@ -39,6 +39,9 @@ def run_summary(args: argparse.Namespace) -> int:
 def run_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pneumo.optional import require_extra
+
+    require_extra("eval", needed_for="pneumo data audit")  # before the imports below, which need it
     from pneumo.data.audit import measure, score_attributes, sequence_of
     from pneumo.data.audit_probe import run_probe
     from pneumo.data.audit_report import audit_dict, write_audit

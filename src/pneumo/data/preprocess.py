@@ -12,6 +12,7 @@ from PIL import Image
 
 from pneumo.config import PreprocessConfig
 from pneumo.data.thorax import crop_to_thorax
+from pneumo.optional import require
 
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
@@ -84,8 +85,7 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
     pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     if cfg.clahe:
-        import cv2
-
+        cv2 = require("cv2", extra="opencv", needed_for="CLAHE preprocessing (the bundle's preprocess.clahe)")
         pixels = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles)).apply(pixels)
     return pixels
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from pneumo.optional import require
 
 WORK_SIZE = 128
 MARGIN = 0.12  # of the box's height and width, added on each side: the lung edges and costophrenic angles
@@ -29,9 +30,14 @@ class Box:
     right: float
 
 
+def _opencv():
+    return require("cv2", extra="opencv", needed_for="a bundle preprocessed with thorax_crop")
+
+
 def _dark_regions(pixels: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Components darker than Otsu's threshold of the pixels ``within``; opening first cuts the thin dark
     bridges (armpits, gaps between arm and chest wall) that join a lung field to the outside air."""
+    cv2 = _opencv()
     threshold, _ = cv2.threshold(pixels[within].reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     dark = ((pixels < threshold) & within).astype(np.uint8)
     dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
@@ -50,6 +56,7 @@ def find_thorax(image: np.ndarray) -> Box | None:
 
     Two passes: the darkest regions that run along the edge are outside air; within the rest (the body),
     the regions darker than the body's own threshold are the lung fields."""
+    cv2 = _opencv()
     small = cv2.resize(np.clip(image, 0.0, 1.0).astype(np.float32), (WORK_SIZE, WORK_SIZE),
                        interpolation=cv2.INTER_AREA)
     pixels = np.round(cv2.GaussianBlur(small, (5, 5), 0) * 255).astype(np.uint8)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
+from pneumo.optional import require_extra
 from pneumo.service.api import ServiceContext, router
 from pneumo.service.errors import install_error_handlers
 from pneumo.service.history import open_history
@@ -92,10 +93,8 @@ def load_predictor(settings: ServiceSettings) -> Any:
 
 def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
     """The DICOM node sharing this app's Predictor and history (started and stopped with the app)."""
-    try:
-        from pneumo.dicom.node import DicomNode  # the optional 'dicom' extra
-    except ImportError as exc:
-        raise ValueError(f"--dicom-port needs the DICOM extra ({exc}): pip install 'pneumo[dicom]'") from exc
+    require_extra("dicom", needed_for="--dicom-port")
+    from pneumo.dicom.node import DicomNode
     return DicomNode(settings.dicom, predictor, history)
 
 
