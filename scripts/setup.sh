@@ -7,7 +7,8 @@
 #                                     # takes it from local disk here), plus Debian's chromium (browser test),
 #                                     # postgresql (history on PostgreSQL; the tests start a throwaway server) and
 #                                     # orthanc with its DICOMweb plugin (the DICOM node's tests run against a
-#                                     # throwaway Orthanc PACS) when apt is available.
+#                                     # throwaway Orthanc PACS), and podman, runc and mmdebstrap
+#                                     # (bench/container_e2e.sh) when apt is available.
 #
 # Both install pneumo editable into the same .venv, so the full setup can follow a --predict one.
 set -euo pipefail
@@ -27,6 +28,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+# The container bench (bench/container_e2e.sh) builds its base with mmdebstrap and runs it with podman + runc.
+for tool in podman runc mmdebstrap; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   (apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null) \
