@@ -33,7 +33,7 @@ def png_bytes(side: int = 64, seed: int = 0) -> bytes:
 def secured(session_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     settings = ServiceSettings(model=str(session_bundle), data_dir=tmp_path_factory.mktemp("secured"), api_key=KEY,
                                max_upload_bytes=40_000)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -223,7 +223,7 @@ def test_request_input_never_opens_a_file_outside_the_service_folders(session_bu
     settings = ServiceSettings(model=str(session_bundle), data_dir=data_dir, api_key=KEY)
     allowed = [data_dir.resolve(), STATIC_DIR.resolve(), session_bundle.resolve()]
     headers = {"X-API-Key": KEY}
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         # Warm every route once first, so lazy imports (which open .py files) happen outside the recording.
         assert predict(client, png_bytes(), headers).status_code == 200
         assert client.get("/api/v1/history/1", headers=headers).status_code == 200
