@@ -96,18 +96,19 @@ def rle_segment_bomb(side: int = 16, expanded: int = 64 * 1024 * 1024) -> bytes:
 
 def deflated_bomb(compressed_target: int = 512 * 1024, side: int = 16) -> bytes:
     """Issue 28's second bomb: ~0.5 MB of raw deflate (DICOM's Deflated Explicit VR Little Endian) that
-    inflates to ~500 MB: a ``side`` x ``side`` header followed by a pixel element of zeros, built by
-    feeding the compressor in chunks so the zeros never exist at once."""
-    declared = compressed_target * 1000  # zeros deflate about 1000:1
+    inflates to ~500 MB: a ``side`` x ``side`` header followed by a pixel element of zeros. One block of
+    16 MiB of zeros is compressed once and repeated (each ends in a full flush, so blocks stand alone), so
+    even a 20 GB bomb is built in a moment."""
+    zeros = 16 * 1024 * 1024
+    block_maker = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = block_maker.compress(bytes(zeros)) + block_maker.flush(zlib.Z_FULL_FLUSH)
+    repeats = max(compressed_target // len(block), 1)
     ds = _header(side, side, bits=8)
-    head = _encode(ds) + _PIXEL_DATA_OB + struct.pack("<I", declared)
+    head = _encode(ds) + _PIXEL_DATA_OB + struct.pack("<I", min(repeats * zeros, 0xFFFFFFFE))
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    parts = [compressor.compress(head)]
-    chunk = bytes(1 << 20)
-    for _ in range(declared // len(chunk)):
-        parts.append(compressor.compress(chunk))
-    parts.append(compressor.flush())
-    return _file(ds, DeflatedExplicitVRLittleEndian, b"".join(parts))
+    start = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    final_empty_block = b"\x03\x00"
+    return _file(ds, DeflatedExplicitVRLittleEndian, start + block * repeats + final_empty_block)
 
 
 def deflated_dicom(pixels: np.ndarray) -> bytes:
@@ -126,10 +127,11 @@ def multiframe_dicom(frames: int = 2, side: int = 16) -> bytes:
     return _file(ds, ExplicitVRLittleEndian)
 
 
-def blank_png(width: int, height: int) -> bytes:
-    """A real, fully decodable gray PNG of zeros: a few KB for tens of megapixels."""
+def blank_image(width: int, height: int, mode: str = "L", fmt: str = "PNG") -> bytes:
+    """A real, fully decodable blank image (``mode`` L, I;16 or RGB; PNG or JPEG): a few KB for tens of
+    megapixels."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.new("L", (width, height)).save(buffer, format="PNG", optimize=False)
+    Image.new(mode, (width, height)).save(buffer, format=fmt)
     return buffer.getvalue()

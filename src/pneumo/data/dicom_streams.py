@@ -152,7 +152,7 @@ def check_encapsulated_frame(dataset: Any, label: str, rows: int, columns: int) 
     if size != (rows, columns):
         kind = ImageTooLargeError if size[0] * size[1] > rows * columns else ImageDecodeError
         raise kind(label, f"compressed frame declares {size[1]}x{size[0]} pixels but the DICOM header "
-                          f"{columns}x{rows}; it is refused before decoding")
+                          f"{columns}x{rows}, the limit its pixels are budgeted for; refused before decoding")
 
 
 def jpeg_frame_size(stream: bytes) -> tuple[int, int] | None:
@@ -202,8 +202,8 @@ def _check_rle(frame: bytes, label: str, frame_pixels: int) -> None:
     for start, end in zip(offsets, ends):
         expanded = rle_segment_length(frame[start:end], frame_pixels + 1)
         if expanded > frame_pixels + 1:
-            raise ImageTooLargeError(label, f"an RLE segment expands past its frame's {frame_pixels} bytes; "
-                                            "refused before decoding")
+            raise ImageTooLargeError(label, f"an RLE segment expands past the {frame_pixels}-byte limit of one "
+                                            "byte plane of its frame (Rows x Columns); refused before decoding")
 
 
 def rle_segment_length(segment: bytes, stop_after: int) -> int:
