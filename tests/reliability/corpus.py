@@ -12,6 +12,7 @@ same seed. Each :class:`Case` says what a correct reader must do with it:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import struct
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from . import bombs
 
 EXPECTS = ("ok", "error", "either")
 GIANT = 30_000  # side of the "declared but absurd" images: 900 MP, far over the decoder's limit
@@ -333,6 +336,16 @@ def build_corpus(root: str | Path, seed: int = 0) -> list[Case]:
     w.add("giant_header.dcm", "giant header", "error", dicom_bytes(np.zeros((4, 4), np.uint16), Rows=GIANT,
                                                                    Columns=GIANT), **fast)
     w.add("zlib_bomb_8000.png", "giant header", "error", png_zlib_bomb(8000), **fast)
+    # Issue 28's bombs: small files whose compressed pixels would expand to gigabytes, refused from their
+    # headers (and a capped inflation), never decoded.
+    bomb = "decompression bomb"
+    w.add("bomb_deflated.dcm", bomb, "error", bombs.deflated_bomb(), **fast)
+    w.add("bomb_deflated_header.dcm", bomb, "error", bombs.deflated_bomb(compressed_target=64 * 1024, side=16_000),
+          **fast)
+    w.add("bomb_rle_segment.dcm", bomb, "error", bombs.rle_segment_bomb(expanded=64 * 1024 * 1024), **fast)
+    if importlib.util.find_spec("jpeg_ls") is not None:  # pyjpegls encodes them (pydicom's JPEG-LS plugin)
+        w.add("bomb_jpegls_128_frames.dcm", bomb, "error", bombs.jpegls_multiframe_bomb(), **fast)
+        w.add("bomb_jpegls_lying_frame.dcm", bomb, "error", bombs.jpegls_lying_frame(), **fast)
 
     # Unusual but legitimate encodings: must decode, and decode correctly.
     ramp16 = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (30, 1))

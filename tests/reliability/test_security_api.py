@@ -150,7 +150,7 @@ def raw_get(app, raw_path: str) -> tuple[int, bytes]:
     path, _, query = raw_path.partition("?")
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": unquote(path), "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"testserver"), (b"x-api-key", KEY.encode())], "server": ("testserver", 80),
+             "headers": [(b"host", b"127.0.0.1"), (b"x-api-key", KEY.encode())], "server": ("127.0.0.1", 80),
              "client": ("127.0.0.1", 1)}
     sent: list[dict] = []
     requested = False
