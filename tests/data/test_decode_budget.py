@@ -3,6 +3,7 @@ memory traced; ordinary compressed and deflated files still decode."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import tracemalloc
 
@@ -12,10 +13,12 @@ from PIL import Image
 
 from pneumo.data.decode import DecodeLimits, decode_image
 from pneumo.data.dicom_streams import inflate_capped, rle_segment_length
-from pneumo.data.errors import ImageTooLargeError
+from pneumo.data.errors import ImageDecodeError, ImageTooLargeError
 from tests.reliability import bombs
 
 MB = 1024 * 1024
+# pyjpegls (installed with the dicom extra) encodes the JPEG-LS bombs and decodes JPEG-LS for pydicom.
+needs_jpegls = pytest.mark.skipif(importlib.util.find_spec("jpeg_ls") is None, reason="pyjpegls is not installed")
 
 
 def _refused_peak(data: bytes, match: str) -> int:
@@ -31,11 +34,18 @@ def _refused_peak(data: bytes, match: str) -> int:
     return peak
 
 
+@needs_jpegls
 def test_jpegls_multiframe_bomb_is_refused_from_its_header() -> None:
     data = bombs.jpegls_multiframe_bomb()
     assert len(data) < 60_000  # ~40 KB that would decode to 1 GB
     peak = _refused_peak(data, rf"1024000000 bytes \(128 frame\(s\).*over the {256 * MB}-byte decoding budget")
     assert peak < 50 * MB
+
+
+def test_rle_multiframe_bomb_is_refused_from_its_header() -> None:
+    data = bombs.rle_multiframe_bomb()
+    peak = _refused_peak(data, rf"512000000 bytes \(128 frame\(s\).*over the {256 * MB}-byte decoding budget")
+    assert peak < 50 * MB + len(data)
 
 
 def test_deflated_bomb_is_inflated_with_a_cap() -> None:
@@ -51,6 +61,7 @@ def test_deflated_header_over_the_budget_is_refused_from_the_first_inflated_byte
     assert peak < 50 * MB
 
 
+@needs_jpegls
 def test_codestream_larger_than_its_header_is_refused() -> None:
     peak = _refused_peak(bombs.jpegls_lying_frame(declared=16, actual=4000), "declares 4000x4000 pixels but the "
                                                                             "DICOM header 16x16")
@@ -86,6 +97,7 @@ def test_ordinary_deflated_dicom_still_decodes() -> None:
     np.testing.assert_allclose(image, expected, atol=1e-6)
 
 
+@needs_jpegls
 def test_ordinary_jpegls_dicom_still_decodes() -> None:
     image = decode_image(bombs.jpegls_lying_frame(declared=64, actual=64))  # header and codestream agree
     assert image.shape == (64, 64) and np.isfinite(image).all()
@@ -99,6 +111,12 @@ def test_inflate_capped_stops_at_the_cap() -> None:
     assert len(inflate_capped(stream, "x", 10 * MB)) == 10 * MB
     with pytest.raises(ImageTooLargeError, match="more than 1048576 bytes"):
         inflate_capped(stream, "x", 1 * MB)
+
+
+def test_truncated_deflated_dicom_is_an_error_naming_the_file() -> None:
+    data = bombs.deflated_dicom(np.zeros((32, 32), np.uint16))
+    with pytest.raises(ImageDecodeError, match="^cut.dcm: deflated DICOM data is truncated"):
+        decode_image(data[:-20], name="cut.dcm")
 
 
 def test_rle_segment_length_counts_runs() -> None:

@@ -71,6 +71,18 @@ def jpegls_multiframe_bomb(frames: int = 128, size: int = 2000) -> bytes:
     return _file(ds, JPEGLSLossless)
 
 
+def rle_multiframe_bomb(frames: int = 128, size: int = 2000) -> bytes:
+    """The same bomb where JPEG-LS cannot be encoded (pyjpegls comes with the ``dicom`` extra): RLE Lossless,
+    ``frames`` blank 8-bit ``size`` x ``size`` frames (~8 MB of runs for 512 MB of pixels)."""
+    whole, rest = divmod(size * size, 128)
+    runs = b"\x81\x00" * whole + (bytes([257 - rest, 0]) if rest > 1 else b"\x00\x00" * rest)
+    frame = struct.pack("<16I", 1, 64, *([0] * 14)) + runs
+    ds = _header(size, size, bits=8, frames=frames)
+    ds.PixelData = encapsulate([frame] * frames)
+    ds["PixelData"].VR = "OB"
+    return _file(ds, RLELossless)
+
+
 def jpegls_lying_frame(declared: int = 16, actual: int = 4000) -> bytes:
     """A one-frame JPEG-LS DICOM whose header says ``declared`` pixels a side while its codestream holds a
     blank ``actual`` x ``actual`` image: the decoder would allocate the codestream's size."""

@@ -111,6 +111,8 @@ def inflate_capped(compressed: bytes | memoryview, label: str, cap: int,
                                                 f"{cap}-byte limit for its dataset")
     except zlib.error as exc:
         raise ImageDecodeError(label, f"deflated DICOM data is corrupt ({exc})") from exc
+    if not inflater.eof:
+        raise ImageDecodeError(label, "deflated DICOM data is truncated (the deflate stream does not end)")
     if tighten is not None and produced < _HEADER_PREFIX:
         tighten(b"".join(parts))  # a short dataset: its header is still checked against the budget
     return b"".join(parts)

@@ -61,25 +61,22 @@ def check_pixel_budget(label: str, limits: DecodeLimits, *, rows: int, columns: 
                                         "image; pneumo reads single-frame radiographs")
 
 
-def _int_tag(dataset: Any, keyword: str, default: int) -> int:
+def _int_tag(dataset: Any, keyword: str, default: int, label: str) -> int:
     value = dataset.get(keyword, default)
     try:
         return int(value if value not in (None, "") else default)
     except (TypeError, ValueError) as exc:
-        raise ImageDecodeError("", f"{keyword} {value!r} is not a number") from exc
+        raise ImageDecodeError(label, f"DICOM header: {keyword} {str(value)[:40]!r} is not a number") from exc
 
 
 def check_dicom_budget(dataset: Any, label: str, limits: DecodeLimits = DecodeLimits()) -> tuple[int, int]:
     """Check a DICOM header (a pydicom Dataset; pixels need not be read) against the budget; return
     ``(rows, columns)``. Raises :class:`ImageDecodeError` for a header without pixels and
     :class:`ImageTooLargeError` naming the limit for one over the budget."""
-    try:
-        rows, columns = _int_tag(dataset, "Rows", 0), _int_tag(dataset, "Columns", 0)
-        frames = max(_int_tag(dataset, "NumberOfFrames", 1), 1)
-        bits = _int_tag(dataset, "BitsAllocated", 16)
-        samples = max(_int_tag(dataset, "SamplesPerPixel", 1), 1)
-    except ImageDecodeError as exc:
-        raise ImageDecodeError(label, f"DICOM header: {exc.reason}") from exc
+    rows, columns = _int_tag(dataset, "Rows", 0, label), _int_tag(dataset, "Columns", 0, label)
+    frames = max(_int_tag(dataset, "NumberOfFrames", 1, label), 1)
+    bits = _int_tag(dataset, "BitsAllocated", 16, label)
+    samples = max(_int_tag(dataset, "SamplesPerPixel", 1, label), 1)
     if rows < 1 or columns < 1:
         raise ImageDecodeError(label, f"DICOM declares no pixels ({rows}x{columns})")
     if "PALETTE" in str(dataset.get("PhotometricInterpretation", "")).upper():
