@@ -7,7 +7,7 @@ Starts the server on 127.0.0.1 (a fresh SQLite history in a temporary folder), t
 the 40 KB JPEG-LS DICOM of 128 blank 2000x2000 frames, the 0.5 MB deflated DICOM, a deflated DICOM near the
 upload limit (20 GB inflated), an RLE segment that expands 64 times, a JPEG-LS frame larger than its header,
 40-megapixel images at the pixel limit (8-bit and 16-bit PNG, RGB JPEG), a 16-bit DICOM near the upload
-limit and an upload over it. The
+limit, a real X-ray enlarged to 6000x6000 and an upload over the limit. The
 server's RSS (psutil if installed, else /proc/PID/status) is sampled every 10 ms. Prints, per upload, the
 status, the peak RSS while it ran and the start of the answer; then the overall peak and whether
 ``/api/v1/health`` still answers. Exit status 1 when a bomb is not refused with a 4xx naming its limit, a
@@ -20,6 +20,7 @@ The bombs are refused before any model runs. The valid files are sent without Gr
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
@@ -111,6 +112,17 @@ def near_limit_dicom() -> bytes:
     return dicom_bytes(pixels)
 
 
+def large_xray_jpeg(side: int) -> bytes:
+    """A real chest X-ray from tests/assets enlarged to ``side`` x ``side``: a large film the gate reads, so
+    the whole path (and Grad-CAM with --heatmap) runs at a size near the pixel limit."""
+    from PIL import Image
+
+    source = sorted((Path(__file__).resolve().parents[1] / "tests" / "assets").glob("*.jpeg"))[0]
+    buffer = io.BytesIO()
+    Image.open(source).convert("L").resize((side, side), Image.BICUBIC).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def uploads() -> list[Upload]:
     return [
         Upload("JPEG-LS DICOM, 128 blank 2000x2000 frames", bombs.jpegls_multiframe_bomb(), "refused"),
@@ -125,6 +137,7 @@ def uploads() -> list[Upload]:
         Upload("16-bit PNG of 6324x6324 blank pixels", bombs.blank_image(6324, 6324, "I;16"), "read"),
         Upload("RGB JPEG of 6324x6324 blank pixels", bombs.blank_image(6324, 6324, "RGB", "JPEG"), "read"),
         Upload("16-bit DICOM of noise near the upload limit", near_limit_dicom(), "read"),
+        Upload("real X-ray (tests/assets) enlarged to 6000x6000, JPEG", large_xray_jpeg(6000), "read"),
         Upload("upload over the 20 MB limit", bytes(UPLOAD_LIMIT + MB), "refused"),
     ]
 
