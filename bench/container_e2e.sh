@@ -97,7 +97,7 @@ in_container <<'PY'
 import json, urllib.request, uuid
 
 base = "http://127.0.0.1:7860"
-health = json.load(urllib.request.urlopen(f"{base}/api/v1/health", timeout=10))
+health = json.load(urllib.request.urlopen(f"{base}/api/v1/status", timeout=10))  # /health names no database
 assert health["status"] == "ok" and health["database"] == "sqlite", health
 page = urllib.request.urlopen(f"{base}/", timeout=10).read()
 assert b"/static/app.js" in page, page[:200]

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 SPACE=$ROOT/dist/huggingface-space
 # The Space shows the app in a frame on huggingface.co; pneumo refuses framing unless told which origin may.
-SERVE='CMD ["serve", "--host", "0.0.0.0", "--port", "7860", "--data-dir", "/data", "--frame-ancestor", "https://huggingface.co"]'
+SERVE='CMD ["serve", "--host", "0.0.0.0", "--port", "7860", "--data-dir", "/data", "--frame-ancestor", "https://huggingface.co", "--trusted-host", "*"]'
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 
 usage() { echo "usage: $0 --image REGISTRY/pneumo:VERSION | --wheelhouse" >&2; exit 2; }
