@@ -1,0 +1,112 @@
+"""Limits on what one association can make the node hold in memory, enforced as the bytes arrive.
+
+* A PDU whose length field is over the limit closes the connection before any of its body is read (the peer
+  was told the node's maximum at association, so only a broken or hostile peer sends more).
+* A dataset over ``max_dataset_bytes`` is not kept: its further fragments are dropped as they arrive, and the
+  C-STORE handler answers it with Out of Resources once its last fragment is in. The sender gets a DIMSE status,
+  the node holds at most the limit.
+* A command set over 64 KiB (a real one is a few hundred bytes) ends the association as an invalid PDU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from pneumo.dicom.tcp import receive_exactly
+
+log = logging.getLogger("pneumo.dicom")
+
+MAX_COMMAND_BYTES = 64 << 10
+# Association PDUs (A-ASSOCIATE-RQ with many presentation contexts) may exceed a small P-DATA maximum.
+MIN_PDU_BODY = 64 << 10
+
+
+class PduTooLargeError(OSError):
+    """A PDU longer than the node accepts; pynetdicom treats it as the connection closing."""
+
+
+def limited_receive(raw: Any, max_body: int) -> Callable[[int], bytearray]:
+    """pynetdicom's ``recv`` for one association: whole PDUs in one buffer, none over ``max_body`` bytes."""
+    def receive(size: int) -> bytearray:
+        if size > max_body:
+            raise PduTooLargeError(f"PDU of {size} bytes announced, over the {max_body}-byte limit")
+        return receive_exactly(raw, size)
+    return receive
+
+
+class DatasetLimit:
+    """Counts one association's dataset bytes per DIMSE message (wrapping its DIMSE provider's
+    ``receive_primitive``, called by pynetdicom's reader thread) and drops what is over the limit."""
+
+    def __init__(self, dimse: Any, max_bytes: int) -> None:
+        self._dimse = dimse
+        self._receive = dimse.receive_primitive
+        self.max_bytes = max_bytes
+        self._dataset = 0
+        self._command = 0
+        self._over: dict[int, int] = {}  # message id -> dataset bytes seen, for messages over the limit
+        self._lock = threading.Lock()
+
+    def receive_primitive(self, primitive: Any) -> None:
+        kept = []
+        for context_id, data in primitive.presentation_data_value_list:
+            if data[0] & 1:  # a command fragment (PS3.8 E.2)
+                self._command += len(data) - 1
+                if self._command > MAX_COMMAND_BYTES:
+                    log.warning("DICOM node: a command set over %d bytes; ending the association", MAX_COMMAND_BYTES)
+                    self._dimse.dul.event_queue.put("Evt19")  # invalid PDU: pynetdicom aborts the association
+                    return
+            else:
+                self._dataset += len(data) - 1
+                if self._dataset > self.max_bytes:
+                    self._note_over()
+                    data = bytes(data[:1])  # keep the control header (its "last fragment" bit), drop the bytes
+            kept.append([context_id, data])
+        primitive.presentation_data_value_list = kept
+        self._receive(primitive)
+        if self._dimse.message is None:  # the message is complete: the next one starts from zero
+            self._dataset = self._command = 0
+
+    def _note_over(self) -> None:
+        message = self._dimse.message
+        command = getattr(message, "command_set", None)
+        if command is not None and "MessageID" in command:
+            with self._lock:
+                self._over[int(command.MessageID)] = self._dataset
+
+    def take_over(self, message_id: int) -> int | None:
+        """The bytes a message over the limit had when it was noticed (None: within the limit); forgets it."""
+        with self._lock:
+            return self._over.pop(message_id, None)
+
+
+class AssociationGuard:
+    """Installs the limits on each association the node accepts (EVT_CONN_OPEN) and finds them again for the
+    C-STORE handler."""
+
+    def __init__(self, *, max_pdu: int, max_dataset_bytes: int) -> None:
+        self.max_body = max(max_pdu, MIN_PDU_BODY)
+        self.max_dataset_bytes = max_dataset_bytes
+        self._limits: dict[int, DatasetLimit] = {}
+        self._lock = threading.Lock()
+
+    def on_open(self, event: Any) -> None:
+        assoc = event.assoc
+        association_socket = assoc.dul.socket
+        if association_socket is not None and association_socket.socket is not None:
+            association_socket.recv = limited_receive(association_socket.socket, self.max_body)
+        limit = DatasetLimit(assoc.dimse, self.max_dataset_bytes)
+        assoc.dimse.receive_primitive = limit.receive_primitive
+        with self._lock:
+            self._limits[id(assoc)] = limit
+
+    def on_close(self, event: Any) -> None:
+        with self._lock:
+            self._limits.pop(id(event.assoc), None)
+
+    def oversized(self, assoc: Any, message_id: int) -> int | None:
+        with self._lock:
+            limit = self._limits.get(id(assoc))
+        return limit.take_over(message_id) if limit is not None else None
