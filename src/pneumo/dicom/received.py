@@ -52,7 +52,7 @@ def open_dataset(event: Any, max_bytes: int) -> tuple[io.BytesIO, UID]:
 
 
 def read_header(body: io.BytesIO, transfer_syntax: UID) -> Dataset:
-    """The dataset with values over ``DEFER_BYTES`` left unread: ``get_item("PixelData").length`` is there."""
+    """The dataset with values over ``DEFER_BYTES`` left unread (their length is known: :func:`value_length`)."""
     body.seek(0)
     try:
         return read_dataset(body, transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian,
@@ -65,7 +65,7 @@ def value_length(header: Dataset, keyword: str) -> int | None:
     """Bytes of an element's value as received (None when it is absent or of undefined length)."""
     if keyword not in header:
         return None
-    element = header.get_item(keyword)
+    element = header.get_item(keyword, keep_deferred=True)
     length = getattr(element, "length", None)
     if length is None:  # already converted: a small value
         value = header[keyword].value
