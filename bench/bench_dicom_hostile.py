@@ -130,7 +130,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--deflate", action=argparse.BooleanOptionalAction, default=True,
                    help="start the node with --dicom-accept-deflate (the bombs then reach the inflater)")
     p.add_argument("--bomb-inflated-mb", type=float, default=512, help="what the deflate bomb inflates to")
-    p.add_argument("--oversize-mb", type=float, default=80, help="the oversize dataset (limit: 64 MiB)")
+    p.add_argument("--oversize-mb", type=float, default=80, help="the oversize dataset (the default limit: 48 MiB)")
     p.add_argument("--frames", type=int, default=128)
     p.add_argument("--side", type=int, default=2000)
     p.add_argument("--parallel", type=int, default=8, help="bombs sent at once (default: max associations)")

@@ -81,8 +81,8 @@ class DicomSettings:
     forward_associations: int = 4
     retry_seconds: float = 30.0
     max_pdu: int = 4 * MIB
-    max_dataset_bytes: int = 64 * MIB
-    max_image_bytes: int = 64 * MIB
+    max_dataset_bytes: int = 48 * MIB
+    max_image_bytes: int = 48 * MIB
     max_associations: int = 8
     spool_quota_bytes: int = 2048 * MIB
     accept_deflate: bool = False
