@@ -4,6 +4,7 @@ quota, deflate off by default, and a multi-frame instance refused from its heade
 from __future__ import annotations
 
 import shutil
+import time
 import socket
 import ssl
 import subprocess
@@ -109,3 +110,33 @@ def test_a_multi_frame_instance_is_refused_from_its_header(make_node, xray_files
     ds.PixelData = ds.PixelData * 2
     assert store(node.port, [ds]) == [0xA900]
     assert node.wait_idle(30) and client.get("/api/v1/history").json()["items"] == []
+
+
+def _sized(ds, side: int):
+    """``ds`` with its pixels tiled up to ``side`` x ``side`` (16 bits)."""
+    import numpy as np
+
+    pixels = np.frombuffer(ds.PixelData, np.uint16).reshape(ds.Rows, ds.Columns)
+    tiled = np.tile(pixels, (side // ds.Rows + 1, side // ds.Columns + 1))[:side, :side]
+    ds.Rows, ds.Columns, ds.PixelData = side, side, np.ascontiguousarray(tiled).tobytes()
+    return ds
+
+
+def test_datasets_in_memory_share_one_budget_across_associations(make_node, xray_files):
+    from .scu import send_half
+
+    client, node = make_node(max_dataset_bytes=4 << 20, memory_budget_bytes=5 << 20)
+    slow = _sized(dx_instance(xray_files[0]), 1300)  # 1300 px, 16 bits: 3.4 MB
+    assoc = associate(node.port, [slow.SOPClassUID])
+    send_half(assoc, slow, then="hold", fraction=0.9)  # a sender that stalls with 3 MB of its dataset sent
+    deadline = time.monotonic() + 30
+    while node.guard.budget.used < 3 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    other = _sized(dx_instance(xray_files[1]), 1300)
+    assert store(node.port, [other]) == [0xA700]  # no room beside the stalled one: try again later
+    assoc.dul.socket.close()  # the stalled sender goes away: its bytes are given back
+    assoc.kill()
+    while node.guard.budget.used and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert node.guard.budget.used == 0
+    assert store(node.port, [other]) == [0x0000]

@@ -73,6 +73,9 @@ def _add_dicom_security_flags(dicom: argparse._ArgumentGroup) -> None:
                        help="largest image the header may declare, rows x columns x samples x bytes (0xA700)")
     dicom.add_argument("--dicom-max-associations", type=int, default=DicomSettings.max_associations, metavar="N",
                        help="associations accepted at once; more are rejected as transient (local limit)")
+    dicom.add_argument("--dicom-memory-mb", type=float, default=DicomSettings.memory_budget_bytes / MIB, metavar="MIB",
+                       help="datasets held in memory at once, all associations together; a dataset beyond it gets "
+                            "0xA700 (try again later)")
     dicom.add_argument("--dicom-spool-quota-mb", type=float, default=DicomSettings.spool_quota_bytes / MIB,
                        metavar="MIB", help="disk the spool may use; new instances get 0xA700 beyond it")
     dicom.add_argument("--dicom-accept-deflate", action="store_true",
@@ -109,6 +112,7 @@ def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
                          max_dataset_bytes=int(args.dicom_max_dataset_mb * MIB),
                          max_image_bytes=int(args.dicom_max_image_mb * MIB),
                          max_associations=args.dicom_max_associations,
+                         memory_budget_bytes=int(args.dicom_memory_mb * MIB),
                          spool_quota_bytes=int(args.dicom_spool_quota_mb * MIB),
                          accept_deflate=args.dicom_accept_deflate, tls=_tls_files(args))
 

@@ -5,6 +5,10 @@
 * A dataset over ``max_dataset_bytes`` is not kept: its further fragments are dropped as they arrive, and the
   C-STORE handler answers it with Out of Resources once its last fragment is in. The sender gets a DIMSE status,
   the node holds at most the limit.
+* All associations together hold at most ``memory_budget_bytes`` of datasets being received (and of inflated
+  deflated datasets being checked): a dataset that would pass it is dropped the same way and answered Out of
+  Resources, which a sender treats as "try again later". Without it the bound would be the number of
+  associations times the dataset limit.
 * A command set over 64 KiB (a real one is a few hundred bytes) ends the association as an invalid PDU.
 """
 
@@ -36,17 +40,66 @@ def limited_receive(raw: Any, max_body: int) -> Callable[[int], bytearray]:
     return receive
 
 
+class MemoryBudget:
+    """Bytes of datasets the node holds at once, across all its associations."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self._used + size > self.limit:
+                return False
+            self._used += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self._used -= size
+
+
+class Reservation:
+    """Bytes taken from a budget for one piece of work, all given back when it ends (``with``)."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget, self.bytes = budget, 0
+
+    def take(self, size: int) -> bool:
+        if not self.budget.take(size):
+            return False
+        self.bytes += size
+        return True
+
+    def __enter__(self) -> "Reservation":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.budget.give(self.bytes)
+        self.bytes = 0
+
+
+OVER_LIMIT, OVER_BUDGET = "limit", "budget"
+
+
 class DatasetLimit:
     """Counts one association's dataset bytes per DIMSE message (wrapping its DIMSE provider's
     ``receive_primitive``, called by pynetdicom's reader thread) and drops what is over the limit."""
 
-    def __init__(self, dimse: Any, max_bytes: int) -> None:
+    def __init__(self, dimse: Any, max_bytes: int, budget: MemoryBudget) -> None:
         self._dimse = dimse
         self._receive = dimse.receive_primitive
         self.max_bytes = max_bytes
+        self._held = Reservation(budget)  # the bytes of the message being received
         self._dataset = 0
         self._command = 0
-        self._over: dict[int, int] = {}  # message id -> dataset bytes seen, for messages over the limit
+        self._why: str | None = None  # why the message being received is being dropped
+        self._over: dict[int, str] = {}  # message id -> OVER_LIMIT or OVER_BUDGET, for messages dropped
         self._lock = threading.Lock()
 
     def receive_primitive(self, primitive: Any) -> None:
@@ -58,26 +111,39 @@ class DatasetLimit:
                     log.warning("DICOM node: a command set over %d bytes; ending the association", MAX_COMMAND_BYTES)
                     self._dimse.dul.event_queue.put("Evt19")  # invalid PDU: pynetdicom aborts the association
                     return
-            else:
-                self._dataset += len(data) - 1
-                if self._dataset > self.max_bytes:
-                    self._note_over()
-                    data = bytes(data[:1])  # keep the control header (its "last fragment" bit), drop the bytes
+            elif not self._keep(len(data) - 1):
+                data = bytes(data[:1])  # keep the control header (its "last fragment" bit), drop the bytes
             kept.append([context_id, data])
         primitive.presentation_data_value_list = kept
         self._receive(primitive)
         if self._dimse.message is None:  # the message is complete: the next one starts from zero
+            self.release()
+
+    def _keep(self, size: int) -> bool:
+        """Whether a dataset fragment of ``size`` bytes may be kept; notes the message as dropped otherwise."""
+        with self._lock:
+            self._dataset += size
+            if self._why is None:
+                if self._dataset > self.max_bytes:
+                    self._why = OVER_LIMIT
+                elif not self._held.take(size):
+                    self._why = OVER_BUDGET
+                else:
+                    return True
+                command = getattr(self._dimse.message, "command_set", None)
+                if command is not None and "MessageID" in command:
+                    self._over[int(command.MessageID)] = self._why
+            return False
+
+    def release(self) -> None:
+        """The message is complete, or the connection closed: its bytes no longer count against the budget."""
+        with self._lock:
+            self._held.__exit__()
             self._dataset = self._command = 0
+            self._why = None
 
-    def _note_over(self) -> None:
-        message = self._dimse.message
-        command = getattr(message, "command_set", None)
-        if command is not None and "MessageID" in command:
-            with self._lock:
-                self._over[int(command.MessageID)] = self._dataset
-
-    def take_over(self, message_id: int) -> int | None:
-        """The bytes a message over the limit had when it was noticed (None: within the limit); forgets it."""
+    def take_over(self, message_id: int) -> str | None:
+        """Why a message was dropped (OVER_LIMIT, OVER_BUDGET; None: it was not); forgets it."""
         with self._lock:
             return self._over.pop(message_id, None)
 
@@ -86,9 +152,10 @@ class AssociationGuard:
     """Installs the limits on each association the node accepts (EVT_CONN_OPEN) and finds them again for the
     C-STORE handler."""
 
-    def __init__(self, *, max_pdu: int, max_dataset_bytes: int) -> None:
+    def __init__(self, *, max_pdu: int, max_dataset_bytes: int, memory_budget_bytes: int) -> None:
         self.max_body = max(max_pdu, MIN_PDU_BODY)
         self.max_dataset_bytes = max_dataset_bytes
+        self.budget = MemoryBudget(memory_budget_bytes)
         self._limits: dict[int, DatasetLimit] = {}
         self._lock = threading.Lock()
 
@@ -97,16 +164,18 @@ class AssociationGuard:
         association_socket = assoc.dul.socket
         if association_socket is not None and association_socket.socket is not None:
             association_socket.recv = limited_receive(association_socket.socket, self.max_body)
-        limit = DatasetLimit(assoc.dimse, self.max_dataset_bytes)
+        limit = DatasetLimit(assoc.dimse, self.max_dataset_bytes, self.budget)
         assoc.dimse.receive_primitive = limit.receive_primitive
         with self._lock:
             self._limits[id(assoc)] = limit
 
     def on_close(self, event: Any) -> None:
         with self._lock:
-            self._limits.pop(id(event.assoc), None)
+            limit = self._limits.pop(id(event.assoc), None)
+        if limit is not None:
+            limit.release()  # a connection cut mid-dataset gives its bytes back
 
-    def oversized(self, assoc: Any, message_id: int) -> int | None:
+    def oversized(self, assoc: Any, message_id: int) -> str | None:
         with self._lock:
             limit = self._limits.get(id(assoc))
         return limit.take_over(message_id) if limit is not None else None

@@ -55,7 +55,8 @@ class DicomNode:
                           if settings.forward is not None else None)
         self.pipeline = ReadingPipeline(settings, predictor, history, self.spool, self.stats,
                                         reports=self.forwarder is not None, delivered=self._ask_delivery)
-        self.guard = AssociationGuard(max_pdu=settings.max_pdu, max_dataset_bytes=settings.max_dataset_bytes)
+        self.guard = AssociationGuard(max_pdu=settings.max_pdu, max_dataset_bytes=settings.max_dataset_bytes,
+                                      memory_budget_bytes=settings.memory_budget_bytes)
         self._store = StoreHandler(settings, self.spool, self.guard, self.stats, self.pipeline.accept)
         # Deliveries asked for and done, counted: wait_idle waits until the last one asked for has been tried.
         self._delivery = threading.Condition()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
@@ -24,9 +24,15 @@ class DatasetTooLargeError(ValueError):
     """A dataset that is, or inflates to, more bytes than the node takes."""
 
 
-def inflate_capped(deflated: bytes | memoryview, max_bytes: int) -> io.BytesIO:
+class MemoryBudgetError(DatasetTooLargeError):
+    """Inflating the dataset would take the node's datasets in memory over their budget."""
+
+
+def inflate_capped(deflated: bytes | memoryview, max_bytes: int,
+                   take: Callable[[int], bool] = lambda size: True) -> io.BytesIO:
     """The raw-deflate stream ``deflated`` (PS3.5 A.5) inflated, at most ``max_bytes`` of it: DatasetTooLargeError
-    as soon as it would be more, having held at most ``max_bytes`` plus one chunk."""
+    as soon as it would be more, having held at most ``max_bytes`` plus one chunk. ``take(n)`` is asked before
+    each chunk is kept (a memory budget); MemoryBudgetError when it says no."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     out = io.BytesIO()
     pending = memoryview(deflated)
@@ -35,19 +41,22 @@ def inflate_capped(deflated: bytes | memoryview, max_bytes: int) -> io.BytesIO:
         pending = memoryview(inflater.unconsumed_tail)
         if out.tell() + len(chunk) > max_bytes:
             raise DatasetTooLargeError(f"the deflated dataset inflates to more than {max_bytes} bytes")
+        if not take(len(chunk)):
+            raise MemoryBudgetError("inflating the dataset would pass the node's memory budget")
         out.write(chunk)
         if not chunk and not pending.nbytes:
             break  # a stream cut short: what there is goes on to the header checks
     return out
 
 
-def open_dataset(event: Any, max_bytes: int) -> tuple[io.BytesIO, UID]:
-    """The received dataset's bytes as they will be spooled, and their transfer syntax."""
+def open_dataset(event: Any, max_bytes: int, take: Callable[[int], bool]) -> tuple[io.BytesIO, UID]:
+    """The received dataset's bytes as they will be spooled, and their transfer syntax (``take``: see
+    :func:`inflate_capped`)."""
     transfer_syntax = UID(str(event.context.transfer_syntax))
     received = event.request.DataSet
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         with received.getbuffer() as deflated:
-            return inflate_capped(deflated, max_bytes), ExplicitVRLittleEndian
+            return inflate_capped(deflated, max_bytes, take), ExplicitVRLittleEndian
     return received, transfer_syntax
 
 

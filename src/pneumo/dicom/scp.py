@@ -21,9 +21,10 @@ from pynetdicom.sop_class import (ComputedRadiographyImageStorage, DigitalXRayIm
                                   DigitalXRayImageStorageForProcessing, SecondaryCaptureImageStorage)
 
 from pneumo.dicom.checks import image_refusal, native_pixel_bytes
-from pneumo.dicom.guard import AssociationGuard
+from pneumo.dicom.guard import OVER_BUDGET, OVER_LIMIT, AssociationGuard, Reservation
 from pneumo.dicom.logsafe import describe
-from pneumo.dicom.received import DatasetTooLargeError, open_dataset, read_header, value_length
+from pneumo.dicom.received import (DatasetTooLargeError, MemoryBudgetError, open_dataset, read_header,
+                                   value_length)
 from pneumo.dicom.settings import DicomSettings
 from pneumo.dicom.spool import Spool, SpoolFullError
 from pneumo.dicom.status import (CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH, OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED,
@@ -76,25 +77,36 @@ class StoreHandler:
         if sop_class not in ACCEPTED_SOP_CLASSES:
             log.info("DICOM node: refused %s from %s (SOP class not read)", sop_class.name, calling)
             return Refusal(SOP_CLASS_NOT_SUPPORTED, f"pneumo reads DX, CR, SC; not {sop_class.name}")
-        limit = self.settings.max_dataset_bytes
         over = self.guard.oversized(event.assoc, int(event.request.MessageID))
         if over is not None:
-            log.warning("DICOM node: refused an instance from %s: dataset over the %d-byte limit", calling, limit)
-            return Refusal(OUT_OF_RESOURCES, f"dataset over pneumo's {limit}-byte limit")
-        try:
-            body, transfer_syntax = open_dataset(event, limit)
-            header = read_header(body, transfer_syntax)
-        except DatasetTooLargeError:
-            log.warning("DICOM node: refused an instance from %s: inflates past the %d-byte limit", calling, limit)
-            return Refusal(OUT_OF_RESOURCES, f"inflated dataset over pneumo's {limit}-byte limit")
-        except Exception as exc:
-            log.info("DICOM node: refused an instance from %s: cannot be parsed (%s)", calling, type(exc).__name__)
-            return Refusal(CANNOT_UNDERSTAND, f"dataset cannot be decoded ({type(exc).__name__})")
-        refusal = pixel_refusal(header, transfer_syntax, self.settings.max_image_bytes)
-        if refusal is not None:
-            log.info("DICOM node: refused an instance from %s: %s", calling, refusal.comment)
-            return refusal
-        return self._spool(event, body, transfer_syntax, calling)
+            return self._dropped(over, calling)
+        with Reservation(self.guard.budget) as reservation:  # what inflating holds, given back at the end
+            try:
+                body, transfer_syntax = open_dataset(event, self.settings.max_dataset_bytes, reservation.take)
+                header = read_header(body, transfer_syntax)
+            except MemoryBudgetError:
+                return self._dropped(OVER_BUDGET, calling)
+            except DatasetTooLargeError:
+                return self._dropped(OVER_LIMIT, calling)
+            except Exception as exc:
+                log.info("DICOM node: refused an instance from %s: cannot be parsed (%s)", calling,
+                         type(exc).__name__)
+                return Refusal(CANNOT_UNDERSTAND, f"dataset cannot be decoded ({type(exc).__name__})")
+            refusal = pixel_refusal(header, transfer_syntax, self.settings.max_image_bytes)
+            if refusal is not None:
+                log.info("DICOM node: refused an instance from %s: %s", calling, refusal.comment)
+                return refusal
+            return self._spool(event, body, transfer_syntax, calling)
+
+    def _dropped(self, why: str, calling: str) -> Refusal:
+        """A dataset over the size limit, or one the node had no memory left for (both: try again later)."""
+        if why == OVER_BUDGET:
+            log.warning("DICOM node: refused an instance from %s: datasets in memory at their %d-byte budget",
+                        calling, self.settings.memory_budget_bytes)
+            return Refusal(OUT_OF_RESOURCES, "pneumo is busy with other datasets; send again later")
+        limit = self.settings.max_dataset_bytes
+        log.warning("DICOM node: refused an instance from %s: dataset over the %d-byte limit", calling, limit)
+        return Refusal(OUT_OF_RESOURCES, f"dataset over pneumo's {limit}-byte limit")
 
     def _spool(self, event: Any, body: io.BytesIO, transfer_syntax: UID, calling: str) -> Refusal | None:
         meta = event.file_meta

@@ -65,7 +65,8 @@ class DicomSettings:
 
     The limits bound what one sender can make the node hold: ``max_pdu`` (bytes of one PDU, advertised and
     enforced), ``max_dataset_bytes`` (one received dataset, decompressed), ``max_image_bytes`` (frames x rows x
-    columns x samples x bytes that the header declares), ``max_associations`` (at once) and
+    columns x samples x bytes that the header declares), ``max_associations`` (at once),
+    ``memory_budget_bytes`` (datasets held in memory at once, all associations together) and
     ``spool_quota_bytes`` (all files in the spool). ``accept_deflate``: offer the deflated transfer syntax
     (decompressed with the dataset limit as a cap). ``read_attempts`` / ``read_retry_seconds``: how often, and
     after how long (doubling), an instance whose reading, history row or report failed is tried again."""
@@ -80,10 +81,11 @@ class DicomSettings:
     batch_size: int = 8
     forward_associations: int = 4
     retry_seconds: float = 30.0
-    max_pdu: int = 4 * MIB
+    max_pdu: int = 1 * MIB
     max_dataset_bytes: int = 48 * MIB
     max_image_bytes: int = 48 * MIB
     max_associations: int = 8
+    memory_budget_bytes: int = 160 * MIB
     spool_quota_bytes: int = 2048 * MIB
     accept_deflate: bool = False
     tls: TlsFiles | None = None
@@ -108,6 +110,7 @@ class DicomSettings:
                     "--dicom-max-pdu": (self.max_pdu, 4096), "--dicom-max-dataset-mb": (self.max_dataset_bytes, 4096),
                     "--dicom-max-image-mb": (self.max_image_bytes, 1),
                     "--dicom-max-associations": (self.max_associations, 1),
+                    "--dicom-memory-mb": (self.memory_budget_bytes, self.max_dataset_bytes),
                     "--dicom-spool-quota-mb": (self.spool_quota_bytes, 1), "read_attempts": (self.read_attempts, 1)}
         for name, (value, least) in at_least.items():
             if value < least:
