@@ -86,12 +86,14 @@ def run_bombs(args, port: int, pid: int) -> list[str]:
         if answer not in hostile.expected:
             problems.append(f"{hostile.name}: answered {shown}")
     heavy = [s for s in sends if s.name in ("deflate bomb", "oversize dataset")]
-    with ThreadPoolExecutor(args.parallel) as pool:
-        answers = list(pool.map(lambda i: heavy[i % len(heavy)].send("127.0.0.1", port), range(args.parallel)))
-    print(f"{f'{args.parallel} at once (deflate bombs, oversize datasets)':58s} "
-          f"{len([a for a in answers if a != 0]):>4d}/{args.parallel} {proc_kib(pid, 'VmRSS') / 1024:7.0f} "
-          f"{proc_kib(pid, 'VmHWM') / 1024:8.0f}")
-    problems += [f"parallel send {i} answered Success" for i, answer in enumerate(answers) if answer == 0]
+    for round_ in range(1, args.rounds + 1):
+        with ThreadPoolExecutor(args.parallel) as pool:
+            answers = list(pool.map(lambda i: heavy[i % len(heavy)].send("127.0.0.1", port), range(args.parallel)))
+        label = f"{args.parallel} at once (deflate bombs, oversize datasets), round {round_}"
+        print(f"{label:58s} {len([a for a in answers if a != 0]):>4d}/{args.parallel} "
+              f"{proc_kib(pid, 'VmRSS') / 1024:7.0f} {proc_kib(pid, 'VmHWM') / 1024:8.0f}")
+        problems += [f"round {round_}: parallel send {i} answered Success" for i, answer in enumerate(answers)
+                     if answer == 0]
     return problems
 
 
@@ -134,6 +136,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=128)
     p.add_argument("--side", type=int, default=2000)
     p.add_argument("--parallel", type=int, default=8, help="bombs sent at once (default: max associations)")
+    p.add_argument("--rounds", type=int, default=3, help="times the bombs are sent at once")
     return p
 
 

@@ -18,6 +18,7 @@ import logging
 import threading
 from typing import Any, Callable
 
+from pneumo.dicom.heap import trim_heap
 from pneumo.dicom.tcp import receive_exactly
 
 log = logging.getLogger("pneumo.dicom")
@@ -25,6 +26,8 @@ log = logging.getLogger("pneumo.dicom")
 MAX_COMMAND_BYTES = 64 << 10
 # Association PDUs (A-ASSOCIATE-RQ with many presentation contexts) may exceed a small P-DATA maximum.
 MIN_PDU_BODY = 64 << 10
+# Trim the heap when an association closes after this many dataset bytes went through memory (see heap.py).
+TRIM_AFTER_BYTES = 32 << 20
 
 
 class PduTooLargeError(OSError):
@@ -46,6 +49,7 @@ class MemoryBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._used = 0
+        self._taken_since_trim = 0
         self._lock = threading.Lock()
 
     @property
@@ -57,7 +61,16 @@ class MemoryBudget:
             if self._used + size > self.limit:
                 return False
             self._used += size
+            self._taken_since_trim += size
             return True
+
+    def taken_since_trim(self, reset: bool = False) -> int:
+        """Bytes taken since the last call with ``reset``: how much the heap may hold freed."""
+        with self._lock:
+            taken = self._taken_since_trim
+            if reset:
+                self._taken_since_trim = 0
+            return taken
 
     def give(self, size: int) -> None:
         with self._lock:
@@ -174,6 +187,9 @@ class AssociationGuard:
             limit = self._limits.pop(id(event.assoc), None)
         if limit is not None:
             limit.release()  # a connection cut mid-dataset gives its bytes back
+        if self.budget.taken_since_trim() >= TRIM_AFTER_BYTES:
+            self.budget.taken_since_trim(reset=True)
+            trim_heap()
 
     def oversized(self, assoc: Any, message_id: int) -> str | None:
         with self._lock:

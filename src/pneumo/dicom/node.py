@@ -11,6 +11,7 @@ records it; a delivery thread sends the reports (:mod:`pneumo.dicom.forward`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -23,6 +24,7 @@ from pynetdicom.sop_class import Verification
 
 from pneumo.dicom.forward import Forwarder
 from pneumo.dicom.guard import AssociationGuard
+from pneumo.dicom.heap import limit_arenas
 from pneumo.dicom.logsafe import describe
 from pneumo.dicom.pipeline import NodeStats, ReadingPipeline, ReadingStore
 from pneumo.dicom.scp import StoreHandler
@@ -37,6 +39,7 @@ __all__ = ["DicomNode", "NodeStats", "ReadingStore"]
 log = logging.getLogger("pneumo.dicom")
 
 UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian]
+HEAP_ARENAS = 2
 # A-ASSOCIATE-RJ: rejected permanent (1), by the service user (1), calling AE title not recognised (3).
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
@@ -91,6 +94,8 @@ class DicomNode:
     def start(self) -> None:
         # pynetdicom's debug output can print dataset elements, patient names included: keep it to warnings.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        if "MALLOC_ARENA_MAX" not in os.environ:
+            limit_arenas(HEAP_ARENAS)  # each association is a new thread: see pneumo.dicom.heap
         ssl_context = server_context(self.settings.tls) if self.settings.tls is not None else None
         for path in self.spool.pending(self.spool.incoming):  # left by a crash or a stop: read them now
             self.pipeline.accept(path)
