@@ -167,3 +167,27 @@ def test_a_permanent_pacs_refusal_is_kept_and_shown(make_node, xray_files, pacs,
     assert (node.spool.failed / refusal["file"]).exists()
     assert received == []
     _assert_no_patient_data(caplog)
+
+
+def test_a_failing_c_store_handler_and_a_failing_model_log_no_patient_data(make_node, xray_files, caplog,
+                                                                           monkeypatch):
+    import pneumo.dicom.scp as scp
+
+    caplog.set_level(logging.DEBUG)
+    client, node = make_node(read_attempts=2, **FAST)
+    quoting = RuntimeError(f"bad header for {PATIENT_NAME} ({PATIENT_ID}, born {BIRTH_DATE})")
+    with monkeypatch.context() as patch:
+        patch.setattr(scp, "pixel_refusal", lambda *args: (_ for _ in ()).throw(quoting))
+        assert store(node.port, [_patient_instance(xray_files[0], caplog)]) == [0xC000]
+    assert "RuntimeError at test_durability.py" in _logged_text(caplog)
+    _assert_no_patient_data(caplog)
+
+    def model_fails(*args, **kwargs):
+        raise RuntimeError(f"cannot read {PATIENT_NAME} ({PATIENT_ID}, born {BIRTH_DATE})")
+
+    monkeypatch.setattr(node.predictor, "predict_many", model_fails)
+    assert store(node.port, [_patient_instance(xray_files[1], caplog)]) == [0x0000]
+    assert node.wait_idle(60)
+    assert node.stats.retried == 1 and node.stats.failed == 1
+    assert len(node.spool.pending(node.spool.failed)) == 1
+    _assert_no_patient_data(caplog)
