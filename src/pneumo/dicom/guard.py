@@ -8,7 +8,8 @@
 * All associations together hold at most ``memory_budget_bytes`` of datasets being received (and of inflated
   deflated datasets being checked): a dataset that would pass it is dropped the same way and answered Out of
   Resources, which a sender treats as "try again later". Without it the bound would be the number of
-  associations times the dataset limit.
+  associations times the dataset limit. A dataset counts while it arrives (the time a slow or hostile sender
+  controls); once complete it is checked and spooled at once by the C-STORE handler.
 * A command set over 64 KiB (a real one is a few hundred bytes) ends the association as an invalid PDU.
 """
 
@@ -26,6 +27,8 @@ log = logging.getLogger("pneumo.dicom")
 MAX_COMMAND_BYTES = 64 << 10
 # Association PDUs (A-ASSOCIATE-RQ with many presentation contexts) may exceed a small P-DATA maximum.
 MIN_PDU_BODY = 64 << 10
+# Senders that count the maximum without the PDV headers send a few bytes more; they are not hostile.
+PDU_SLACK = 1024
 # Trim the heap when an association closes after this many dataset bytes went through memory (see heap.py).
 TRIM_AFTER_BYTES = 32 << 20
 
@@ -166,7 +169,7 @@ class AssociationGuard:
     C-STORE handler."""
 
     def __init__(self, *, max_pdu: int, max_dataset_bytes: int, memory_budget_bytes: int) -> None:
-        self.max_body = max(max_pdu, MIN_PDU_BODY)
+        self.max_body = max(max_pdu + PDU_SLACK, MIN_PDU_BODY)
         self.max_dataset_bytes = max_dataset_bytes
         self.budget = MemoryBudget(memory_budget_bytes)
         self._limits: dict[int, DatasetLimit] = {}
