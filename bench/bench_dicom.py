@@ -244,7 +244,7 @@ def main(args: argparse.Namespace) -> int:
             local_orthanc(found[0], found[1], modalities, options=options) as orthanc:
         data_dir = Path(tmp)
         server = start_node(args, data_dir, http_port, node_port, orthanc)
-        health = f"http://127.0.0.1:{http_port}/api/v1/health"
+        health = f"http://127.0.0.1:{http_port}/api/v1/status"  # the node counts (no key: auth is off here)
         try:
             if args.sender == "orthanc":
                 print(f"uploading the {len(everything)} instances to Orthanc (not timed) ...", flush=True)

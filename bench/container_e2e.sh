@@ -6,11 +6,12 @@
 #
 #   bash bench/container_e2e.sh
 #
-# Minutes, not seconds (the image holds torch), so it is not part of the pytest suite: run it before every
-# change to the Containerfile or scripts/build_image.sh. It prints the time of each step and the image size.
+# Minutes, not seconds (it makes a base image and builds one), so it is not part of the pytest suite: run it
+# before every change to the Containerfile, requirements/service.lock or scripts/build_image.sh. It prints the
+# time of each step and the image size.
 #
 # Environment: BASE_IMAGE [localhost/pneumo-base, made here with mmdebstrap + podman import when missing],
-# TORCH_INDEX_URL (see scripts/build_image.sh), REUSE_WHEELHOUSE=1 to keep an existing build/wheelhouse/,
+# REUSE_WHEELHOUSE=1 to keep an existing build/wheelhouse/,
 # ENGINE_FLAGS [--runtime runc when runc is installed] and LIMITS [--ulimit nofile=1024:1024 --ulimit
 # nproc=1024:1024]: what this project's build machine needs (its crun refuses to start containers).
 set -euo pipefail
@@ -96,7 +97,7 @@ in_container <<'PY'
 import json, urllib.request, uuid
 
 base = "http://127.0.0.1:7860"
-health = json.load(urllib.request.urlopen(f"{base}/api/v1/health", timeout=10))
+health = json.load(urllib.request.urlopen(f"{base}/api/v1/status", timeout=10))  # /health names no database
 assert health["status"] == "ok" and health["database"] == "sqlite", health
 page = urllib.request.urlopen(f"{base}/", timeout=10).read()
 assert b"/static/app.js" in page, page[:200]

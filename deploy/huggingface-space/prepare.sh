@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 SPACE=$ROOT/dist/huggingface-space
 # The Space shows the app in a frame on huggingface.co; pneumo refuses framing unless told which origin may.
-SERVE='CMD ["serve", "--host", "0.0.0.0", "--port", "7860", "--data-dir", "/data", "--frame-ancestor", "https://huggingface.co"]'
+SERVE='CMD ["serve", "--host", "0.0.0.0", "--port", "7860", "--data-dir", "/data", "--frame-ancestor", "https://huggingface.co", "--trusted-host", "*"]'
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)
 
 usage() { echo "usage: $0 --image REGISTRY/pneumo:VERSION | --wheelhouse" >&2; exit 2; }
@@ -26,9 +26,9 @@ case "$1" in
     [ $# -eq 1 ] || usage
     wheel=build/wheelhouse/pneumo-$VERSION-py3-none-any.whl
     [ -f "$wheel" ] || { echo "no $wheel; run 'bash scripts/build_image.sh wheelhouse' first" >&2; exit 1; }
-    if compgen -G "build/wheelhouse/nvidia_*.whl" >/dev/null; then
-      echo "warning: build/wheelhouse/ holds the CUDA build of torch ($(du -sh build/wheelhouse | cut -f1));" \
-           "a CPU Space needs only the CPU build (TORCH_INDEX_URL default of scripts/build_image.sh)" >&2
+    if compgen -G "build/wheelhouse/torch-*.whl" >/dev/null; then
+      echo "warning: build/wheelhouse/ holds torch ($(du -sh build/wheelhouse | cut -f1)), so the Space's image would" \
+           "too; the Space predicts and explains on ONNX Runtime: fill the wheelhouse without EXTRAS=train" >&2
     fi
     # The Containerfile as is, with the version it must install filled in and the Space's serve command.
     sed "s/^ARG PNEUMO_VERSION\$/ARG PNEUMO_VERSION=$VERSION/" Containerfile > "$SPACE/Dockerfile"

@@ -141,6 +141,7 @@ def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
     if int(raw.get("format_version", 0)) > FORMAT_VERSION:
         raise BundleError(f"{meta_path}: bundle format {raw.get('format_version')} is newer than this pneumo "
                           f"reads ({FORMAT_VERSION}); upgrade pneumo")
+    check_named_files(directory, raw)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{directory}: missing {WEIGHTS_FILE}")
@@ -154,6 +155,20 @@ def read_meta(ref: str | os.PathLike[str]) -> tuple[Path, BundleMeta]:
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: invalid metadata ({exc})") from exc
     return directory, meta
+
+
+def check_named_files(directory: Path, document: dict[str, Any]) -> None:
+    """Every file ``bundle.json`` names (its checksummed ``files`` and the gate's ``meta.gate.file``) must
+    resolve inside the bundle directory, symbolic links followed: an edited bundle must not make pneumo read
+    ``../../etc/...`` or a file elsewhere on the machine."""
+    root = Path(directory).resolve()
+    gate = (document.get("meta") or {}).get("gate") or {}
+    named = [*(document.get("files") or {}), *([gate["file"]] if isinstance(gate, dict) and gate.get("file") else [])]
+    for name in named:
+        text = str(name)
+        if not text or Path(text).is_absolute() or not (root / text).resolve().is_relative_to(root):
+            raise BundleError(f"{Path(directory) / META_FILE}: it names the file {text[:200]!r}, which lies outside "
+                              f"the bundle directory {directory}; a bundle's files must be inside it")
 
 
 def load_state(directory: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import sys
 import warnings
 
 from pneumo import DISCLAIMER, __version__
+from pneumo.optional import MissingExtraError
 
 # Subcommand modules under pneumo.commands, each with register(subparsers).
 COMMANDS = ("data", "train", "ensemble", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message="SOCKS support in urllib3 requires")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, MissingExtraError) as exc:
         print(f"pneumo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,6 +23,9 @@ class PreprocessConfig:
     # Percentile stretch removes scanner-specific brightness/contrast offsets before the network sees them.
     intensity: Literal["none", "percentile"] = "percentile"
     clahe: bool = False
+    # Crop each film to its thorax (pneumo.data.thorax: lung fields found by a classical method, plus a
+    # margin) before resizing, so that framing (neck, arms, abdomen, borders) differs less between sites.
+    thorax_crop: bool = False
     mean: float = 0.5
     std: float = 0.25
     # Stored with the weights like the rest; bundles written before these existed read today's values.
@@ -66,6 +69,19 @@ class AugmentConfig:
     horizontal_flip: bool = False
     # Random gamma x ** exp(U(-g, g)) per image: mimics other detectors' and sites' tone curves.
     gamma: float = 0.0
+    # Height-to-width ratio x exp(U(-a, a)) per image. Films are stretched to a square, so how much of the
+    # neck and abdomen was collimated away changes how long the lungs look; in Kermany's originals pneumonia
+    # films are wider than tall more often than normal ones, a shortcut this takes away.
+    aspect: float = 0.0
+    # Share of training images rendered as another hospital would have acquired them
+    # (pneumo.data.acquisition.site_variant: exposure, field of view, collimation, markers, scale, noise).
+    site_variant: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.site_variant <= 1.0:
+            raise ValueError(f"site_variant must be a share in [0, 1], got {self.site_variant}")
+        if not 0.0 <= self.aspect < 1.0:
+            raise ValueError(f"aspect must be in [0, 1), got {self.aspect}")
 
 
 @dataclass
@@ -91,6 +107,9 @@ class DataConfig:
     cache_dir: str = ""
     num_workers: int = 2
     batch_size: int = 32
+    # Also validate on the acquisition-shifted block: the validation X-rays rendered with the acquisition
+    # style of the other label (pneumo.data.acquisition.confound_swap), which a shortcut fails.
+    shifted_val: bool = False
 
     def __post_init__(self) -> None:
         if self.classes not in (2, 3):
@@ -146,6 +165,12 @@ class TrainConfig:
     distill_from: str = ""
     distill_weight: float = 0.5  # the teacher's share of the loss (the labels keep the rest)
     distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
+    # Jensen-Shannon divergence between each image's prediction and its site variant's (AugMix's consistency
+    # term), at this weight beside the label loss on both; 0 turns it off. Each step then runs two views.
+    consistency_weight: float = 0.0
+    # The validation AUC that picks the best epoch: "val" (the validation block), "shifted" (the
+    # acquisition-shifted block, data.shifted_val) or "mean" (the two averaged).
+    select_on: Literal["val", "shifted", "mean"] = "val"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -162,6 +187,12 @@ class TrainConfig:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if not self.distill_temperature > 0.0:
             raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if self.consistency_weight < 0.0:
+            raise ValueError(f"consistency_weight must be >= 0, got {self.consistency_weight}")
+        if self.consistency_weight > 0.0 and self.distill_from:
+            raise ValueError("consistency_weight and distill_from cannot be combined; choose one")
+        if self.select_on not in ("val", "shifted", "mean"):
+            raise ValueError(f"unknown select_on {self.select_on!r}; choose val, shifted or mean")
 
 
 @dataclass
@@ -171,6 +202,13 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self) -> None:
+        """Settings that depend on each other across sections (each section checks its own on creation)."""
+        if self.train.select_on != "val" and not self.data.shifted_val:
+            raise ValueError(f"train.select_on {self.train.select_on!r} needs data.shifted_val: true")
+        if self.train.consistency_weight > 0.0 and not self.augment.enabled:
+            raise ValueError("train.consistency_weight needs augment.enabled: the second view is a site variant")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -242,7 +242,7 @@ def test_decompression_bomb_is_refused_without_allocating(tmp_path: Path) -> Non
 
 def test_over_our_limit_but_under_pillows(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
-    path.write_bytes(png_header_only(9_000, 8_000))  # 72 MP: over pneumo's 60 MP limit, under Pillow's
+    path.write_bytes(png_header_only(9_000, 8_000))  # 72 MP: over pneumo's 40 MP limit, under Pillow's
     _expect_error(path, ImageTooLargeError, "pixel limit")
 
 

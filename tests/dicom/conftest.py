@@ -92,7 +92,7 @@ def make_node(tmp_path, tiny_bundle) -> Iterator[Callable[..., tuple]]:
         values.update(dicom_overrides)
         settings = ServiceSettings(model=str(tiny_bundle), data_dir=tmp_path / "data", api_key=None,
                                    dicom=DicomSettings(**values))
-        client = TestClient(create_app(settings))
+        client = TestClient(create_app(settings), base_url="http://127.0.0.1")  # a Host the service trusts
         client.__enter__()
         clients.append(client)
         return client, client.app.state.service.dicom

@@ -129,7 +129,7 @@ def test_a_report_that_never_builds_is_kept_in_failed_after_its_tries(make_node,
     assert b"PID-SECRET" in kept.read_bytes()  # the received instance itself, kept for a person to look at
     assert node.stats.retried == 2 and node.stats.failed == 1
     assert client.get("/api/v1/history").json()["items"] == [] and received == []
-    assert client.get("/api/v1/health").json()["dicom"]["failed_files"] == 1
+    assert client.get("/api/v1/status").json()["dicom"]["failed_files"] == 1
     assert "ValueError at test_durability.py" in _logged_text(caplog)
     _assert_no_patient_data(caplog)
 
@@ -160,7 +160,7 @@ def test_a_permanent_pacs_refusal_is_kept_and_shown(make_node, xray_files, pacs,
     client, node = make_node(forward=destination, **FAST)
     assert store(node.port, [_patient_instance(xray_files[0], caplog)]) == [0x0000]
     assert node.wait_idle(60)
-    dicom = client.get("/api/v1/health").json()["dicom"]
+    dicom = client.get("/api/v1/status").json()["dicom"]
     assert dicom["reports_refused"] == 1 and dicom["failed_files"] == 1
     (refusal,) = dicom["report_refusals"]
     assert refusal["status"] == "0xA900" and refusal["sop_class"] == "Comprehensive SR Storage"

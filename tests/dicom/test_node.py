@@ -49,7 +49,7 @@ def test_echo_and_a_dx_instance_reach_the_history_with_uids_only(make_node, xray
     database = (tmp_path / "data" / "history.sqlite3").read_bytes() + (
         tmp_path / "data" / "history.sqlite3-wal").read_bytes()
     assert PATIENT_NAME.encode() not in database and PATIENT_ID.encode() not in database
-    assert client.get("/api/v1/health").json()["dicom"]["read"] == 1
+    assert client.get("/api/v1/status").json()["dicom"]["read"] == 1
     assert not list((tmp_path / "data" / "dicom" / "incoming").iterdir())  # spool emptied once read
 
 
@@ -183,7 +183,7 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
     assert overlay.SourceImageSequence[0].ReferencedSOPInstanceUID == frontal.SOPInstanceUID
     assert overlay.StudyInstanceUID == frontal.StudyInstanceUID
     assert rows[frontal.SOPInstanceUID]["has_heatmap"] is True
-    assert client.get("/api/v1/health").json()["dicom"]["reports_sent"] == 3
+    assert client.get("/api/v1/status").json()["dicom"]["reports_sent"] == 3
 
 
 def _node_whose_pacs_is_down(make_node, ds, **settings):
@@ -196,7 +196,7 @@ def _node_whose_pacs_is_down(make_node, ds, **settings):
     client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port), **settings)
     assert store(node.port, [ds]) == [0]
     assert node.wait_idle(60)
-    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 1
+    assert client.get("/api/v1/status").json()["dicom"]["reports_waiting"] == 1
     return client, node, port
 
 
@@ -222,7 +222,7 @@ def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back
         assert node.wait_idle(60)
     assert sorted(read_report(r)["source_sop_instance_uid"] for r in received) == sorted(
         [first.SOPInstanceUID, second.SOPInstanceUID])
-    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
+    assert client.get("/api/v1/status").json()["dicom"]["reports_waiting"] == 0
 
 
 def test_a_delivery_spreads_the_reports_over_several_associations_and_sends_each_once(xray_files, store_scp, tmp_path):
@@ -254,7 +254,7 @@ def test_undelivered_reports_are_tried_again_without_waiting_for_a_new_instance(
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
     assert [read_report(r)["source_sop_instance_uid"] for r in received] == [ds.SOPInstanceUID]
-    assert client.get("/api/v1/health").json()["dicom"]["reports_waiting"] == 0
+    assert client.get("/api/v1/status").json()["dicom"]["reports_waiting"] == 0
 
 
 def test_both_ends_of_an_association_send_without_delay(make_node):

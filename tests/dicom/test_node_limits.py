@@ -57,7 +57,7 @@ def test_dicom_tls_serves_tls_only_and_a_silent_peer_blocks_no_one(make_node, xr
     plain = associate(node.port)
     assert not plain.is_established
     assert node.wait_idle(60)
-    assert client.get("/api/v1/health").json()["dicom"]["tls"] is True
+    assert client.get("/api/v1/status").json()["dicom"]["tls"] is True
 
 
 def test_with_a_ca_only_senders_with_a_certificate_it_signed_get_in(make_node, xray_files, tmp_path):

@@ -44,7 +44,7 @@ def pacs(tmp_path_factory):
         dicom = DicomSettings(port=node_port, spool_dir=root / "data" / "dicom", allow=(orthanc.aet,),
                               forward=Destination(orthanc.aet, "127.0.0.1", orthanc.dicom_port))
         settings = ServiceSettings(model=str(bundle), data_dir=root / "data", api_key=None, dicom=dicom)
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             yield orthanc, client, client.app.state.service.dicom, bundle, plugin
 
 

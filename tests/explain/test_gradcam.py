@@ -130,3 +130,12 @@ def test_letterbox_heatmap_maps_back_onto_the_content():
     heatmap[8:24, :] = 1.0  # a 64x32 (wide) image occupies rows 8..24 of the letterboxed square
     back = heatmap_to_original(heatmap, 32, 64, cfg)
     assert back.shape == (32, 64) and back.min() > 0.99
+
+
+def test_overlay_colours_are_matplotlibs_turbo():
+    colormaps = pytest.importorskip("matplotlib").colormaps  # the eval extra; the shipped table needs no matplotlib
+    from pneumo.explain.overlay import colour
+
+    heat = np.concatenate([np.linspace(0.0, 1.0, 4097, dtype=np.float32),
+                           np.array([1 / 256, 255 / 256, 1 - 1e-7], dtype=np.float32)])
+    np.testing.assert_array_equal(colour(heat), colormaps["turbo"](heat)[:, :3].astype(np.float32))

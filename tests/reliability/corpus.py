@@ -12,6 +12,7 @@ same seed. Each :class:`Case` says what a correct reader must do with it:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import struct
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from . import bombs
 
 EXPECTS = ("ok", "error", "either")
 GIANT = 30_000  # side of the "declared but absurd" images: 900 MP, far over the decoder's limit
@@ -333,6 +336,16 @@ def build_corpus(root: str | Path, seed: int = 0) -> list[Case]:
     w.add("giant_header.dcm", "giant header", "error", dicom_bytes(np.zeros((4, 4), np.uint16), Rows=GIANT,
                                                                    Columns=GIANT), **fast)
     w.add("zlib_bomb_8000.png", "giant header", "error", png_zlib_bomb(8000), **fast)
+    # Issue 28's bombs: small files whose compressed pixels would expand to gigabytes, refused from their
+    # headers (and a capped inflation), never decoded.
+    bomb = "decompression bomb"
+    w.add("bomb_deflated.dcm", bomb, "error", bombs.deflated_bomb(), **fast)
+    w.add("bomb_deflated_header.dcm", bomb, "error", bombs.deflated_bomb(compressed_target=64 * 1024, side=16_000),
+          **fast)
+    w.add("bomb_rle_segment.dcm", bomb, "error", bombs.rle_segment_bomb(expanded=64 * 1024 * 1024), **fast)
+    if importlib.util.find_spec("jpeg_ls") is not None:  # pyjpegls encodes them (pydicom's JPEG-LS plugin)
+        w.add("bomb_jpegls_128_frames.dcm", bomb, "error", bombs.jpegls_multiframe_bomb(), **fast)
+        w.add("bomb_jpegls_lying_frame.dcm", bomb, "error", bombs.jpegls_lying_frame(), **fast)
 
     # Unusual but legitimate encodings: must decode, and decode correctly.
     ramp16 = np.tile(np.linspace(0, 65535, 40).astype(np.uint16), (30, 1))
@@ -416,9 +429,9 @@ def build_corpus(root: str | Path, seed: int = 0) -> list[Case]:
         w.add(f"dicom_bits_{bits}_{stored}.dcm", odd, "either",
               dicom_bytes(small16, BitsAllocated=bits, BitsStored=stored, HighBit=max(stored - 1, 0)))
     w.add("dicom_signed.dcm", odd, "ok", dicom_bytes((small16.astype(np.int16) - 2048)))
-    w.add("dicom_uint8.dcm", odd, "ok", dicom_bytes(gray[:16, :16].copy()),
-          reference=(gray_f[:16, :16] - gray_f[:16, :16].min()) / (gray_f[:16, :16].max() - gray_f[:16, :16].min()),
-          tolerance=1e-4)
+    # 8-bit stored values without a window read as their PNG would: value / 255, no stretch (issue 23).
+    w.add("dicom_uint8.dcm", odd, "ok", dicom_bytes(gray[:16, :16].copy()), reference=gray_f[:16, :16],
+          tolerance=1e-6)
     window_cases = {
         "nan_window": dict(WindowCenter="NaN", WindowWidth="NaN"),
         "nan_center": dict(WindowCenter="NaN", WindowWidth=400),
@@ -444,8 +457,9 @@ def build_corpus(root: str | Path, seed: int = 0) -> list[Case]:
     w.add("dicom_frames_lie.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=5))
     w.add("dicom_frames_zero.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=0))
     w.add("dicom_frames_negative.dcm", odd, "either", dicom_bytes(small16, NumberOfFrames=-3))
-    w.add("dicom_multiframe.dcm", odd, "ok", dicom_bytes(np.stack([small16, small16 // 2, small16 // 4]),
-                                                         NumberOfFrames=3))
+    # Refused, naming the one-frame limit: reading "a representative frame" once let 40 KB reserve 1 GB (issue 28).
+    w.add("dicom_multiframe.dcm", odd, "error", dicom_bytes(np.stack([small16, small16 // 2, small16 // 4]),
+                                                            NumberOfFrames=3))
     w.add("dicom_rows_mismatch.dcm", odd, "either", dicom_bytes(small16, Rows=64, Columns=64))
     w.add("dicom_odd_length.dcm", odd, "either", dicom_bytes(small16, PixelData=small16.tobytes()[:-3]))
     w.add("dicom_samples_lie.dcm", odd, "either", dicom_bytes(small16, SamplesPerPixel=3))

@@ -21,7 +21,7 @@ LABELS = {"NORMAL", "PNEUMONIA", "UNKNOWN"}
 @pytest.fixture(scope="module")
 def api(session_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     settings = ServiceSettings(model=str(session_bundle), data_dir=tmp_path_factory.mktemp("api-data"), api_key=None)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         yield client
 
 

@@ -33,7 +33,7 @@ def png_bytes(side: int = 64, seed: int = 0) -> bytes:
 def secured(session_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     settings = ServiceSettings(model=str(session_bundle), data_dir=tmp_path_factory.mktemp("secured"), api_key=KEY,
                                max_upload_bytes=40_000)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -150,7 +150,7 @@ def raw_get(app, raw_path: str) -> tuple[int, bytes]:
     path, _, query = raw_path.partition("?")
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": unquote(path), "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"testserver"), (b"x-api-key", KEY.encode())], "server": ("testserver", 80),
+             "headers": [(b"host", b"127.0.0.1"), (b"x-api-key", KEY.encode())], "server": ("127.0.0.1", 80),
              "client": ("127.0.0.1", 1)}
     sent: list[dict] = []
     requested = False
@@ -223,7 +223,7 @@ def test_request_input_never_opens_a_file_outside_the_service_folders(session_bu
     settings = ServiceSettings(model=str(session_bundle), data_dir=data_dir, api_key=KEY)
     allowed = [data_dir.resolve(), STATIC_DIR.resolve(), session_bundle.resolve()]
     headers = {"X-API-Key": KEY}
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         # Warm every route once first, so lazy imports (which open .py files) happen outside the recording.
         assert predict(client, png_bytes(), headers).status_code == 200
         assert client.get("/api/v1/history/1", headers=headers).status_code == 200

@@ -41,7 +41,9 @@ def make_client(make_settings) -> Callable[..., TestClient]:
     clients: list[TestClient] = []
 
     def build(raise_server_exceptions: bool = True, **overrides) -> TestClient:
-        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=raise_server_exceptions)
+        # The server answers only the Host names it trusts (loopback by default): not TestClient's "testserver".
+        client = TestClient(create_app(make_settings(**overrides)), raise_server_exceptions=raise_server_exceptions,
+                            base_url="http://127.0.0.1")
         client.__enter__()
         clients.append(client)
         return client

@@ -35,12 +35,17 @@ def assert_json_error(response, status: int) -> str:
 
 # ---- happy paths -------------------------------------------------------------------------------------
 
-def test_health_reports_model_and_auth_off(client, tiny_bundle):
-    body = client.get("/api/v1/health").json()
+def test_health_says_only_alive_and_model_version(client, tiny_bundle):
+    assert client.get("/api/v1/health").json() == {"status": "ok", "model_version": read_meta(tiny_bundle)[1].version}
+
+
+def test_status_reports_auth_database_and_limits(client, tiny_bundle):
+    body = client.get("/api/v1/status").json()
     assert body["status"] == "ok"
     assert body["auth"] == "off"
     assert body["database"] == "sqlite"
     assert body["model_version"] == read_meta(tiny_bundle)[1].version
+    assert body["max_queued"] == 8 and body["workers"] == 2
 
 
 def test_the_real_predictor_is_loaded_once_from_the_bundle(client, tiny_bundle):
@@ -187,7 +192,9 @@ def test_400_empty_file(client):
 
 def test_401_when_key_configured(make_client, xray_jpeg):
     client = make_client(api_key="s3cret-key")
-    assert client.get("/api/v1/health").json()["auth"] == "on"
+    assert set(client.get("/api/v1/health").json()) == {"status", "model_version"}  # open, and quiet
+    assert client.get("/api/v1/status", headers={"X-API-Key": "s3cret-key"}).json()["auth"] == "on"
+    assert_json_error(client.get("/api/v1/status"), 401)
     assert client.get("/api/v1/model").status_code == 200  # the model card stays public
     assert "missing" in assert_json_error(post_image(client, xray_jpeg), 401)
     assert "wrong" in assert_json_error(post_image(client, xray_jpeg, headers={"X-API-Key": "guess"}), 401)
@@ -312,7 +319,8 @@ def test_cors_open_for_configured_origin(make_client):
 
 def test_openapi_and_docs(client):
     schema = client.get("/openapi.json").json()
-    for path in ("/api/v1/predict", "/api/v1/health", "/api/v1/model", "/api/v1/history", "/api/v1/history/{entry_id}"):
+    for path in ("/api/v1/predict", "/api/v1/health", "/api/v1/status", "/api/v1/model", "/api/v1/history",
+                 "/api/v1/history/{entry_id}"):
         assert path in schema["paths"]
     assert "X-API-Key" in str(schema["components"]["securitySchemes"])
     assert client.get("/docs").status_code == 200
@@ -320,7 +328,7 @@ def test_openapi_and_docs(client):
 
 def test_service_on_postgresql(make_client, postgres_url, xray_jpeg):
     client = make_client(db_url=postgres_url)
-    assert client.get("/api/v1/health").json()["database"] == "postgresql"
+    assert client.get("/api/v1/status").json()["database"] == "postgresql"
     body = post_image(client, xray_jpeg).json()
     row = client.get(f"/api/v1/history/{body['id']}").json()
     assert row["image_sha256"] == body["image_sha256"] and row["heatmap"] == body["heatmap"]

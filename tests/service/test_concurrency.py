@@ -24,7 +24,7 @@ def test_slow_predictions_do_not_block_the_event_loop(make_settings, xray_jpeg):
 
     async def scenario() -> tuple[float, list[float], float]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             start = time.perf_counter()
 
             async def predict() -> float:

@@ -22,6 +22,15 @@ def test_flags_map_onto_settings(tiny_bundle, tmp_path):
     assert (args.host, args.port) == ("127.0.0.1", 8123)
 
 
+def test_host_and_queue_flags_map_onto_settings(tmp_path):
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--host", "10.0.0.5", "--trusted-host",
+                                      "pneumo.ward.example", "--trusted-host", "pneumo", "--max-queued", "3"])
+    settings = build_settings(args)
+    assert settings.host == "10.0.0.5"
+    assert settings.trusted_hosts == ("pneumo.ward.example", "pneumo")
+    assert settings.max_queued == 3
+
+
 def test_defaults_are_loopback_and_20_mb(tmp_path):
     args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path)])
     settings = build_settings(args)
@@ -29,6 +38,7 @@ def test_defaults_are_loopback_and_20_mb(tmp_path):
     assert settings.max_upload_bytes == 20 * 1048576
     assert settings.database_url == f"sqlite:///{tmp_path / 'history.sqlite3'}"
     assert settings.cors_origins == ()
+    assert settings.host == "127.0.0.1" and settings.trusted_hosts == () and settings.max_queued == 8
 
 
 def test_run_builds_the_app_and_warns_when_open_on_a_network(monkeypatch, tiny_bundle, tmp_path, capsys):

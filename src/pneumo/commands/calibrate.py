@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from pneumo.commands.evaluate import add_data_arguments
+from pneumo.optional import require_extra
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("eval", needed_for="pneumo calibrate")
     from pneumo.evaluation.calibration import ThresholdRule
     from pneumo.evaluation.operating_point import calibrate_bundle
     from pneumo.evaluation.pipeline import EvaluationOptions

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from pneumo.commands.evaluate import add_data_arguments
+from pneumo.optional import require_extra
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("eval", needed_for="pneumo compare")
     from pneumo.evaluation.compare import (different_images, format_table, scored_metrics, stored_metrics,
                                            unique_names, write_comparison)
     from pneumo.evaluation.pipeline import EvaluationOptions

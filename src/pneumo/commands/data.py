@@ -1,4 +1,4 @@
-"""``pneumo data summary ROOT``."""
+"""``pneumo data summary ROOT`` and ``pneumo data audit ROOT --out DIR``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     summary.add_argument("--manifest", default="", help="CSV manifest instead of a root")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.set_defaults(func=run_summary)
+    audit = data_sub.add_parser("audit", help="shortcut audit: acquisition attributes that predict the label",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    audit.add_argument("root", nargs="?", default="", help="dataset root in the Kermany layout")
+    audit.add_argument("--manifest", default="", help="CSV manifest instead of a root")
+    audit.add_argument("--split", default="", help="audit one split only (train, val, test); default all")
+    audit.add_argument("--out", required=True, help="folder for audit.json and report.md")
+    audit.add_argument("--no-probe", dest="probe", action="store_false",
+                       help="skip the lungs-hidden probe (a small model on the film's frame)")
+    audit.set_defaults(func=run_audit)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -24,4 +33,29 @@ def run_summary(args: argparse.Namespace) -> int:
     records = load_records(args.root, args.manifest)
     summary = summarize(records)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pneumo.optional import require_extra
+
+    require_extra("eval", needed_for="pneumo data audit")  # before the imports below, which need it
+    from pneumo.data.audit import measure, score_attributes, sequence_of
+    from pneumo.data.audit_probe import run_probe
+    from pneumo.data.audit_report import audit_dict, write_audit
+    from pneumo.data.records import load_records
+
+    records = [r for r in load_records(args.root, args.manifest) if not args.split or r.split == args.split]
+    if not records:
+        raise SystemExit(f"no images to audit in {args.root or args.manifest}"
+                         + (f" (split {args.split!r})" if args.split else ""))
+    table = measure(records)
+    for path, reason in table.skipped:
+        print(f"skipped unreadable image {path}: {reason}")
+    probe = run_probe(table.records, [sequence_of(r) for r in table.records]) if args.probe else None
+    json_path, md_path = write_audit(Path(args.out), audit_dict(table, score_attributes(table), probe))
+    print(md_path.read_text(), end="")
+    print(f"wrote {json_path} and {md_path}")
     return 0

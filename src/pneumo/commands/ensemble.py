@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pneumo.optional import require_extra
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ensemble", help="combine trained bundles into one ensemble bundle",
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("train", needed_for="pneumo ensemble")
     from pneumo.training.ensemble import build_ensemble
 
     directory = build_ensemble(args.members, args.out, args.description)

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from pneumo.data.selection import SPLIT_CHOICES
+from pneumo.optional import require_extra
+
 
 
 def add_data_arguments(p: argparse.ArgumentParser, default_split: str) -> None:
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("eval", needed_for="pneumo evaluate")
     from pneumo.evaluation.pipeline import EvaluationOptions, evaluate_bundle, format_summary
 
     options = EvaluationOptions(split=args.split, threshold=args.threshold, device=args.device,

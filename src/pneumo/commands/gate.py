@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from pneumo.optional import require_extra
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gate", help="the chest-X-ray gate: UNKNOWN for non-X-ray input, a warning for "
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    require_extra("train", needed_for="pneumo gate fit")
     from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,

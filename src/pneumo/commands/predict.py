@@ -22,6 +22,7 @@ from typing import Any
 
 from pneumo import DISCLAIMER
 from pneumo.inference.rows import csv_cell, table_columns, table_row, table_subtypes
+from pneumo.optional import require_extra
 
 FORMATS = ("table", "json", "csv")
 ENGINES = ("local", "ray")
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if any(is_dicomweb(p) for p in paths):
         if args.cam:
             raise ValueError("--cam is not available for dicomweb+ sources; fetch the study to files first")
-        from pneumo.dicom.dicomweb import resolve  # the optional 'dicom' extra (dicomweb-client)
+        require_extra("dicom", needed_for="a dicomweb+ source")
+        from pneumo.dicom.dicomweb import resolve
 
         sources, names = resolve(paths)
     rows = [p.to_dict() for p in predictor.predict_many(sources, batch_size=args.batch_size)]
@@ -185,10 +187,8 @@ def run_ray(args: argparse.Namespace, paths: list[str]) -> int:
 
         # Joining a cluster: Ray's default network behaviour, decided when Ray is imported (just below).
         os.environ.setdefault(LOOPBACK_SWITCH, "1")
-    try:
-        from pneumo.batch import ray_engine
-    except ImportError as exc:  # the optional extra is not installed
-        raise ValueError(f"--engine ray needs Ray Data: pip install 'pneumo[ray]' ({exc})") from exc
+    require_extra("ray", needed_for="--engine ray")
+    from pneumo.batch import ray_engine
     if not getattr(args, "verbose", False):  # Ray Data's plan and statistics lines: in its log files, and under -v
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     spec = ray_engine.ModelSpec(model=args.model, backend=args.backend, device=args.device, tta=args.tta)

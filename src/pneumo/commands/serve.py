@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="let this origin show the page in a frame (repeatable), e.g. https://huggingface.co for a "
                         "Space; framing is refused when none is given")
     p.add_argument("--workers", type=int, default=2, help="predictions run at once (the rest queue)")
+    p.add_argument("--max-queued", type=int, default=ServiceSettings.max_queued, metavar="N",
+                   help="uploads that may wait for a worker; more are answered 429 before their body is read")
+    p.add_argument("--trusted-host", action="append", default=[], metavar="NAME",
+                   help="a Host header to answer besides the loopback names and --host (repeatable): the name "
+                        "clients use to reach the server; '*' answers any (behind a proxy that checks it)")
     p.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
                    help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
                         "(Grad-CAM always runs on torch)")
@@ -121,7 +126,8 @@ def build_settings(args: argparse.Namespace) -> ServiceSettings:
     return ServiceSettings(model=args.model, db_url=args.db or "", data_dir=args.data_dir,
                            max_upload_bytes=int(args.max_upload_mb * 1048576), cors_origins=tuple(args.cors_origin),
                            frame_ancestors=tuple(args.frame_ancestor),
-                           workers=args.workers, backend=args.backend, device=args.device,
+                           workers=args.workers, max_queued=args.max_queued, host=args.host,
+                           trusted_hosts=tuple(args.trusted_host), backend=args.backend, device=args.device,
                            dicom=build_dicom_settings(args))
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pneumo.config import RunConfig, load_config_file
-from pneumo.models import ARCHITECTURES
+from pneumo.optional import require_extra
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory to create (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--config", default=None, help="YAML/JSON run configuration; flags override it")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHITECTURES), help="architecture (default mobilenet_v3_small)")
+    # No argparse choices: the registry imports torch, which `pneumo --help` must not need (an unknown name is an
+    # error listing the registry's names).
+    p.add_argument("--arch", default=None, help="architecture from the model registry, e.g. mobilenet_v3_small (the "
+                   "default), resnet18, efficientnet_b0, densenet121")
     p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default 224)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 20)")
     p.add_argument("--classes", type=int, choices=(2, 3), default=None, help="2: normal/pneumonia, "
@@ -72,8 +75,13 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra("train", needed_for="pneumo train")
+    from pneumo.models import ARCHITECTURES
     from pneumo.training import fit
     from pneumo.training.trainer import load_run_config
+
+    if args.arch is not None and args.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown --arch {args.arch!r}; choose one of {sorted(ARCHITECTURES)}")
 
     if args.resume:
         run_dir = Path(args.resume)

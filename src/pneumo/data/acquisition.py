@@ -188,3 +188,55 @@ def site_variant(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             out = from_pil(to_pil(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))))
         out = out + rng.normal(0.0, rng.uniform(0.005, 0.06), out.shape).astype(np.float32)
     return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def stretch_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` resized to ``height`` x ``width`` (how the model's stretch preprocessing sees a film)."""
+    return from_pil(to_pil(image).resize((width, height), Image.BILINEAR))
+
+
+def taller_field(image: np.ndarray, keep: float) -> np.ndarray:
+    """Tighter collimation above and below: the central ``keep`` of the rows, stretched back to the original
+    height. On a film stretched to a square this makes the lungs longer and the film wider than tall, as
+    tightly collimated X-rays look to the model."""
+    h, w = image.shape
+    cut = int(h * (1 - keep) / 2)
+    return stretch_to(image[cut:h - cut], h, w)
+
+
+def shorter_field(image: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A wider field above and below (neck and abdomen, faded as :func:`zoom_out` does), squeezed back to
+    the original height: the reverse of :func:`taller_field`."""
+    h, w = image.shape
+    grown = zoom_out(image, share, rng)
+    extra_w = (grown.shape[1] - w) // 2
+    return stretch_to(grown[:, extra_w:extra_w + w], h, w)
+
+
+def window(image: np.ndarray, gamma: float, low: float, high: float) -> np.ndarray:
+    """Gamma, then black point ``low`` and white point ``high`` (a look-up table)."""
+    out = np.clip(image, 0.0, 1.0) ** np.float32(gamma)
+    return np.clip((out - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def confound_swap(image: np.ndarray, pneumonia: bool, rng: np.random.Generator) -> np.ndarray:
+    """The X-ray with the acquisition style that goes with the *other* label in Kermany's training folder, for
+    a validation block that a shortcut fails (``pneumo data audit`` measures these attributes).
+
+    In the originals pneumonia films are wider than tall (median width/height 1.5 against 1.2 for normal),
+    so once stretched to a square their lungs look longer; they hold less black background and less
+    contrast (5th percentile and pixel spread each separate the labels with AUC 0.73), and more often a
+    bright corner marker. A normal X-ray is therefore given a taller-looking field, a flatter window and
+    sometimes a marker; a pneumonia X-ray a wider field with dark surroundings and a harder window. The
+    lungs themselves are left as they are."""
+    h, w = image.shape
+    out = np.clip(image, 0.0, 1.0).astype(np.float32)
+    if not pneumonia:
+        out = taller_field(out, rng.uniform(0.72, 0.85))
+        out = window(out, rng.uniform(0.85, 1.1), rng.uniform(-0.25, -0.1), rng.uniform(1.0, 1.15))
+        if rng.random() < 0.5:
+            out = burn_in_text(out, rng)
+    else:
+        out = shorter_field(out, rng.uniform(0.1, 0.2), rng)
+        out = window(out, rng.uniform(0.9, 1.2), rng.uniform(0.02, 0.1), rng.uniform(0.85, 0.95))
+    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)

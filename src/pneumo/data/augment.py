@@ -19,36 +19,41 @@ import torch
 from pneumo.config import AugmentConfig, PreprocessConfig
 
 
-class RandomAffine:
-    """Random rotation, shift, zoom and shear (and flip when enabled) of a uint8 square image.
+class WorkerGenerator:
+    """A NumPy generator owned by one loader process, seeded from ``torch.initial_seed()``, which the
+    DataLoader makes distinct per worker and per epoch, so seeded runs are reproducible."""
 
-    Randomness is owned here: a NumPy generator seeded from ``torch.initial_seed()``, which the
-    DataLoader makes distinct per worker and per epoch, so seeded runs are reproducible.
-    """
-
-    def __init__(self, aug: AugmentConfig) -> None:
-        self.aug = aug
+    def __init__(self) -> None:
         self._rng: np.random.Generator | None = None
         self._owner = -1
 
-    def _generator(self) -> np.random.Generator:
+    def __call__(self) -> np.random.Generator:
         if self._rng is None or self._owner != os.getpid():
             self._rng = np.random.default_rng(torch.initial_seed() % (2**63))
             self._owner = os.getpid()
         return self._rng
+
+
+class RandomAffine:
+    """Random rotation, shift, zoom, aspect and shear (and flip when enabled) of a uint8 square image."""
+
+    def __init__(self, aug: AugmentConfig) -> None:
+        self.aug = aug
+        self._generator = WorkerGenerator()
 
     def matrix(self, size: int) -> np.ndarray:
         """A random 2x3 forward affine matrix about the image centre."""
         rng, aug = self._generator(), self.aug
         angle = math.radians(rng.uniform(-aug.rotation_degrees, aug.rotation_degrees))
         scale = rng.uniform(1.0 - aug.zoom, 1.0 + aug.zoom)
+        taller = math.exp(rng.uniform(-aug.aspect, aug.aspect) / 2) if aug.aspect else 1.0
         shear_x = math.radians(rng.uniform(-aug.shear_degrees, aug.shear_degrees))
         shear_y = math.radians(rng.uniform(-aug.shear_degrees, aug.shear_degrees))
         tx, ty = rng.uniform(-aug.translate, aug.translate, size=2) * size
         flip = -1.0 if aug.horizontal_flip and rng.random() < 0.5 else 1.0
         rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         shear = np.array([[1.0, math.tan(shear_x)], [math.tan(shear_y), 1.0]])
-        linear = rotation @ shear @ np.diag([scale * flip, scale])
+        linear = rotation @ shear @ np.diag([scale * flip / taller, scale * taller])
         centre = np.array([(size - 1) / 2.0, (size - 1) / 2.0])
         offset = centre + np.array([tx, ty]) - linear @ centre
         return np.hstack([linear, offset[:, None]]).astype(np.float64)

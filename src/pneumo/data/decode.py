@@ -2,32 +2,32 @@
 grayscale float32 array in [0, 1].
 
 Formats are sniffed from the bytes, never trusted from the extension. Every failure is an
-:class:`ImageDecodeError` naming the file and the reason.
+:class:`ImageDecodeError` naming the file and the reason. What the pixels will take is checked against
+:class:`DecodeLimits` before any of them is decompressed (:mod:`pneumo.data.pixel_budget`,
+:mod:`pneumo.data.dicom_streams`).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pneumo.data.dicom_streams import check_encapsulated_frame, inflate_deflated_dicom
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
+from pneumo.data.pixel_budget import DEFAULT_MAX_PIXELS, DecodeLimits, check_dicom_budget, check_pixel_budget
 
-# 60 megapixels covers any real radiograph (a 43x43 cm detector at 0.1 mm is ~18 MP) with room to spare.
-DEFAULT_MAX_PIXELS = 60_000_000
+__all__ = ["DEFAULT_MAX_PIXELS", "DecodeLimits", "check_dicom_budget", "decode_image", "read_image_bytes",
+           "sniff_format"]
 
 Source = Union[str, Path, bytes]
-
-
-@dataclass(frozen=True)
-class DecodeLimits:
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_bytes: int = 512 * 1024 * 1024
+# Bytes per sample of the Pillow modes that hold more than one byte per band.
+_PIL_SAMPLE_BYTES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+_DEEP_MODES = tuple(_PIL_SAMPLE_BYTES)
 
 
 def sniff_format(head: bytes) -> str:
@@ -97,12 +97,12 @@ def decode_raster_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.nda
             width, height = image.size
             if width < 1 or height < 1:
                 raise ImageDecodeError(label, f"image has no pixels ({width}x{height})")
-            if width * height > limits.max_pixels:
-                raise ImageTooLargeError(
-                    label, f"image is {width}x{height} pixels, over the {limits.max_pixels}-pixel limit"
-                )
+            # The header's size is all Pillow will allocate for the first frame: checked before it decodes.
+            check_pixel_budget(label, limits, rows=height, columns=width, samples=len(image.getbands()),
+                               bytes_per_sample=_PIL_SAMPLE_BYTES.get(image.mode, 1))
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to turn
+            image = _single_channel(image)  # the colour original is released before the float copy is made
             return _pil_to_gray01(image, label)
     except ImageDecodeError:
         raise
@@ -114,21 +114,31 @@ def decode_raster_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.nda
         raise ImageDecodeError(label, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
 
 
+def _single_channel(image: Image.Image) -> Image.Image:
+    """The image as one channel: 16-bit, integer and float modes as they are, everything else as 8-bit
+    luma (``L``), transparent pixels black (the background of a radiograph)."""
+    mode = image.mode
+    if mode in _DEEP_MODES or mode == "L":
+        return image
+    if mode == "CMYK":
+        image = image.convert("RGB")
+    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("L")
+
+
 def _pil_to_gray01(image: Image.Image, label: str) -> np.ndarray:
+    """A one-channel image (see :func:`_single_channel`) as float32 in [0, 1]. Each integer mode is divided
+    into float32 in one step: at the 40 MP limit every extra copy is 160 MB."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        array = np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0
+        array = np.divide(np.asarray(image, dtype=np.uint16), np.float32(65535.0), dtype=np.float32)
     elif mode in ("I", "F"):
         array = _minmax(np.asarray(image, dtype=np.float32))
     else:
-        if mode == "CMYK":
-            image = image.convert("RGB")
-        elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-            # Transparent pixels become black, the background of a radiograph.
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            image = Image.alpha_composite(background, rgba)
-        array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        array = np.divide(np.asarray(image), np.float32(255.0), dtype=np.float32)
     if array.ndim != 2:
         raise ImageDecodeError(label, f"unexpected decoded shape {array.shape}")
     if not np.isfinite(array).all():
@@ -166,11 +176,13 @@ def decode_dicom_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndar
 def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
     """Decode DICOM pixels: modality LUT (slope/intercept), VOI LUT or window, MONOCHROME1 inverted.
 
-    Only pixels leave this function; no tag (and so no patient identifier) is kept.
+    The budget is checked on the header (and on any compressed frame's own header) before pydicom
+    decodes a pixel. Only pixels leave this function; no tag (and so no patient identifier) is kept.
     """
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
+    data = inflate_deflated_dicom(data, label, limits)
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # pydicom raises many types for malformed files
@@ -183,20 +195,14 @@ def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
                                                ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
         raise ImageDecodeError(label, "DICOM file has no pixel data")
-    rows, cols = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
-    if rows < 1 or cols < 1:
-        raise ImageDecodeError(label, f"DICOM declares no pixels ({rows}x{cols})")
-    if rows * cols > limits.max_pixels:
-        raise ImageTooLargeError(label, f"DICOM is {cols}x{rows} pixels, over the {limits.max_pixels}-pixel limit")
+    rows, cols = check_dicom_budget(dataset, label, limits)
+    check_encapsulated_frame(dataset, label, rows, cols)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     try:
         pixels = dataset.pixel_array
     except Exception as exc:
         raise ImageDecodeError(label, f"DICOM pixel data cannot be decoded ({exc})") from exc
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    if frames > 1 and pixels.ndim >= 3:
-        pixels = pixels[frames // 2]  # a representative frame of a multi-frame object
     if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR"):
         if photometric.startswith("YBR"):
             from pydicom.pixels import convert_color_space
@@ -209,19 +215,35 @@ def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
         if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
             pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return _finish(_minmax(pixels), label)
-    try:
-        # Hostile slope, intercept or window values overflow to inf/NaN here: _finish refuses those files
-        # with a message naming them, so numpy's RuntimeWarnings would only add noise without the file name.
-        with np.errstate(all="ignore"):
-            values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-            array = _apply_voi(values, dataset)
-    except ImageDecodeError:
-        raise
-    except Exception as exc:
-        raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
+    if _reads_as_8bit_png(dataset):
+        array = pixels.astype(np.float32) / 255.0
+    else:
+        try:
+            # Hostile slope, intercept or window values overflow to inf/NaN here: _finish refuses those files
+            # with a message naming them, so numpy's RuntimeWarnings would only add noise without the file name.
+            with np.errstate(all="ignore"):
+                values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+                array = _apply_voi(values, dataset)
+        except ImageDecodeError:
+            raise
+        except Exception as exc:
+            raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
     if photometric == "MONOCHROME1":
         array = 1.0 - array  # MONOCHROME1 stores dense tissue dark; pneumo wants it bright
     return _finish(array, label)
+
+
+def _reads_as_8bit_png(dataset) -> bool:
+    """8-bit unsigned stored values with no window, VOI LUT or rescale are read as a PNG of them would be
+    (value / 255), not stretched to their own min and max: the same X-ray as PNG and as DICOM must give the
+    model the same pixels."""
+    if int(dataset.get("BitsAllocated", 0) or 0) != 8 or int(dataset.get("PixelRepresentation", 0) or 0) != 0:
+        return False
+    if any(dataset.get(k) is not None for k in ("WindowCenter", "WindowWidth", "VOILUTSequence",
+                                                 "ModalityLUTSequence")):
+        return False
+    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
+    return (slope is None or float(slope) == 1.0) and (intercept is None or float(intercept) == 0.0)
 
 
 def _first(value) -> float:

@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image
 
 from pneumo.config import PreprocessConfig
+from pneumo.data.thorax import crop_to_thorax
+from pneumo.optional import require
 
 
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
@@ -26,7 +28,8 @@ def resize_square(image: np.ndarray, size: int, mode: str, interpolation: str = 
     if interpolation not in _RESAMPLE:
         raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {sorted(_RESAMPLE)}")
     resample = _RESAMPLE[interpolation]
-    pil = Image.fromarray(image.astype(np.float32), mode="F")
+    # No astype copy: Image.fromarray copies the pixels itself, and a 40 MP image is 160 MB per copy.
+    pil = Image.fromarray(np.asarray(image, dtype=np.float32), mode="F")
     if mode == "stretch":
         return np.asarray(pil.resize((size, size), resample), dtype=np.float32)
     scale = size / max(height, width)  # letterbox
@@ -76,13 +79,17 @@ def preprocess_array(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Decoded float [0, 1] array -> uint8 ``image_size`` square. Deterministic; this is what is cached."""
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale array, got shape {image.shape}")
-    out = resize_square(np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode, cfg.interpolation)
+    if cfg.thorax_crop:
+        image = crop_to_thorax(image)
+    # Decoded images already lie in [0, 1]: clip (a full copy) only those that do not.
+    inside = image.size > 0 and image.min() >= 0.0 and image.max() <= 1.0
+    out = resize_square(image if inside else np.clip(image, 0.0, 1.0), cfg.image_size, cfg.resize_mode,
+                        cfg.interpolation)
     if cfg.intensity == "percentile":
         out = percentile_stretch(out, cfg.percentile_low, cfg.percentile_high)
     pixels = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     if cfg.clahe:
-        import cv2
-
+        cv2 = require("cv2", extra="opencv", needed_for="CLAHE preprocessing (the bundle's preprocess.clahe)")
         pixels = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles)).apply(pixels)
     return pixels
 

@@ -8,7 +8,7 @@ from pneumo.config import DataConfig
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import split_by_patient, split_temporal
 
-SPLIT_CHOICES = ("train", "val", "test", "official-val", "all")
+SPLIT_CHOICES = ("train", "val", "shifted-val", "test", "official-val", "all")
 
 
 def training_splits(records: list[ImageRecord], cfg: DataConfig) -> tuple[list[ImageRecord], list[ImageRecord]]:
@@ -49,7 +49,7 @@ def select_split(records: list[ImageRecord], split: str, cfg: DataConfig) -> lis
         chosen = [r for r in records if r.split == "test"]
     elif split == "official-val":
         chosen = [r for r in records if r.split == "val"]
-    else:
+    else:  # shifted-val selects val's X-rays; pneumo.data.shifted renders them
         train, val = training_splits(records, cfg)
         chosen = train if split == "train" else val
     if not chosen:

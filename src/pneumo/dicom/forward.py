@@ -5,7 +5,7 @@ the reports stay and go with the next delivery, so an outage of the PACS loses n
 of Resources 0xA7xx, processing failure 0x0110, resource limitation 0x0213, duplicate invocation 0x0210) keeps the
 report and tries it again after a wait that doubles from ``retry_seconds`` (up to 64 times that); any other
 refusal will be answered the same way again, so the report goes to ``failed/`` and the refusal is kept for the
-health summary (status, SOP class, file; not the peer's error comment, which may quote the dataset).
+status summary (status, SOP class, file; not the peer's error comment, which may quote the dataset).
 
 A delivery spreads the waiting reports over several associations at once: a PACS stores each instance before it
 answers, so one association waits on every store in turn (measured against Orthanc: 55 ms per report over one

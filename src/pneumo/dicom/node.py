@@ -145,7 +145,7 @@ class DicomNode:
                                            max(0.0, deadline - time.monotonic()))
 
     def summary(self) -> dict[str, Any]:
-        """For ``/api/v1/health``: AE title, port, counts, and the reports a PACS refused for good."""
+        """For ``/api/v1/status``: AE title, port, counts, and the reports a PACS refused for good."""
         forwarder = self.forwarder
         return {"ae_title": self.settings.ae_title, "port": self.port if self._server is not None else None,
                 "allow": list(self.settings.allow), "forward": str(self.settings.forward or "") or None,

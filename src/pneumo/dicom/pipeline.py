@@ -3,7 +3,7 @@ its history row written, and only then is the received file deleted.
 
 The reading, the report and the history row are one unit: if any step fails, the received file stays in the
 spool and the whole unit is tried again after a wait that doubles (``read_retry_seconds``, ``read_attempts``
-tries); only then is it moved to ``failed/`` (kept, counted in the health summary). A reader thread runs the model
+tries); only then is it moved to ``failed/`` (kept, counted in the status summary). A reader thread runs the model
 (in batches when several instances wait); a reporter thread builds, spools and records.
 """
 

@@ -30,6 +30,8 @@ SPLIT_MEANING = {
     "test": "the data set's held-out test folder",
     "val": "the patient-level validation split carved from the training folder, the split the model's "
            "checkpoint was chosen on",
+    "shifted-val": "the validation split with each X-ray given the other label's acquisition style "
+                   "(pneumo.data.shifted), which a model that reads the acquisition instead of the lungs fails",
     "official-val": "the data set's own val folder",
     "train": "the images the model was trained on",
     "all": "every image of the data set, training images included",
@@ -160,7 +162,7 @@ def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
     if split in ("train", "all"):
         warnings.append(f"split {split!r} contains the model's training images; these figures say nothing "
                         "about performance on new patients.")
-    elif split == "val" and not metrics["calibrated_on_this_split"]:
+    elif split in ("val", "shifted-val") and not metrics["calibrated_on_this_split"]:
         warnings.append("the model's checkpoint was chosen on this validation split, so these figures are "
                         "slightly optimistic; the held-out test split is the honest one.")
     if scored.scores.skipped:

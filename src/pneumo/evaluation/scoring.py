@@ -21,6 +21,7 @@ from pneumo.bundle import BundleError, BundleMeta
 from pneumo.config import DataConfig, from_dict, stored_data_dict
 from pneumo.data.records import ImageRecord, load_records
 from pneumo.data.selection import SPLIT_CHOICES, fingerprint, select_split, training_splits
+from pneumo.data.shifted import write_shifted_block
 from pneumo.inference.predictor import Predictor
 from pneumo.inference.probability import OutputHead
 
@@ -60,7 +61,7 @@ def select_records(meta: BundleMeta, split: str, root: str = "", manifest: str =
         raise ValueError("give a dataset root (--data) or a CSV manifest (--manifest)")
     stored = training_data_config(meta)
     warnings: list[str] = []
-    if split in ("train", "val"):
+    if split in ("train", "val", "shifted-val"):
         if stored is None:
             raise BundleError(f"split {split!r} is carved from train with the seed the model was trained with, "
                               "but this bundle holds no training config; use --split official-val or test")
@@ -69,13 +70,15 @@ def select_records(meta: BundleMeta, split: str, root: str = "", manifest: str =
         cfg = DataConfig(root=root, manifest=manifest, classes=meta.classes)
     records = load_records(cfg.root, cfg.manifest)
     chosen = select_split(records, split, cfg)
-    if split in ("train", "val") and meta.data_fingerprint:
+    if split in ("train", "val", "shifted-val") and meta.data_fingerprint:
         train, val = training_splits(records, cfg)
         if fingerprint(train + val) != meta.data_fingerprint:
             warnings.append(
                 f"this dataset's train folder differs from the one the model was trained on (fingerprint "
                 f"{fingerprint(train + val)} vs {meta.data_fingerprint}): the carved {split!r} split may not be "
                 "the one used in training and may even hold training images")
+    if split == "shifted-val":
+        chosen = write_shifted_block(chosen, cfg.split_seed)
     return Selection(split, chosen, cfg, warnings)
 
 

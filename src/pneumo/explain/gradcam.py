@@ -88,22 +88,31 @@ class GradCAM:
             self._local.active = False
             self._local.activations = None
         with torch.no_grad():
-            maps = [self._map(layer, activation, gradient, x.shape[-2:])
-                    for layer, activation, gradient in zip(self.layers, activations, gradients)]
-            cam = maps[0] if len(maps) == 1 else torch.stack(maps).mean(dim=0)
+            for layer, activation in zip(self.layers, activations):
+                if activation.dim() != 4:
+                    raise ValueError(f"Grad-CAM needs a spatial layer (N, C, H, W); {type(layer).__name__} "
+                                     f"gives shape {tuple(activation.shape)}")
+            weights = [gradient.mean(dim=(2, 3)) for gradient in gradients]
+            cam = mean_of_maps(activations, weights, x.shape[-2:])
         return cam.float().cpu().numpy(), logits.detach()
 
-    @staticmethod
-    def _map(layer: nn.Module, activation: torch.Tensor, gradient: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        if activation.dim() != 4:
-            raise ValueError(f"Grad-CAM needs a spatial layer (N, C, H, W); {type(layer).__name__} "
-                             f"gives shape {tuple(activation.shape)}")
-        weights = gradient.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
-        cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
-        # Min-max per image: the map shows where the evidence is relative to the rest of this image.
-        flat = cam.flatten(1)
-        low = flat.min(dim=1).values[:, None, None]
-        span = (flat.max(dim=1).values[:, None, None] - low)
-        cam = torch.where(span > 1e-8 * (1.0 + low.abs()), (cam - low) / span.clamp_min(1e-12), torch.zeros_like(cam))
-        return torch.nan_to_num(cam, nan=0.0).clamp(0.0, 1.0)
+
+def scaled_map(activation: torch.Tensor, weights: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """One layer's Grad-CAM: ``activation`` (N, C, h, w) weighed by ``weights`` (N, C), positive evidence only,
+    upsampled bilinearly to ``size`` and min-max scaled to [0, 1] per image. Plain tensor operations, so the
+    ONNX export (:mod:`pneumo.explain.cam_graph`) traces the very same steps."""
+    cam = F.relu((weights[:, :, None, None] * activation).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+    # Min-max per image: the map shows where the evidence is relative to the rest of this image.
+    flat = cam.flatten(1)
+    low = flat.min(dim=1).values[:, None, None]
+    span = (flat.max(dim=1).values[:, None, None] - low)
+    cam = torch.where(span > 1e-8 * (1.0 + low.abs()), (cam - low) / span.clamp_min(1e-12), torch.zeros_like(cam))
+    return torch.nan_to_num(cam, nan=0.0).clamp(0.0, 1.0)
+
+
+def mean_of_maps(activations: list[torch.Tensor], weights: list[torch.Tensor],
+                 size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """The heatmap of one or several layers (an ensemble's members): each layer's map scaled, then averaged."""
+    maps = [scaled_map(a, w, size) for a, w in zip(activations, weights)]
+    return maps[0] if len(maps) == 1 else torch.stack(maps).mean(dim=0)

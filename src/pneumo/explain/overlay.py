@@ -1,17 +1,21 @@
 """Heatmap over the X-ray: the radiograph in gray, the heatmap in matplotlib's ``turbo`` (the perceptually
 ordered successor of the familiar rainbow "jet": blue = low, red = high) blended in proportion to its
-strength, so cold regions show the untouched image, plus a labelled colour scale under the image."""
+strength, so cold regions show the untouched image, plus a labelled colour scale under the image. The colour
+map's 256 colours ship as ``turbo.csv`` beside this module (copied from matplotlib, which the prediction install
+does not need); a heat value picks its colour as matplotlib's colour maps do."""
 
 from __future__ import annotations
 
 import io
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from pneumo.config import PreprocessConfig
 
-COLORMAP = "turbo"
+COLORMAP_FILE = Path(__file__).with_name("turbo.csv")
 # Heat below this stays invisible; above it the colour's opacity rises to MAX_ALPHA.
 FLOOR, MAX_ALPHA = 0.2, 0.6
 MAX_SIDE = 1024  # the overlay is for reading on screen; larger originals are scaled down
@@ -30,10 +34,20 @@ def heatmap_to_original(heatmap: np.ndarray, height: int, width: int, cfg: Prepr
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def _colour(values: np.ndarray) -> np.ndarray:
-    from matplotlib import colormaps
+@lru_cache(maxsize=1)
+def _colour_table() -> np.ndarray:
+    table = np.loadtxt(COLORMAP_FILE, delimiter=",", comments="#", dtype=np.float64)
+    if table.shape != (256, 3):
+        raise ValueError(f"{COLORMAP_FILE}: expected 256 rows of R,G,B, got shape {table.shape}")
+    return table
 
-    return colormaps[COLORMAP](values)[..., :3].astype(np.float32)
+
+def colour(values: np.ndarray) -> np.ndarray:
+    """float32 RGB in [0, 1] for heat ``values`` in [0, 1]: entry floor(256 v) of the table, the last one for
+    v = 1, as matplotlib's ``colormaps["turbo"](values)`` picks it."""
+    table = _colour_table()
+    index = np.clip(np.asarray(values, dtype=np.float32) * len(table), 0, len(table) - 1).astype(np.intp)
+    return table[index].astype(np.float32)
 
 
 def overlay_rgb(image: np.ndarray, heatmap: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -45,14 +59,14 @@ def overlay_rgb(image: np.ndarray, heatmap: np.ndarray, cfg: PreprocessConfig) -
     heat = heatmap_to_original(heatmap, out_h, out_w, cfg)
     alpha = (MAX_ALPHA * np.clip((heat - FLOOR) / (1.0 - FLOOR), 0.0, 1.0))[..., None]
     base = np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2)
-    blended = (1.0 - alpha) * base + alpha * _colour(heat)
+    blended = (1.0 - alpha) * base + alpha * colour(heat)
     return np.round(np.clip(blended, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def with_legend(rgb: np.ndarray) -> np.ndarray:
     """Append a colour scale strip labelled 'low' and 'high' under the image."""
     width = rgb.shape[1]
-    ramp = _colour(np.linspace(0.0, 1.0, width, dtype=np.float32))
+    ramp = colour(np.linspace(0.0, 1.0, width, dtype=np.float32))
     strip = np.repeat(np.round(ramp * 255).astype(np.uint8)[None], LEGEND_HEIGHT, axis=0)
     legend = Image.fromarray(strip)
     if width >= 80:

@@ -3,8 +3,10 @@
 An exported pneumo ONNX model has one input ``image`` (N, 1, S, S) float32, already normalised, and outputs
 ``logits`` (N, K), ``features`` (N, D) (the pooled features the gate uses) and, when the bundle has a gate,
 ``gate_distance`` (N,) (the Mahalanobis distance computed inside the graph from the gate's parameters) and,
-when the gate has a far boundary, ``gate_nonxray`` (N,) (the gate's linear non-X-ray score). The bundle's
-metadata is embedded as JSON in the model's ``metadata_props`` (see :mod:`pneumo.export.onnx`).
+when the gate has a far boundary, ``gate_nonxray`` (N,) (the gate's linear non-X-ray score), and for
+architectures that pool globally into their head ``gradcam`` (N, S, S) (the Grad-CAM heatmap, computed in the
+graph; see :mod:`pneumo.explain.cam_graph`). The bundle's metadata is embedded as JSON in the model's
+``metadata_props`` (see :mod:`pneumo.export.onnx`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "features", "gate_distance", "gate_nonxray")
+OUTPUT_NAMES = ("logits", "features", "gate_distance", "gate_nonxray", "gradcam")
+GRADCAM_OUTPUT = "gradcam"
 METADATA_KEY = "pneumo.bundle"  # the bundle.json document (format, weights checksum, meta)
 EXPORT_KEY = "pneumo.export"  # how it was exported: feature layer, gate checksum, opset, outputs
 ONNX_FORMAT = "pneumo-onnx"
@@ -67,7 +70,9 @@ class OnnxBackend:
                              f"(expected {list(OUTPUT_NAMES)}); export it with `pneumo export`")
         self.has_distance = "gate_distance" in outputs
         self.has_nonxray = "gate_nonxray" in outputs
-        self._outputs = outputs
+        self.has_gradcam = GRADCAM_OUTPUT in outputs
+        # Scoring asks for everything but the heatmap, which only explain() needs.
+        self._outputs = [name for name in outputs if name != GRADCAM_OUTPUT]
 
     def _open(self, threads: int) -> Any:
         import onnxruntime as ort
@@ -105,6 +110,15 @@ class OnnxBackend:
             if self._lane_session is None:
                 self._lane_session = self._open(1)
         return self._run(self._lane_session, batch)
+
+    def gradcam(self, batch: np.ndarray) -> np.ndarray:
+        """(N, S, S) Grad-CAM heatmaps in [0, 1] from the graph's ``gradcam`` output; ValueError for an export
+        without one (made before pneumo exported heatmaps, or of an architecture the graph cannot explain)."""
+        if not self.has_gradcam:
+            raise ValueError(f"{self.path}: this export has no {GRADCAM_OUTPUT!r} output; re-export it with "
+                             "`pneumo export` (needs pneumo[train]), or explain on the torch backend")
+        (heatmaps,) = self.session.run([GRADCAM_OUTPUT], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        return heatmaps
 
     def _run(self, session: Any, batch: np.ndarray) -> ModelOutputs:
         values = session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})

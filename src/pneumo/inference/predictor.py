@@ -16,8 +16,9 @@ Evaluation and calibration score through the same object (:meth:`Predictor.score
 chosen there is applied here to the very same numbers.
 
 This module imports no torch: with the ONNX backend (a bundle holding ``model.onnx``, the default when it
-does, or a bare ``.onnx`` file) the whole path runs on NumPy, Pillow, pydicom and onnxruntime. PyTorch is
-imported only for the torch backend and Grad-CAM.
+does, or a bare ``.onnx`` file) the whole path runs on NumPy, Pillow, pydicom and onnxruntime, Grad-CAM
+included when the export holds its heatmap output. PyTorch (the ``train`` extra) is imported only for the torch
+backend and for Grad-CAM on an export without that output.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pneumo.inference import tta
 from pneumo.inference.backend import Backend, ModelOutputs, OnnxBackend
 from pneumo.inference.inputs import InputImage, describe, load_input
 from pneumo.inference.probability import OutputHead
+from pneumo.optional import require
 
 # "auto": ONNX Runtime when the bundle holds a model.onnx matching its weights and gate, else PyTorch.
 BACKENDS = ("auto", "torch", "onnx")
@@ -228,6 +230,7 @@ class Predictor:
                 raise ValueError(f"{note}; add it with `pneumo export --model {directory} --into-bundle` (needs "
                                  "PyTorch), or use --backend torch")
         # PyTorch is imported here, on use, so that the ONNX path above never loads it (3 s on 2 cores).
+        require("torch", extra="train", needed_for=f"the torch backend ({note})" if note else "the torch backend")
         from pneumo.inference.loading import load_torch_backend
 
         torch_backend, meta, directory, gate = load_torch_backend(directory, device)
@@ -454,14 +457,19 @@ class Predictor:
         return None
 
     def _gradcam(self, pixels: np.ndarray) -> np.ndarray:
+        normalised = normalize_uint8(pixels, self.meta.preprocess)
+        if isinstance(self.backend, OnnxBackend) and self.backend.has_gradcam:
+            return self.backend.gradcam(normalised[None, None])[0]  # the heatmap the exported graph computes
         with self._explainer_lock:
             if self._explainer is None:
-                # PyTorch on use only (see load).
+                # PyTorch on use only (see load): the torch backend, or an export without the heatmap output.
+                if isinstance(self.backend, OnnxBackend):
+                    require("torch", extra="train", needed_for=f"Grad-CAM with {self.backend.path}, an export "
+                            "without the heatmap output (re-export it with `pneumo export`)")
                 from pneumo.inference.loading import build_explainer
 
                 self._explainer = build_explainer(self.backend, self.bundle_dir, self.meta)
-        return self._explainer(normalize_uint8(pixels, self.meta.preprocess))
-
+        return self._explainer(normalised)
 
 def _onnx_gate_boundaries(runtime: OnnxBackend, meta: BundleMeta) -> dict[str, float | None]:
     """The gate's boundaries (``gate_threshold``, ``gate_far_threshold``) when the ONNX graph computes the

@@ -35,12 +35,20 @@ def table_row(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     return {c: values.get(c) for c in columns}
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (or, for tab and CR, hides the start).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_cell(value: Any) -> Any:
-    """A value as a CSV cell: empty for missing, booleans as ``true``/``false``."""
+    """A value as a CSV cell: empty for missing, booleans as ``true``/``false``, and text that a spreadsheet
+    would run as a formula (a file named ``=HYPERLINK(...).png``) prefixed with ``'`` so it stays text.
+    Numbers are left as they are: a negative probability cannot occur, and a number is no formula."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 

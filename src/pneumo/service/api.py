@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from time import perf_counter
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ INTENDED_USE = (
     "scanners is unknown unless the model card reports it. Never a substitute for a radiologist's read."
 )
 MODEL_CARD_FILES = ("MODEL_CARD.md", "model_card.md")
+_PATH = re.compile(r"^(~|\.{1,2}[/\\]|/|[A-Za-z]:[/\\])")
 
 
 @dataclass
@@ -111,11 +113,19 @@ async def predict(
     return body
 
 
-@router.get("/health", summary="Liveness, model version, whether an API key is required")
+@router.get("/health", summary="Liveness and the model version (nothing else: it needs no key)")
 def health(context: Context) -> dict[str, Any]:
+    # Open to anyone who reaches the port, so it names no host, port, AE title, path or limit.
+    return {"status": "ok", "model_version": context.predictor.meta.version}
+
+
+@router.get("/status", dependencies=[Depends(require_api_key)], responses=_errors(401),
+            summary="What runs where: auth, database, limits, the DICOM node (key if set)")
+def status(context: Context) -> dict[str, Any]:
     return {"status": "ok", "pneumo_version": __version__, "model_version": context.predictor.meta.version,
             "auth": "on" if context.settings.api_key else "off", "database": context.history.kind,
-            "max_upload_bytes": context.settings.max_upload_bytes,
+            "max_upload_bytes": context.settings.max_upload_bytes, "workers": context.settings.workers,
+            "max_queued": context.settings.max_queued,
             "dicom": context.dicom.summary() if context.dicom is not None else None}
 
 
@@ -127,7 +137,7 @@ def model_card(context: Context) -> dict[str, Any]:
         if context.bundle_dir is not None and (context.bundle_dir / name).is_file():
             card_text = (context.bundle_dir / name).read_text(encoding="utf-8", errors="replace")
             break
-    return {
+    return without_paths({
         "arch": meta.arch, "version": meta.version, "description": meta.description, "created": meta.created,
         "classes": meta.classes, "class_names": list(meta.class_names), "image_size": meta.preprocess.image_size,
         "threshold": meta.threshold, "temperature": meta.temperature, "metrics": meta.metrics,
@@ -135,7 +145,19 @@ def model_card(context: Context) -> dict[str, Any]:
         "gate_status": getattr(context.predictor, "gate_status", None), "data_fingerprint": meta.data_fingerprint,
         "pneumo_version": meta.pneumo_version, "intended_use": INTENDED_USE, "disclaimer": DISCLAIMER,
         "model_card": card_text,
-    }
+    })
+
+
+def without_paths(value: Any) -> Any:
+    """``value`` with every filesystem path (absolute, ``~``, ``./``, ``../`` or a drive) cut to its last
+    part: the bundle records where its data lay on the training machine, which is no one's business."""
+    if isinstance(value, dict):
+        return {key: without_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(item) for item in value]
+    if isinstance(value, str) and _PATH.match(value):
+        return PurePath(value.replace("\\", "/")).name
+    return value
 
 
 @router.get("/history", dependencies=[Depends(require_api_key)], responses=_errors(401, 422),

@@ -17,8 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
-from pneumo.service.api import ServiceContext, router
+from pneumo.optional import require_extra
+from pneumo.service.api import API_PREFIX, ServiceContext, router
 from pneumo.service.errors import install_error_handlers
+from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, trusted_host_names
 from pneumo.service.history import open_history
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
@@ -92,10 +94,8 @@ def load_predictor(settings: ServiceSettings) -> Any:
 
 def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
     """The DICOM node sharing this app's Predictor and history (started and stopped with the app)."""
-    try:
-        from pneumo.dicom.node import DicomNode  # the optional 'dicom' extra
-    except ImportError as exc:
-        raise ValueError(f"--dicom-port needs the DICOM extra ({exc}): pip install 'pneumo[dicom]'") from exc
+    require_extra("dicom", needed_for="--dicom-port")
+    from pneumo.dicom.node import DicomNode
     return DicomNode(settings.dicom, predictor, history)
 
 
@@ -141,9 +141,13 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
 
-    # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers.
+    # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers; the
+    # host, origin and queue guards before the body limit, so what they refuse is never read.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
                        file_limit=settings.max_upload_bytes)
+    app.add_middleware(QueueLimitMiddleware, path=f"{API_PREFIX}/predict", limit=settings.workers + settings.max_queued)
+    app.add_middleware(HostOriginGuard, hosts=trusted_host_names(settings.host, settings.trusted_hosts),
+                       origins=settings.cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +31,7 @@ from pneumo.service.history_schema import DICOM_COLUMNS, SOURCES, analyses
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger("pneumo.service")
 
 _SUMMARY = (analyses.c.id, analyses.c.created, analyses.c.image_sha256, analyses.c.file_type,
             analyses.c.model_version, analyses.c.result, analyses.c.source,
@@ -215,6 +218,23 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Make ``path`` (and its WAL and shared-memory files, which SQLite creates with the database's mode)
+    readable by its owner only: 0600, in folders created 0700. A folder that already exists is not
+    changed (it may be shared, like /tmp); one that others can read is named in a warning."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+    if not missing and path.parent.stat().st_mode & 0o077:
+        log.warning("history folder %s is readable by other users; only the database files in it are private",
+                    path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for owned in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if owned.exists():
+            os.chmod(owned, 0o600)
+
+
 class SqliteHistory(SqlHistory):
     """One SQLite file in WAL mode: readers never wait for the writer, and a crash loses no committed row."""
 
@@ -222,7 +242,7 @@ class SqliteHistory(SqlHistory):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(self.path)
         engine = sa.create_engine(f"sqlite:///{self.path}",
                                   connect_args={"check_same_thread": False, "timeout": 10.0})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from pneumo.optional import require_extra
 from pneumo.service.history import SqlHistory, _reason, _redact
 
 DRIVER_PREFIX = "postgresql+psycopg://"
@@ -16,12 +17,10 @@ class PostgresHistory(SqlHistory):
         # libpq spellings and SQLAlchemy's are all accepted; psycopg (version 3) is the driver.
         scheme, _, rest = url.partition("://")
         driver_url = DRIVER_PREFIX + rest
-        try:
-            # pool_pre_ping: a server restart closes the pooled connections; check them instead of failing
-            # every later request.
-            engine = sa.create_engine(driver_url, pool_pre_ping=True)
-        except ImportError as exc:
-            raise ValueError("a postgresql:// history URL needs psycopg: pip install 'pneumo[postgres]'") from exc
+        require_extra("postgres", needed_for="a postgresql:// history URL")
+        # pool_pre_ping: a server restart closes the pooled connections; check them instead of failing every
+        # later request.
+        engine = sa.create_engine(driver_url, pool_pre_ping=True)
         try:
             with engine.connect():
                 pass

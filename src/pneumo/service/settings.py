@@ -36,6 +36,9 @@ class ServiceSettings:
     SQLite file ``history.sqlite3`` in ``data_dir``.
     ``frame_ancestors``: origins allowed to show the web page in a frame (a Hugging Face Space shows its app
     inside https://huggingface.co); none means no framing at all (``frame-ancestors 'none'``, ``X-Frame-Options``).
+    ``host``: the address the server binds to; with the loopback names and ``trusted_hosts`` it makes the
+    Host headers answered (``"*"`` in ``trusted_hosts`` answers any, for a proxy that checks them itself).
+    ``max_queued``: uploads allowed to wait for a worker; the next gets 429 before its body is read.
     """
 
     model: str = "default"
@@ -47,6 +50,9 @@ class ServiceSettings:
     frame_ancestors: tuple[str, ...] = ()
     # Predictions allowed to run at once in the thread pool; more requests queue without blocking the loop.
     workers: int = 2
+    max_queued: int = 8
+    host: str = "127.0.0.1"
+    trusted_hosts: tuple[str, ...] = ()
     backend: str = "auto"  # see Predictor.load
     device: str = "cpu"
     # The DICOM node in the same process (pneumo serve --dicom-port); None: no DICOM listener.
@@ -56,6 +62,7 @@ class ServiceSettings:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
         object.__setattr__(self, "frame_ancestors", tuple(self.frame_ancestors))
+        object.__setattr__(self, "trusted_hosts", tuple(self.trusted_hosts))
         for origin in self.frame_ancestors:
             if not _ORIGIN.match(origin):
                 raise ValueError(f"frame ancestor {origin!r} is not an origin; give scheme://host[:port], "
@@ -64,6 +71,8 @@ class ServiceSettings:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_queued < 0:
+            raise ValueError(f"max_queued must be 0 or more, got {self.max_queued}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("api_key must not be blank; leave it unset to turn authentication off")
 

@@ -34,7 +34,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
                     amp: bool = False, max_steps: int = 0, progress: bool = False, desc: str = "train",
                     on_step: Callable[[int], None] | None = None, teacher: nn.Module | None = None) -> float:
     """Train for one pass over ``loader`` (or ``max_steps`` batches); returns the mean training loss. With a
-    ``teacher`` (in eval mode), ``loss_fn`` also gets the teacher's logits on the same augmented batch."""
+    ``teacher`` (in eval mode), ``loss_fn`` also gets the teacher's logits on the same augmented batch; with
+    paired batches (a ``"variant"`` view), it gets the variants' logits."""
     model.train()
     keep_frozen_in_eval(model)
     prep.train()
@@ -42,16 +43,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
     steps = len(loader) if not max_steps else min(max_steps, len(loader))
     bar = tqdm(total=steps, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
     for step, batch in enumerate(loader):
-        images = prep(batch["image"].to(device, non_blocking=True))
-        targets = batch["target"].to(device, non_blocking=True)
-        with _autocast(device, amp):
-            logits = model(images)
-        if teacher is None:
-            loss = loss_fn(logits, targets)
-        else:
-            with torch.no_grad(), _autocast(device, amp):
-                teacher_logits = teacher(images)
-            loss = loss_fn(logits, targets, teacher_logits)
+        loss, targets = _batch_loss(model, batch, prep, loss_fn, device, amp, teacher)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
@@ -69,6 +61,26 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, prep: BatchPreprocess,
             break  # checked after the step, so no batch is loaded only to be thrown away
     bar.close()
     return total / max(count, 1)
+
+
+def _batch_loss(model: nn.Module, batch: dict, prep: BatchPreprocess, loss_fn: nn.Module, device: torch.device,
+                amp: bool, teacher: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch and its targets: plain, distilled from ``teacher``, or over image and variant
+    (both views in one forward pass, so BatchNorm sees them together)."""
+    images = prep(batch["image"].to(device, non_blocking=True))
+    targets = batch["target"].to(device, non_blocking=True)
+    if "variant" in batch:
+        variants = prep(batch["variant"].to(device, non_blocking=True))
+        with _autocast(device, amp):
+            logits, variant_logits = model(torch.cat([images, variants])).split(len(images))
+        return loss_fn(logits, targets, variant_logits), targets
+    with _autocast(device, amp):
+        logits = model(images)
+    if teacher is None:
+        return loss_fn(logits, targets), targets
+    with torch.no_grad(), _autocast(device, amp):
+        teacher_logits = teacher(images)
+    return loss_fn(logits, targets, teacher_logits), targets
 
 
 @torch.no_grad()

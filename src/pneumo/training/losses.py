@@ -67,3 +67,34 @@ def pneumonia_probability(logits: torch.Tensor, temperature: float = 1.0) -> tor
     if logits.shape[1] == 1:
         return torch.sigmoid(logits.float().view(-1) / temperature)
     return 1.0 - torch.softmax(logits.float() / temperature, dim=1)[:, 0]
+
+
+def _distribution(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, C) from one logit (as P(normal), P(pneumonia)) or C logits."""
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits.float())
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(logits.float(), dim=1)
+
+
+def jensen_shannon(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean Jensen-Shannon divergence between the predictions of two views of the same images (AugMix's
+    consistency term, Hendrycks et al. 2020): 0 when the two views are predicted alike, at most log 2."""
+    # Clamped: a saturated sigmoid gives exact zeros, and 0 * log 0 has no gradient (NaN weights follow).
+    p, q = _distribution(first).clamp(1e-7, 1.0), _distribution(second).clamp(1e-7, 1.0)
+    log_mixture = ((p + q) / 2).log()
+    kl = (p * (p.log() - log_mixture)).sum(dim=1) + (q * (q.log() - log_mixture)).sum(dim=1)
+    return kl.mean() / 2
+
+
+class ConsistencyLoss(nn.Module):
+    """The label loss on both views plus ``weight`` times their Jensen-Shannon divergence."""
+
+    def __init__(self, labels: ClassificationLoss, weight: float) -> None:
+        super().__init__()
+        self.labels = labels
+        self.weight = weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, variant_logits: torch.Tensor) -> torch.Tensor:
+        both = self.labels(torch.cat([logits, variant_logits]), torch.cat([targets, targets]))
+        return both + self.weight * jensen_shannon(logits, variant_logits)

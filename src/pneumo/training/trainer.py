@@ -30,18 +30,20 @@ from pneumo.config import RunConfig, TrainConfig
 from pneumo.data.augment import BatchPreprocess, geometric_transform
 from pneumo.data.balance import DistributedWeightedSampler, balanced_sampler, class_weights
 from pneumo.data.cache import ImageCache
-from pneumo.data.dataset import XrayDataset
+from pneumo.data.dataset import PixelDataset, XrayDataset
 from pneumo.data.records import ImageRecord, class_names, load_records
 from pneumo.data.selection import fingerprint, training_splits
+from pneumo.data.shifted import render_shifted_block
+from pneumo.data.site_augment import SiteAugment
 from pneumo.models import create_model, init_backbone_from_bundle, set_trainable_blocks
-from pneumo.training.losses import ClassificationLoss, DistillationLoss, pneumonia_probability
+from pneumo.training.losses import ClassificationLoss, ConsistencyLoss, DistillationLoss, pneumonia_probability
 from pneumo.training.loop import evaluate, recompute_batchnorm, train_one_epoch
 from pneumo.training.runtime import DistInfo, barrier, init_distributed, pick_device, seed_everything, \
     shutdown_distributed
 from pneumo.training.state import STATE_FILE, Progress, load_state, load_training_weights, save_state
 
 log = logging.getLogger("pneumo.train")
-HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "epoch_s"]
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "val_auc_shifted", "lr", "epoch_s"]
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Prepared:
     train: XrayDataset
     val: XrayDataset
     skipped: list[tuple[str, str]]
+    shifted: PixelDataset | None = None  # the acquisition-shifted validation block (data.shifted_val)
 
 
 def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepared:
@@ -78,10 +81,40 @@ def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepar
             barrier(dist_info)
             if not dist_info.is_main:
                 cache = ImageCache([r.path for r in recs], cfg.preprocess, cfg.data.cache_dir or None)
-        geometry = geometric_transform(cfg.augment) if augment else None
-        return XrayDataset(recs, cache, geometry, cfg.data.classes)
+        if not augment:
+            return XrayDataset(recs, cache, None, cfg.data.classes)
+        paired = cfg.train.consistency_weight > 0
+        sites = SiteAugment(cfg.augment.site_variant) if paired or cfg.augment.site_variant > 0 else None
+        return XrayDataset(recs, cache, geometric_transform(cfg.augment), cfg.data.classes, sites, paired)
 
-    return Prepared(build(train_records, True), build(val_records, False), skipped)
+    prepared = Prepared(build(train_records, True), build(val_records, False), skipped)
+    if cfg.data.shifted_val:
+        block = render_shifted_block(prepared.val.records, cfg.preprocess, cfg.data.split_seed)
+        prepared.shifted = PixelDataset(block.records, block.pixels, cfg.data.classes)
+    return prepared
+
+
+@dataclass
+class Validation:
+    loss: float
+    auc: float
+    auc_shifted: float = float("nan")
+
+    def score(self, select_on: str) -> float:
+        """What picks the best epoch; the loss stands in when the block holds one class only."""
+        auc = {"val": self.auc, "shifted": self.auc_shifted, "mean": (self.auc + self.auc_shifted) / 2}[select_on]
+        return auc if np.isfinite(auc) else -self.loss
+
+
+def _validate(model: torch.nn.Module, loaders: list[DataLoader], prep: BatchPreprocess, device: torch.device,
+              loss_fn: ClassificationLoss, amp: bool, show: bool) -> Validation:
+    """Loss and AUC on the validation block, and AUC on the shifted block when there is one."""
+    logits, targets = evaluate(model, loaders[0], prep, device, amp=amp, progress=show, desc="validate")
+    result = Validation(*_validation_metrics(logits, targets, loss_fn))
+    if len(loaders) > 1:
+        logits, targets = evaluate(model, loaders[1], prep, device, amp=amp, progress=show, desc="shifted")
+        result.auc_shifted = _validation_metrics(logits, targets, loss_fn)[1]
+    return result
 
 
 def _validation_metrics(logits: np.ndarray, targets: np.ndarray, loss_fn: ClassificationLoss) -> tuple[float, float]:
@@ -105,16 +138,26 @@ def _trim_history(path: Path, epochs_done: int) -> None:
         return
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=_history_fields(path))
         writer.writeheader()
         writer.writerows(kept)
     tmp.replace(path)
 
 
+def _history_fields(path: Path) -> list[str]:
+    """The columns of an existing history (a run started by an earlier release keeps its own), else today's."""
+    if path.is_file():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if header:
+            return header
+    return HISTORY_FIELDS
+
+
 def _append_history(path: Path, row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=_history_fields(path), extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -138,6 +181,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
 def fit(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> Path:
     """Train according to ``cfg`` into ``run_dir``; returns the best bundle's directory."""
     run_dir = Path(run_dir)
+    cfg.check()
     device = pick_device(cfg.train.device)
     dist_info = init_distributed(device)
     if cfg.train.threads:
@@ -184,7 +228,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
     teacher = _teacher(cfg, device)
     if teacher is not None:
         loss_fn = DistillationLoss(loss_fn, tc.distill_weight, tc.distill_temperature)
-    train_loader, val_loader, sampler = _loaders(cfg, data, device, dist_info)
+    if tc.consistency_weight > 0:
+        loss_fn = ConsistencyLoss(loss_fn, tc.consistency_weight)
+    train_loader, val_loaders, sampler = _loaders(cfg, data, device, dist_info)
 
     model = _network(cfg, run_dir, resume, device)
     train_model = model
@@ -224,9 +270,8 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         scored = model if ema is None else ema.module
         if ema is not None:
             recompute_batchnorm(scored, train_loader, eval_prep, device, batches=tc.ema_batchnorm_batches)
-        logits, targets = evaluate(scored, val_loader, eval_prep, device, amp=tc.amp, progress=show, desc="validate")
-        val_loss, val_auc = _validation_metrics(logits, targets, eval_loss)
-        score = val_auc if np.isfinite(val_auc) else -val_loss
+        checked = _validate(scored, val_loaders, eval_prep, device, eval_loss, tc.amp, show)
+        val_loss, val_auc, score = checked.loss, checked.auc, checked.score(tc.select_on)
         if tc.scheduler == "cosine":
             scheduler.step()
         elif tc.scheduler == "plateau":
@@ -234,15 +279,17 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
         elapsed = time.perf_counter() - started
         improved = _record_epoch(progress, epoch, score, elapsed, tc.early_stopping_patience)
         row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
-               "val_auc": round(val_auc, 6), "lr": lr, "epoch_s": round(elapsed, 2)}
+               "val_auc": round(val_auc, 6), "val_auc_shifted": round(checked.auc_shifted, 6) if data.shifted is not None else "", "lr": lr,
+               "epoch_s": round(elapsed, 2)}
+        shifted = f", shifted AUC {checked.auc_shifted:.4f}" if data.shifted is not None else ""
         message = (f"epoch {epoch}/{tc.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
-                   f"val AUC {val_auc:.4f}, lr {lr:.2e}, {elapsed:.0f}s" + (" *best*" if improved else ""))
+                   f"val AUC {val_auc:.4f}{shifted}, lr {lr:.2e}, {elapsed:.0f}s" + (" *best*" if improved else ""))
         log.info(message)
         if show:
             print(message, flush=True)
         if dist_info.is_main:
             _append_history(run_dir / "history.csv", row)
-            meta = _bundle_meta(cfg, names, all_train, data, progress, val_loss, val_auc, epoch)
+            meta = _bundle_meta(cfg, names, all_train, data, progress, checked, epoch)
             if improved:
                 save_bundle(run_dir / "best", scored, meta, {"history.csv": run_dir / "history.csv"})
             _save_last(run_dir, scored, meta, progress, optimizer, scheduler,
@@ -259,8 +306,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
 
 
 def _loaders(cfg: RunConfig, data: Prepared, device: torch.device,
-             dist_info: DistInfo) -> tuple[DataLoader, DataLoader, Any]:
-    """Training and validation loaders, and the training sampler (None: plain shuffling)."""
+             dist_info: DistInfo) -> tuple[DataLoader, list[DataLoader], Any]:
+    """The training loader, the validation loaders (the shifted block second, when there is one), and the
+    training sampler (None: plain shuffling)."""
     tc = cfg.train
     num_classes = cfg.data.classes
     sampler = None
@@ -281,7 +329,10 @@ def _loaders(cfg: RunConfig, data: Prepared, device: torch.device,
     train_loader = DataLoader(data.train, shuffle=sampler is None, sampler=sampler,
                               drop_last=per_process > cfg.data.batch_size,
                               generator=torch.Generator().manual_seed(tc.seed), **loader_args)
-    return train_loader, DataLoader(data.val, shuffle=False, **loader_args), sampler
+    val_loaders = [DataLoader(data.val, shuffle=False, **loader_args)]
+    if data.shifted is not None:
+        val_loaders.append(DataLoader(data.shifted, shuffle=False, batch_size=cfg.data.batch_size))
+    return train_loader, val_loaders, sampler
 
 
 def _network(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device) -> torch.nn.Module:
@@ -367,13 +418,16 @@ def _record_epoch(progress: Progress, epoch: int, score: float, elapsed: float, 
 
 
 def _bundle_meta(cfg: RunConfig, names: list[str], records: list[ImageRecord], data: Prepared, progress: Progress,
-                 val_loss: float, val_auc: float, epoch: int) -> BundleMeta:
+                 checked: Validation, epoch: int) -> BundleMeta:
+    metrics = {"split": "val", "n": len(data.val), "auc": checked.auc, "loss": checked.loss, "epoch": epoch}
+    if data.shifted is not None:
+        metrics.update(auc_shifted=checked.auc_shifted, n_shifted=len(data.shifted))
     return BundleMeta(
         arch=cfg.model.arch, classes=cfg.data.classes, class_names=names, preprocess=cfg.preprocess,
         dropout=cfg.model.dropout,
         description=f"{cfg.model.arch} at {cfg.preprocess.image_size} px, {cfg.data.classes}-class, epoch {epoch}",
         data_fingerprint=fingerprint(records),
-        metrics={"split": "val", "n": len(data.val), "auc": val_auc, "loss": val_loss, "epoch": epoch},
+        metrics=metrics,
         training={"config": cfg.to_dict(), "epoch": epoch, "best_epoch": progress.best_epoch,
                   "train_seconds": round(progress.elapsed_s, 1), "n_train": len(data.train), "n_val": len(data.val),
                   "val_fingerprint": fingerprint(data.val.records), "skipped": len(data.skipped)},

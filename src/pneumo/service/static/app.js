@@ -312,12 +312,13 @@
   // ---- Start ---------------------------------------------------------------------------------------
   async function start() {
     try {
-      const health = await api("/health");
-      state.authRequired = health.auth === "on";
-      state.maxUpload = health.max_upload_bytes;
-      if (state.authRequired && !apiKey()) showKeyPanel("This server requires an API key.");
+      // /status, not the open /health: it answers 401 (and api() shows the key panel) when a key is needed.
+      const status = await api("/status");
+      state.authRequired = status.auth === "on";
+      state.maxUpload = status.max_upload_bytes;
     } catch (err) {
-      showError(err.message);
+      if (err.status === 401) state.authRequired = true;
+      else showError(err.message);
     }
     try {
       const model = await api("/model");
