@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
                         "(Grad-CAM always runs on torch)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    _add_dicom_flags(p)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def _add_dicom_flags(p: argparse.ArgumentParser) -> None:
     dicom = p.add_argument_group("DICOM node", "a Storage SCP in the same process: instances a PACS sends are "
                                  "read, shown in the history, and answered with a Structured Report")
     dicom.add_argument("--dicom-port", type=int, default=None, metavar="P",
@@ -60,8 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
     _add_dicom_security_flags(dicom)
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.set_defaults(func=run)
 
 
 def _add_dicom_security_flags(dicom: argparse._ArgumentGroup) -> None:
