@@ -1,4 +1,4 @@
-"""Limits on what one association can make the node hold in memory, enforced as the bytes arrive.
+"""Limits on what associations can make the node hold in memory, enforced as the bytes arrive.
 
 * A PDU whose length field is over the limit closes the connection before any of its body is read (the peer
   was told the node's maximum at association, so only a broken or hostile peer sends more).
@@ -92,12 +92,15 @@ class Reservation:
         self.bytes += size
         return True
 
+    def give_back(self) -> None:
+        self.budget.give(self.bytes)
+        self.bytes = 0
+
     def __enter__(self) -> "Reservation":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.budget.give(self.bytes)
-        self.bytes = 0
+        self.give_back()
 
 
 OVER_LIMIT, OVER_BUDGET = "limit", "budget"
@@ -154,7 +157,7 @@ class DatasetLimit:
     def release(self) -> None:
         """The message is complete, or the connection closed: its bytes no longer count against the budget."""
         with self._lock:
-            self._held.__exit__()
+            self._held.give_back()
             self._dataset = self._command = 0
             self._why = None
 
