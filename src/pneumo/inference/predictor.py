@@ -269,7 +269,8 @@ class Predictor:
         else:
             boundaries = (f"out-of-distribution warning beyond {self.gate_threshold:.2f}, the "
                           f"{gate.get('percentile', '?')}th percentile of training X-rays; UNKNOWN beyond "
-                          f"{self.gate_far_threshold:.2f} or when the non-X-ray score is above 0")
+                          f"{self.gate_far_threshold:.2f} or when the non-X-ray score is above 0 (above "
+                          f"{0.0 if self.gate_warn_nonxray is None else self.gate_warn_nonxray:.2f} between the two)")
         return (f"chest-X-ray gate: {cheap} + Mahalanobis distance on pooled features of {layers} "
                 f"({boundaries}){figures}")
 
