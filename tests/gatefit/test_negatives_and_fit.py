@@ -126,3 +126,30 @@ def test_fit_needs_the_training_config(tmp_path):
     bundle = make_bundle(tmp_path / "bundle")
     with pytest.raises(ValueError, match="training config"):
         fit_bundle_gate(str(bundle), str(root))
+
+
+def test_the_fit_measures_with_the_stored_rule(tmp_path, monkeypatch):
+    """The figures in meta.gate come from a Predictor with every boundary of the stored gate, the warning
+    zone's limit included, so they are what `pneumo predict` does with that gate."""
+    from pneumo.gatefit import fit as gatefit
+
+    seen = []
+    real = gatefit._predictor
+
+    def spy(directory, meta, cfg, gate):
+        predictor = real(directory, meta, cfg, gate)
+        seen.append((gate, predictor))
+        return predictor
+
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
+    monkeypatch.setattr("pneumo.gatefit.fit._predictor", spy)
+    root = _dataset(tmp_path / "data", patients=12)
+    bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
+    fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(max_images=40, batch_size=16))
+    gate, measuring = seen[-1]
+    stored = read_meta(bundle)[1].gate
+    assert gate is not None and stored["warn_nonxray"] == gate.warn_nonxray and gate.warn_nonxray <= 0.0
+    assert (measuring.gate_threshold, measuring.gate_far_threshold, measuring.gate_warn_nonxray) == (
+        gate.threshold, gate.far_threshold, gate.warn_nonxray)
+    loaded = Predictor.load(bundle, backend="torch")
+    assert loaded.gate_warn_nonxray == pytest.approx(stored["warn_nonxray"])

@@ -152,7 +152,8 @@ def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: Gate
         layers, pooling = default_gate_layers(model, meta.arch)
     backend = TorchBackend(InferenceNetwork(model, layers, pooling, gate), cfg.device)
     return Predictor(meta, backend, bundle_dir=directory, gate_threshold=None if gate is None else gate.threshold,
-                     gate_far_threshold=None if gate is None else gate.far_threshold)
+                     gate_far_threshold=None if gate is None else gate.far_threshold,
+                     gate_warn_nonxray=None if gate is None else gate.warn_nonxray)
 
 
 def _variant_features(predictor: Predictor, used: list[tuple[ImageRecord, Any]], cfg: GateFitConfig, copies: int,
