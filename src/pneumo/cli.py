@@ -11,7 +11,8 @@ import warnings
 from pneumo import DISCLAIMER, __version__
 
 # Subcommand modules under pneumo.commands, each with register(subparsers).
-COMMANDS = ("data", "train", "ensemble", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve")
+COMMANDS = ("data", "train", "ensemble", "adapt", "evaluate", "calibrate", "compare", "predict", "export", "gate",
+            "serve")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -63,3 +63,10 @@ def fingerprint(records: list[ImageRecord]) -> str:
     for r in sorted(records, key=lambda r: r.path):
         digest.update(f"{r.path.rsplit('/', 1)[-1]}|{r.label}|{r.subtype}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def image_digests(records: list[ImageRecord]) -> list[str]:
+    """One short hash per image of its file name and label, sorted: what a bundle stores to recognise the images
+    it was fitted on without storing their names (a site's file names may carry accession numbers)."""
+    return sorted({hashlib.sha256(f"{r.path.rsplit('/', 1)[-1]}|{r.label}".encode()).hexdigest()[:12]
+                   for r in records})
