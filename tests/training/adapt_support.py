@@ -11,7 +11,7 @@ from conftest import synthetic_xray
 
 
 def write_site(folder: Path, normal_patients: int, pneumonia_patients: int, *, images_per_patient: int = 2,
-               seed: int = 1000) -> Path:
+               seed: int = 1000, prefix: str = "site") -> Path:
     """PNG X-rays (new names, never Kermany's) and ``manifest.csv`` with path,label,patient_id."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -19,7 +19,7 @@ def write_site(folder: Path, normal_patients: int, pneumonia_patients: int, *, i
         for patient in range(patients):
             for image in range(images_per_patient):
                 seed += 1
-                name = f"site-{label.lower()}-{patient:03d}-{image}.png"
+                name = f"{prefix}-{label.lower()}-{patient:03d}-{image}.png"
                 Image.fromarray(synthetic_xray(seed, pneumonia=label == "PNEUMONIA")).save(folder / name)
                 rows.append({"path": name, "label": label, "patient_id": f"{label[0]}{patient:03d}"})
     manifest = folder / "manifest.csv"
