@@ -136,3 +136,22 @@ def test_finetuning_with_replay_trains_the_top_block_only(trained_parent: Path, 
 def test_finetuning_without_replay_data_is_refused() -> None:
     with pytest.raises(ValueError, match="--replay-data ROOT"):
         FinetuneConfig(enabled=True, replay_share=0.25)
+
+
+def test_adapt_command_prints_each_method_and_refuses_history(tiny_bundle: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    from pneumo.cli import main
+
+    manifest = write_site(tmp_path / "site-data", 6, 6)
+    out = tmp_path / "site"
+    assert main(["adapt", "--model", str(tiny_bundle), "--manifest", str(manifest), "--out", str(out),
+                 "--no-finetune", "--folds", "3", "--min-per-class", "5", "--target-sensitivity", "0.9",
+                 "--bootstrap", "20", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "parent as is" in printed and "recalibration" in printed and f"wrote site bundle {out}" in printed
+    assert main(["adapt", "--model", str(tiny_bundle), "--manifest", str(manifest), "--out", str(out),
+                 "--no-finetune"]) == 2  # never overwrites a site bundle
+    assert "already exists" in capsys.readouterr().err
+    assert main(["adapt", "--model", str(tiny_bundle), "--from-history", str(tmp_path / "history.db"),
+                 "--out", str(tmp_path / "other")]) == 2
+    assert "not available until reviews are recorded" in capsys.readouterr().err
