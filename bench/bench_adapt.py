@@ -93,12 +93,15 @@ def fold_manifests(manifest: Path, folds: int, seed: int) -> list[tuple[Path, Pa
     return pairs
 
 
-def held_out_scores(model: str | Path, manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(targets, P(pneumonia), flagged at the bundle's threshold, patients) through the Predictor."""
+def held_out_scores(model: str | Path, manifest: Path) -> dict[str, list]:
+    """Targets, P(pneumonia), flagged at the bundle's threshold, patients and the gate's UNKNOWN, through the
+    Predictor (the model's figures count every image, as ``pneumo evaluate``'s main figures do)."""
     scored = score_split(model, "", str(manifest), EvaluationOptions(split="all"))
     scores = scored.scores
     probabilities = scores.probabilities
-    return scores.targets, probabilities, probabilities >= scored.meta.threshold, scores.patient_ids
+    return {"y": list(scores.targets), "p": list(probabilities),
+            "flag": list(probabilities >= scored.meta.threshold), "patients": scores.patient_ids,
+            "unknown": list(scores.unknown)}
 
 
 def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bool) -> Path:
@@ -121,8 +124,8 @@ def run_fold(args: argparse.Namespace, fold: int, adapt_on: Path, held: Path, po
         bundles["adapt (kept)"] = tuned if kept == FINE_TUNED else bundles["recalibration only"]
         print(f"fold {fold}: adapt keeps {kept} ({why})", flush=True)
     for name, bundle in bundles.items():
-        for part, values in zip(("y", "p", "flag", "patients"), held_out_scores(bundle, held)):
-            pooled.setdefault(name, {}).setdefault(part, []).extend(list(values))
+        for part, values in held_out_scores(bundle, held).items():
+            pooled.setdefault(name, {}).setdefault(part, []).extend(values)
     print(f"fold {fold}: {time.perf_counter() - started:.0f} s", flush=True)
 
 
@@ -138,7 +141,7 @@ def main() -> None:
     parser.add_argument("--inner-folds", type=int, default=5, help="adapt's own folds (--folds of pneumo adapt)")
     parser.add_argument("--max-epochs", type=int, default=4, help="0: recalibration only")
     parser.add_argument("--finetune-last", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -147,8 +150,9 @@ def main() -> None:
     pooled: dict[str, dict[str, list]] = {}
     for fold, (adapt_on, held) in enumerate(fold_manifests(manifest, args.folds, args.seed)):
         run_fold(args, fold, adapt_on, held, pooled)
-    report = {name: local_figures(np.array(v["y"]), np.array(v["p"]), np.array(v["flag"]), v["patients"],
-                                  n_boot=1000, seed=0) for name, v in pooled.items()}
+    report = {name: {**local_figures(np.array(v["y"]), np.array(v["p"]), np.array(v["flag"]), v["patients"],
+                                     n_boot=1000, seed=0), "n_unknown": int(np.sum(v["unknown"]))}
+              for name, v in pooled.items()}
     (args.out / "figures.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "pooled": report}, indent=2))
     print_table(report)
@@ -159,12 +163,12 @@ def print_table(report: dict) -> None:
         interval = figures["ci95"][key]
         return f"{figures[key]:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{figures[key]:.3f}"
 
-    print(f"{'method':<20} {'AUC':<22} {'sensitivity':<22} {'specificity':<22}")
+    print(f"{'method':<20} {'AUC':<22} {'sensitivity':<22} {'specificity':<22} UNKNOWN (gate)")
     for name in METHODS:
         if name in report:
             figures = report[name]
             print(f"{name:<20} {shown(figures, 'auc'):<22} {shown(figures, 'sensitivity'):<22} "
-                  f"{shown(figures, 'specificity'):<22}")
+                  f"{shown(figures, 'specificity'):<22} {figures['n_unknown']} of {figures['n']}")
 
 
 if __name__ == "__main__":

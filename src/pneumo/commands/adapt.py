@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--replay-data", default="", metavar="ROOT", help="the parent's training data (replayed)")
     p.add_argument("--replay-share", type=float, default=0.25, help="share of each batch from --replay-data")
     p.add_argument("--finetune-last", type=int, default=1, metavar="N", help="top backbone blocks trained")
-    p.add_argument("--lr", type=float, default=2e-4, help="fine-tuning learning rate (constant)")
+    p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (constant)")
     p.add_argument("--max-epochs", type=int, default=6, help="epoch counts tried by cross-validation: 1..N")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--min-auc-gain", type=float, default=0.005,
