@@ -115,11 +115,15 @@ def choose_method(figures: dict[str, dict[str, Any]], min_gain: float) -> tuple[
     if FINE_TUNED not in figures:
         return RECALIBRATION, "fine-tuning was not run (--no-finetune)"
     tuned = figures[FINE_TUNED]["auc"]
-    said = (f"cross-validated local AUC {tuned:.4f} fine-tuned ({figures[FINE_TUNED]['epochs']} epochs) against "
-            f"{recal:.4f} recalibrated")
+    said = (f"cross-validated local AUC {_auc(tuned)} fine-tuned ({figures[FINE_TUNED]['epochs']} epochs) against "
+            f"{_auc(recal)} recalibrated")
     if tuned is not None and recal is not None and tuned >= recal + min_gain:
         return FINE_TUNED, f"{said}: fine-tuning ranks better by at least {min_gain:g}"
     return RECALIBRATION, f"{said}: fine-tuning does not rank better by {min_gain:g}, so the parent's weights are kept"
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def adapt(cfg: AdaptConfig) -> AdaptResult:
