@@ -145,7 +145,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("pneumo.adapt").setLevel(logging.INFO)  # one line per fold epoch: progress on a slow CPU
     manifest = build_site(args.model, args.data, args.out / "site", args.normal, args.pneumonia, args.site_seed)
     pooled: dict[str, dict[str, list]] = {}
     for fold, (adapt_on, held) in enumerate(fold_manifests(manifest, args.folds, args.seed)):
