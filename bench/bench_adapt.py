@@ -108,7 +108,7 @@ def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bo
     tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=args.max_epochs,
                             finetune_last=args.finetune_last, lr=args.lr, min_auc_gain=-1.0)  # kept: compared below
     cfg = AdaptConfig(model=args.model, manifest=str(adapt_on), out=str(out), folds=args.inner_folds, seed=args.seed,
-                      threads=args.threads, n_boot=200, finetune=tuning)
+                      threads=args.threads, n_boot=200, finetune=tuning, target_sensitivity=args.target_sensitivity)
     return adapt(cfg).bundle
 
 
@@ -142,7 +142,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="0: recalibration only")
     parser.add_argument("--finetune-last", type=int, default=1)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--target-sensitivity", type=float, default=None, help="default: the parent's rule")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
