@@ -4,7 +4,6 @@ fine-tuning with replay trains the top block only."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
