@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "until reviews are recorded)")
     p.add_argument("--out", required=True, metavar="SITE_BUNDLE", help="the site bundle's folder (new)")
     p.add_argument("--target-sensitivity", type=float, default=None, metavar="S",
-                   help="threshold rule: the highest with cross-fitted sensitivity >= S (default: the parent's rule)")
+                   help="threshold rule: the highest with sensitivity >= S; unset: the parent's own rule")
     p.add_argument("--folds", type=int, default=5, help="patient-grouped folds for cross-fitting and -validation")
     p.add_argument("--min-per-class", type=int, default=20, help="refuse with fewer local labels of a class")
     p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=True,
@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fine-tuning must beat recalibration's cross-validated AUC by this much")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--cache-dir", default="", help="decoded images (default ~/.cache/pneumo)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default; 1 is fastest on a CPU shared with other jobs)")
+    p.add_argument("--cache-dir", default="", help="where decoded images are cached (unset: ~/.cache/pneumo)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="patient bootstrap resamples")
     p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="add model.onnx to the site bundle (pneumo export --into-bundle)")
