@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.inference.bundles import add_gate, xray_png
 from tests.training.adapt_support import write_site
 from pneumo.bundle import META_FILE, WEIGHTS_FILE, file_sha256, load_state, read_document, read_meta
 from pneumo.config import RunConfig
@@ -79,6 +80,7 @@ def test_refuses_too_few_labels_naming_the_counts(tiny_bundle: Path, tmp_path: P
 
 
 def test_recalibrated_site_bundle_records_provenance_and_predicts(tiny_bundle: Path, tmp_path: Path) -> None:
+    add_gate(tiny_bundle, [xray_png(s) for s in range(30)])
     manifest = write_site(tmp_path / "site-data", 6, 6)
     result = adapt(_site_config(tiny_bundle, manifest, tmp_path / "site"))
     assert result.method == "recalibration"
@@ -98,10 +100,17 @@ def test_recalibrated_site_bundle_records_provenance_and_predicts(tiny_bundle: P
     assert (meta.threshold, meta.temperature) == (result.point.threshold, result.point.temperature)
     # Recalibration keeps the parent's weights; the operating point is the site's.
     assert read_document(directory)["files"][WEIGHTS_FILE] == parent_files[WEIGHTS_FILE]
+    # The parent's gate travels with it, byte for byte.
+    parent_meta = read_meta(tiny_bundle)[1]
+    assert meta.gate == parent_meta.gate and meta.gate["sha256"] == file_sha256(directory / meta.gate["file"])
     predictor = Predictor.load(directory)
-    assert predictor.backend.name == "onnx"  # model.onnx was added and matches the site's weights
-    answer = predictor.predict(str(manifest.parent / local[0].path))
-    assert answer.label in ("NORMAL", "PNEUMONIA") and answer.threshold == pytest.approx(meta.threshold)
+    assert predictor.backend.name == "onnx"  # model.onnx was added and matches the site's weights and gate
+    image = str(manifest.parent / local[0].path)
+    answer = predictor.predict(image)
+    assert answer.label in ("NORMAL", "PNEUMONIA", "UNKNOWN") and answer.threshold == pytest.approx(meta.threshold)
+    parent_answer = Predictor.load(tiny_bundle, backend="torch").predict(image)
+    assert (answer.unknown_reason, answer.out_of_distribution) == (parent_answer.unknown_reason,
+                                                                   parent_answer.out_of_distribution)
 
 
 def test_replay_batches_hold_the_share_of_replayed_images() -> None:
