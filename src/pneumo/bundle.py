@@ -60,6 +60,9 @@ class BundleMeta:
     training: dict[str, Any] = field(default_factory=dict)
     # An ensemble (arch "ensemble"): one entry per member, {"arch", "dropout", "source", "version"}.
     members: list[dict[str, Any]] = field(default_factory=list)
+    # A site bundle (``pneumo adapt``): its parent's checksums, the local data's fingerprint and image digests,
+    # the method kept and why, and the cross-validated local figures. Empty for any other bundle.
+    adaptation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

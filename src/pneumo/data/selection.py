@@ -63,3 +63,14 @@ def fingerprint(records: list[ImageRecord]) -> str:
     for r in sorted(records, key=lambda r: r.path):
         digest.update(f"{r.path.rsplit('/', 1)[-1]}|{r.label}|{r.subtype}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def image_digest(record: ImageRecord) -> str:
+    """A short hash of one image's file name and label: what a bundle stores to recognise the images it was
+    fitted on without storing their names (a site's file names may carry accession numbers)."""
+    return hashlib.sha256(f"{record.path.rsplit('/', 1)[-1]}|{record.label}".encode()).hexdigest()[:12]
+
+
+def image_digests(records: list[ImageRecord]) -> list[str]:
+    """The distinct :func:`image_digest` of ``records``, sorted."""
+    return sorted({image_digest(r) for r in records})

@@ -145,6 +145,7 @@ def compute_metrics(scored: Scored, options: EvaluationOptions) -> dict[str, Any
     out["temperature"] = scores.temperature
     out["calibrated_on_this_split"] = calibrated_on(meta, selection)
     out["data_fingerprint"] = selection.fingerprint
+    out["seen_by_model"] = selection.seen.to_dict() if selection.seen is not None else None
     out["skipped"] = [{"path": f.path, "reason": f.reason} for f in scores.skipped]
     out["warnings"] = _warnings(scored, out)
     out["pneumo_version"] = __version__
@@ -159,10 +160,9 @@ def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
                         f"({meta.calibration.get('split')!r}); these figures are optimistic and are not a "
                         "held-out result. Report figures on a split the model was neither trained, selected "
                         "nor calibrated on.")
-    if split in ("train", "all"):
-        warnings.append(f"split {split!r} contains the model's training images; these figures say nothing "
-                        "about performance on new patients.")
-    elif split in ("val", "shifted-val") and not metrics["calibrated_on_this_split"]:
+    # Training and local images are recognised from what the bundle records (pneumo.evaluation.seen), in
+    # selection.warnings above, whatever the split is called.
+    if split in ("val", "shifted-val") and not metrics["calibrated_on_this_split"]:
         warnings.append("the model's checkpoint was chosen on this validation split, so these figures are "
                         "slightly optimistic; the held-out test split is the honest one.")
     if scored.scores.skipped:

@@ -22,6 +22,7 @@ from pneumo.config import DataConfig, from_dict, stored_data_dict
 from pneumo.data.records import ImageRecord, load_records
 from pneumo.data.selection import SPLIT_CHOICES, fingerprint, select_split, training_splits
 from pneumo.data.shifted import write_shifted_block
+from pneumo.evaluation.seen import SeenImages, seen_by_bundle
 from pneumo.inference.predictor import Predictor
 from pneumo.inference.probability import OutputHead
 
@@ -36,6 +37,7 @@ class Selection:
     records: list[ImageRecord]
     data: DataConfig
     warnings: list[str] = field(default_factory=list)
+    seen: SeenImages | None = None  # how many of them the bundle was trained or adapted on
 
     @property
     def fingerprint(self) -> str:
@@ -77,9 +79,11 @@ def select_records(meta: BundleMeta, split: str, root: str = "", manifest: str =
                 f"this dataset's train folder differs from the one the model was trained on (fingerprint "
                 f"{fingerprint(train + val)} vs {meta.data_fingerprint}): the carved {split!r} split may not be "
                 "the one used in training and may even hold training images")
+    seen = seen_by_bundle(meta, records, chosen, stored)
+    warnings += seen.warnings()
     if split == "shifted-val":
         chosen = write_shifted_block(chosen, cfg.split_seed)
-    return Selection(split, chosen, cfg, warnings)
+    return Selection(split, chosen, cfg, warnings, seen)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""``pneumo adapt``: a site bundle from a parent bundle and the site's own labelled X-rays."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("adapt", help="recalibrate (and fine-tune when it ranks better) a bundle on a site's "
+                              "labelled X-rays, with cross-validated local figures",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="the parent: bundle directory, run directory or shipped name")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", metavar="CSV", help="local labels: path,label,patient_id (one row per X-ray)")
+    source.add_argument("--from-history", metavar="DB", help="reviewed analyses in pneumo's history (not available "
+                        "until reviews are recorded)")
+    p.add_argument("--out", required=True, metavar="SITE_BUNDLE", help="the site bundle's folder (new)")
+    p.add_argument("--target-sensitivity", type=float, default=None, metavar="S",
+                   help="threshold rule: the highest with sensitivity >= S; unset: the parent's own rule")
+    p.add_argument("--folds", type=int, default=5, help="patient-grouped folds for cross-fitting and -validation")
+    p.add_argument("--min-per-class", type=int, default=20, help="refuse with fewer local labels of a class")
+    p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=True,
+                   help="also try fine-tuning, kept only when its cross-validated AUC is better")
+    p.add_argument("--replay-data", default="", metavar="ROOT", help="the parent's training data (replayed)")
+    p.add_argument("--replay-share", type=float, default=0.25, help="share of each batch from --replay-data")
+    p.add_argument("--finetune-last", type=int, default=1, metavar="N", help="top backbone blocks trained")
+    p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (constant)")
+    p.add_argument("--max-epochs", type=int, default=6, help="epoch counts tried by cross-validation: 1..N")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--min-auc-gain", type=float, default=0.005,
+                   help="fine-tuning must beat recalibration's cross-validated AUC by this much")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default; 1 is fastest on a CPU shared with other jobs)")
+    p.add_argument("--cache-dir", default="", help="where decoded images are cached (unset: ~/.cache/pneumo)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="patient bootstrap resamples")
+    p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
+                   help="add model.onnx to the site bundle (pneumo export --into-bundle)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="progress bars")
+    p.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace):
+    from pneumo.training.adaptation import AdaptConfig, FinetuneConfig
+
+    tuning = FinetuneConfig(enabled=args.finetune, finetune_last=args.finetune_last, lr=args.lr,
+                            max_epochs=args.max_epochs, batch_size=args.batch_size, replay_data=args.replay_data,
+                            replay_share=args.replay_share, min_auc_gain=args.min_auc_gain)
+    return AdaptConfig(model=args.model, manifest=args.manifest, out=args.out,
+                       target_sensitivity=args.target_sensitivity, folds=args.folds, min_per_class=args.min_per_class,
+                       seed=args.seed, device=args.device, threads=args.threads, cache_dir=args.cache_dir,
+                       n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress, finetune=tuning)
+
+
+def _line(name: str, figures: dict) -> str:
+    ci = figures["ci95"]
+
+    def shown(key: str) -> str:
+        value, interval = figures[key], ci.get(key)
+        text = "n/a" if value is None else f"{value:.3f}"
+        return text + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+    return f"  {name:<14} AUC {shown('auc')}  sensitivity {shown('sensitivity')}  specificity {shown('specificity')}"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.from_history:
+        raise ValueError(f"--from-history {args.from_history}: not available until reviews are recorded in the "
+                         "history (the radiologist's read is not stored yet); export the reviewed X-rays as a "
+                         "manifest (path,label,patient_id) and use --manifest")
+    from pneumo.training.adaptation import adapt
+
+    result = adapt(_config(args))
+    first = next(iter(result.figures.values()))
+    print(f"local X-rays: {first['n']} ({first['n_pneumonia']} pneumonia, {first['n_normal']} normal); "
+          f"figures pooled over {args.folds} patient-grouped folds, each fold's operating point fitted without it:")
+    for name, figures in result.figures.items():
+        print(_line(name if name != "parent" else "parent as is", figures))
+    print(f"kept: {result.method} ({result.why})")
+    print(f"operating point on all local labels: temperature {result.point.temperature:.4f}, threshold "
+          f"{result.point.threshold:.4f}")
+    print(f"wrote site bundle {result.bundle}. Assistive tool, not a diagnosis: check it on X-rays it never saw "
+          "(pneumo evaluate) before use.", flush=True)
+    for warning in result.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return 0
