@@ -9,8 +9,8 @@
    optimistic).
 3. The far boundary (:func:`pneumo.gate.mahalanobis.fit_far_boundary`), from ``site_variants`` site variants of
    each X-ray (:func:`pneumo.data.acquisition.site_variant`: field of view, scale, aspect, collimation,
-   exposure, burned-in markers, noise) and half of the non-X-ray images (:func:`pneumo.gatefit.negatives.
-   split_negatives`): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
+   exposure, burned-in markers, noise) and half of each kind of non-X-ray image (:func:`pneumo.gatefit.holdout.
+   split_negatives`, drawn with ``seed``): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
    and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
    ``inverted`` inverted X-rays of the fitting part (a MONOCHROME1 image read as MONOCHROME2 is no chest
    X-ray the model can read, and must stay UNKNOWN). The non-X-ray images include CT slices (pydicom's and
