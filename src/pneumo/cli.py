@@ -12,7 +12,8 @@ from pneumo import DISCLAIMER, __version__
 from pneumo.optional import MissingExtraError
 
 # Subcommand modules under pneumo.commands, each with register(subparsers).
-COMMANDS = ("data", "train", "ensemble", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve")
+COMMANDS = ("data", "train", "ensemble", "evaluate", "calibrate", "compare", "predict", "export", "gate", "serve",
+            "users", "audit")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

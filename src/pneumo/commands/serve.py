@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from pathlib import Path
 
 from pneumo.dicom.settings import DEFAULT_AE_TITLE, Destination, DicomSettings
-from pneumo.service.settings import API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings, default_data_dir
+from pneumo.service.settings import (API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, AccessSettings, ServiceSettings,
+                                    default_data_dir)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="run the web app and REST API",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=f"Serve the web page at / and the API at /api/v1 (OpenAPI at /docs and /openapi.json). "
-                    f"Set {API_KEY_ENV} to require an X-API-Key header for predictions and history; without "
-                    f"it they are open, so keep the default loopback host.")
+                    "Every route checks the caller's role: accounts and API tokens come from `pneumo users`. "
+                    "Without any account it serves loopback only, and refuses any other --host.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped model name")
@@ -57,17 +57,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "limits associations per AE title)")
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
+    access = p.add_argument_group("sign-in and abuse limits")
+    access.add_argument("--session-idle-minutes", type=float, default=AccessSettings.session_idle_minutes,
+                        help="a page session ends after this long without a request")
+    access.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction,
+                        default=AccessSettings.secure_cookies,
+                        help="mark the session cookie Secure (when the page is served over HTTPS)")
+    access.add_argument("--login-failures-per-account", type=int, default=AccessSettings.login_failures_per_account,
+                        metavar="N", help="failed sign-ins per account name within --login-window-s, then 429")
+    access.add_argument("--login-failures-per-address", type=int, default=AccessSettings.login_failures_per_address,
+                        metavar="N", help="failed sign-ins (and bad tokens) per client address within the window")
+    access.add_argument("--login-window-s", type=float, default=AccessSettings.login_window_s,
+                        help="the window, in seconds, the failed sign-ins are counted over")
+    access.add_argument("--predictions-per-minute", type=int, default=AccessSettings.predictions_per_minute,
+                        metavar="N", help="uploads one account may send per minute (0: no limit)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
@@ -88,22 +93,33 @@ def build_settings(args: argparse.Namespace) -> ServiceSettings:
                            frame_ancestors=tuple(args.frame_ancestor),
                            workers=args.workers, max_queued=args.max_queued, host=args.host,
                            trusted_hosts=tuple(args.trusted_host), backend=args.backend, device=args.device,
-                           dicom=build_dicom_settings(args))
+                           dicom=build_dicom_settings(args), access=build_access_settings(args))
+
+
+def build_access_settings(args: argparse.Namespace) -> AccessSettings:
+    return AccessSettings(session_idle_minutes=args.session_idle_minutes, secure_cookies=args.secure_cookies,
+                          login_failures_per_account=args.login_failures_per_account,
+                          login_failures_per_address=args.login_failures_per_address,
+                          login_window_s=args.login_window_s, predictions_per_minute=args.predictions_per_minute)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pneumo.service import create_app
+    from pneumo.service.auth import open_without_accounts
 
     settings = build_settings(args)
-    if settings.api_key is None and not _is_loopback(args.host):
-        print(f"pneumo serve: warning: listening on {args.host} with no {API_KEY_ENV}: anyone who can reach "
-              "this port can upload images and read the history", file=sys.stderr)
-    app = create_app(settings)
+    app = create_app(settings)  # refuses a network address when there is no account
+    context = app.state.service
     database = settings.database_url.split("://")[0]
-    print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database}, "
-          f"auth {'on' if settings.api_key else 'off'})", file=sys.stderr)
+    print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database})", file=sys.stderr)
+    if open_without_accounts(context):
+        print("pneumo serve: no accounts: listening on loopback only, everyone here acts as the local clinician; "
+              "`pneumo users add NAME --role admin` turns sign-in on", file=sys.stderr)
+    if settings.api_key is not None:
+        print(f"pneumo serve: {API_KEY_ENV} is deprecated; it acts as one shared integration account "
+              "(use `pneumo users token`)", file=sys.stderr)
     if settings.dicom is not None:
         print(f"pneumo serve: DICOM node {settings.dicom.ae_title} on {args.host}:{settings.dicom.port} "
               f"(allow: {','.join(settings.dicom.allow) or 'any'}, forward: {settings.dicom.forward or 'none'})",
