@@ -80,6 +80,31 @@ def audit_problems(db: Path, predicted: set[int], viewed: list[int], rows: dict[
             "audit_rows": sum(n for (action, _), n in counts.items() if action in ("predict", "view"))}
 
 
+def tally_round(round_: int, burst, rows: dict[int, str], before: int, totals: dict[str, int]) -> list[str]:
+    """Print one round, add it to ``totals`` and return its problems."""
+    problems = []
+    lost = lost_rows(burst, rows)
+    new_rows = len(rows) - before
+    unanswered = new_rows - len(burst.acknowledged)
+    print(f"round {round_:2d}: answered 200 {len(burst.acknowledged):3d}, in flight at the kill "
+          f"{burst.in_flight_at_kill}, cut off {burst.cut_off:2d}, refused {burst.refused:2d}, "
+          f"new rows {new_rows:3d} (committed but unanswered {unanswered}), lost {len(lost)}, "
+          f"views answered {len(burst.viewed):3d}, other answers {len(burst.other)}")
+    if lost:
+        problems.append(f"round {round_}: lost {lost[:5]}")
+    if burst.other:
+        problems.append(f"round {round_}: non-200 answers {burst.other[:3]}")
+    if not 0 <= unanswered <= burst.cut_off:
+        problems.append(f"round {round_}: {unanswered} rows beyond the answered ones, {burst.cut_off} requests cut off")
+    totals["acknowledged"] += len(burst.acknowledged)
+    totals["cut_off"] += burst.cut_off
+    totals["in_flight"] += burst.in_flight_at_kill
+    totals["unanswered_rows"] += max(unanswered, 0)
+    totals["lost"] += len(lost)
+    totals["viewed"] += len(burst.viewed)
+    return problems
+
+
 def main(args: argparse.Namespace) -> int:
     problems: list[str] = []
     totals = {"acknowledged": 0, "cut_off": 0, "in_flight": 0, "found": 0, "unanswered_rows": 0, "lost": 0,
@@ -105,26 +130,7 @@ def main(args: argparse.Namespace) -> int:
                 rows = history_rows(base_url, headers)
                 predicted.update(burst.acknowledged.values())
                 viewed.extend(burst.viewed)
-                lost = lost_rows(burst, rows)
-                new_rows = len(rows) - before
-                unanswered = new_rows - len(burst.acknowledged)
-                print(f"round {round_:2d}: answered 200 {len(burst.acknowledged):3d}, in flight at the kill "
-                      f"{burst.in_flight_at_kill}, cut off {burst.cut_off:2d}, refused {burst.refused:2d}, "
-                      f"new rows {new_rows:3d} (committed but unanswered {unanswered}), lost {len(lost)}, "
-                      f"views answered {len(burst.viewed):3d}, other answers {len(burst.other)}")
-                if lost:
-                    problems.append(f"round {round_}: lost {lost[:5]}")
-                if burst.other:
-                    problems.append(f"round {round_}: non-200 answers {burst.other[:3]}")
-                if not 0 <= unanswered <= burst.cut_off:
-                    problems.append(f"round {round_}: {unanswered} rows beyond the answered ones, "
-                                    f"{burst.cut_off} requests cut off")
-                totals["acknowledged"] += len(burst.acknowledged)
-                totals["cut_off"] += burst.cut_off
-                totals["in_flight"] += burst.in_flight_at_kill
-                totals["unanswered_rows"] += max(unanswered, 0)
-                totals["lost"] += len(lost)
-                totals["viewed"] += len(burst.viewed)
+                problems += tally_round(round_, burst, rows, before, totals)
             totals["found"] = len(rows)
             server.terminate()
         integrity, count = check_database(db)

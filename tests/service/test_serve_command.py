@@ -76,3 +76,14 @@ def test_bad_model_is_a_clean_cli_error(tmp_path, capsys):
     code = main(["serve", "--model", str(tmp_path / "missing"), "--data-dir", str(tmp_path)])
     assert code == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_sign_in_and_abuse_flags_map_onto_access_settings(tmp_path):
+    args = build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--session-idle-minutes", "5",
+                                      "--secure-cookies", "--login-failures-per-account", "3",
+                                      "--login-failures-per-address", "9", "--login-window-s", "60",
+                                      "--predictions-per-minute", "0"])
+    access = build_settings(args).access
+    assert (access.session_idle_minutes, access.secure_cookies, access.login_failures_per_account,
+            access.login_failures_per_address, access.login_window_s, access.predictions_per_minute) == (
+        5.0, True, 3, 9, 60.0, 0)

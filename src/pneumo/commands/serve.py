@@ -57,7 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "limits associations per AE title)")
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
-    access = p.add_argument_group("sign-in and abuse limits")
+    add_access_flags(p)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def add_access_flags(parser: argparse.ArgumentParser) -> None:
+    access = parser.add_argument_group("sign-in and abuse limits")
     access.add_argument("--session-idle-minutes", type=float, default=AccessSettings.session_idle_minutes,
                         help="a page session ends after this long without a request")
     access.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction,
@@ -71,8 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the window, in seconds, the failed sign-ins are counted over")
     access.add_argument("--predictions-per-minute", type=int, default=AccessSettings.predictions_per_minute,
                         metavar="N", help="uploads one account may send per minute (0: no limit)")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.set_defaults(func=run)
 
 
 def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:

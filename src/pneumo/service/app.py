@@ -154,6 +154,12 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
 
+    _add_middleware(app, settings)
+    log.info("pneumo service ready: model %s, history %s", predictor.meta.version, history.kind)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: ServiceSettings) -> None:
     # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers; the
     # host, origin and queue guards before the body limit, so what they refuse is never read.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
@@ -165,8 +171,6 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-CSRF-Token", "Content-Type"])
-    log.info("pneumo service ready: model %s, history %s", predictor.meta.version, history.kind)
-    return app
 
 
 def build_context(settings: ServiceSettings, predictor: Any, history: SqlHistory,
