@@ -123,3 +123,18 @@ def test_account_changes_are_recorded(make_settings, capsys, monkeypatch):
     exported = json.loads(capsys.readouterr().out)
     assert [e["action"] for e in exported] == ["account.add", "token.issue", "token.revoke", "account.disable"]
     assert token not in json.dumps(exported) and PASSWORD not in json.dumps(exported)
+
+
+def test_accounts_sessions_and_audit_on_postgresql(make_client, make_settings, postgres_url, xray_png):
+    from .accounts_support import add_accounts
+
+    made = add_accounts(postgres_url, ("clinician", "admin"))
+    client = make_client(db_url=postgres_url)
+    entry_id = client.post("/api/v1/predict", headers=made["clinician"].bearer,
+                           files={"file": ("x.png", xray_png, "image/png")}).json()["id"]
+    signed_in = client.post("/api/v1/login", json={"name": "clinician-1", "password": PASSWORD})
+    assert signed_in.status_code == 200
+    assert client.get(f"/api/v1/history/{entry_id}").status_code == 200  # by the page session
+    rows = events(client, made["admin"], actor="clinician-1")
+    assert [(e["action"], e["analysis_id"]) for e in rows] == [("predict", entry_id), ("login", None),
+                                                                ("view", entry_id)]
