@@ -21,7 +21,7 @@ from pneumo.optional import require_extra
 from pneumo.service import account_routes
 from pneumo.service.accounts import AccountStore
 from pneumo.service.api import API_PREFIX, router
-from pneumo.service.audit import AuditEvent, AuditTrail
+from pneumo.service.audit import AuditEvent, AuditTrail, DicomArrivalAudit
 from pneumo.service.auth import authorize
 from pneumo.service.context import Limits, ServiceContext
 from pneumo.service.errors import install_error_handlers
@@ -104,10 +104,11 @@ def load_predictor(settings: ServiceSettings) -> Any:
 
 
 def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
-    """The DICOM node sharing this app's Predictor and history (started and stopped with the app)."""
+    """The DICOM node sharing this app's Predictor and history (started and stopped with the app); each
+    arrival it records leaves an audit row in the same transaction."""
     require_extra("dicom", needed_for="--dicom-port")
     from pneumo.dicom.node import DicomNode
-    return DicomNode(settings.dicom, predictor, history)
+    return DicomNode(settings.dicom, predictor, DicomArrivalAudit(history))
 
 
 def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> FastAPI:

@@ -103,3 +103,16 @@ class AuditTrail:
         while batch := self.rows(limit=page, offset=len(events)):
             events.extend(batch)
         return events
+
+
+class DicomArrivalAudit:
+    """The history as the DICOM node writes it: each arrival's row commits with a ``predict`` audit row naming
+    the AE title that sent it (a PACS has no account; its AE title is what identifies it)."""
+
+    def __init__(self, history: Any) -> None:
+        self._history = history
+
+    def add(self, **fields: Any) -> Any:
+        calling_ae = (fields.get("dicom") or {}).get("calling_ae") or "unknown AE"
+        event = AuditEvent(actor=f"dicom:{calling_ae}", action="predict", detail="received by the DICOM node")
+        return self._history.add(**fields, audit=event)
