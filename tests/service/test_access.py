@@ -142,7 +142,7 @@ def test_without_accounts_loopback_answers_as_the_local_clinician_until_one_is_a
     client = make_client()
     assert client.get("/api/v1/session").json() | {"csrf_token": None} == {
         "signed_in": True, "name": "local", "role": "clinician", "via": "local", "csrf_token": None,
-        "sign_in_required": False}
+        "sign_in_required": False, "single_sign_on": False}
     assert client.post("/api/v1/predict", files={"file": ("x.png", xray_png, "image/png")}).status_code == 200
     assert client.get("/api/v1/audit").status_code == 403  # the local clinician is no admin
     add_accounts(make_settings().database_url, ("admin",))  # the running server closes at once

@@ -87,3 +87,19 @@ def test_sign_in_and_abuse_flags_map_onto_access_settings(tmp_path):
     assert (access.session_idle_minutes, access.secure_cookies, access.login_failures_per_account,
             access.login_failures_per_address, access.login_window_s, access.predictions_per_minute) == (
         5.0, True, 3, 9, 60.0, 0)
+
+
+def test_single_sign_on_flags_need_the_secret_from_the_environment(tmp_path, monkeypatch):
+    import pytest
+
+    argv = ["serve", "--data-dir", str(tmp_path), "--oidc-issuer", "https://idp.hospital.example",
+            "--oidc-client-id", "pneumo", "--oidc-redirect-url", "https://pneumo.hospital.example/api/v1/oidc/callback"]
+    monkeypatch.delenv("PNEUMO_OIDC_CLIENT_SECRET", raising=False)
+    with pytest.raises(ValueError, match="PNEUMO_OIDC_CLIENT_SECRET"):
+        build_settings(build_parser().parse_args(argv))
+    monkeypatch.setenv("PNEUMO_OIDC_CLIENT_SECRET", "s3cret")
+    oidc = build_settings(build_parser().parse_args(argv)).oidc
+    assert (oidc.issuer, oidc.client_id, oidc.client_secret, oidc.username_claim) == (
+        "https://idp.hospital.example", "pneumo", "s3cret", "preferred_username")
+    with pytest.raises(ValueError, match="need --oidc-issuer"):
+        build_settings(build_parser().parse_args(["serve", "--data-dir", str(tmp_path), "--oidc-client-id", "x"]))

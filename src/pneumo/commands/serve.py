@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from pneumo.dicom.settings import DEFAULT_AE_TITLE, Destination, DicomSettings
-from pneumo.service.settings import (API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, AccessSettings, ServiceSettings,
-                                    default_data_dir)
+from pneumo.service.oidc import OidcSettings
+from pneumo.service.settings import (API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, OIDC_SECRET_ENV, AccessSettings,
+                                    ServiceSettings, default_data_dir)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
     add_access_flags(p)
+    add_oidc_flags(p)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
@@ -79,6 +82,29 @@ def add_access_flags(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="uploads one account may send per minute (0: no limit)")
 
 
+def add_oidc_flags(parser: argparse.ArgumentParser) -> None:
+    sso = parser.add_argument_group("single sign-on (OpenID Connect; pip install 'pneumo[oidc]')",
+                                    f"the client secret is read from ${OIDC_SECRET_ENV}, never from a flag")
+    sso.add_argument("--oidc-issuer", default=None, metavar="URL", help="the identity provider; off when not given")
+    sso.add_argument("--oidc-client-id", default=None, metavar="ID", help="this server's client id at the provider")
+    sso.add_argument("--oidc-redirect-url", default=None, metavar="URL",
+                     help="this server's callback as registered at the provider: https://HOST/api/v1/oidc/callback")
+    sso.add_argument("--oidc-username-claim", default="preferred_username", metavar="CLAIM",
+                     help="the ID-token claim that holds the pneumo account name")
+
+
+def build_oidc_settings(args: argparse.Namespace) -> OidcSettings | None:
+    if args.oidc_issuer is None:
+        if args.oidc_client_id or args.oidc_redirect_url:
+            raise ValueError("--oidc-client-id and --oidc-redirect-url need --oidc-issuer")
+        return None
+    secret = os.environ.get(OIDC_SECRET_ENV, "")
+    if not secret:
+        raise ValueError(f"--oidc-issuer needs the client secret in ${OIDC_SECRET_ENV}")
+    return OidcSettings(issuer=args.oidc_issuer, client_id=args.oidc_client_id or "", client_secret=secret,
+                        redirect_url=args.oidc_redirect_url or "", username_claim=args.oidc_username_claim)
+
+
 def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
     if args.dicom_port is None:
         if args.dicom_forward or args.dicom_allow or args.dicom_gradcam:
@@ -97,7 +123,8 @@ def build_settings(args: argparse.Namespace) -> ServiceSettings:
                            frame_ancestors=tuple(args.frame_ancestor),
                            workers=args.workers, max_queued=args.max_queued, host=args.host,
                            trusted_hosts=tuple(args.trusted_host), backend=args.backend, device=args.device,
-                           dicom=build_dicom_settings(args), access=build_access_settings(args))
+                           dicom=build_dicom_settings(args), access=build_access_settings(args),
+                           oidc=build_oidc_settings(args))
 
 
 def build_access_settings(args: argparse.Namespace) -> AccessSettings:

@@ -24,23 +24,26 @@ class Credentials(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-def _throttled(context: ServiceContext, name: str, address: str) -> float:
+def throttled(context: ServiceContext, name: str, address: str) -> float:
     limits = context.limits
-    return max(limits.failed_logins_by_account.retry_after(name),
+    return max(limits.failed_logins_by_account.retry_after(name) if name else 0.0,
                limits.failed_logins_by_address.retry_after(address))
 
 
-def _failed_login(context: ServiceContext, name: str, address: str, reason: str) -> ApiError:
-    context.limits.failed_logins_by_account.hit(name)
+def failed_login(context: ServiceContext, name: str, address: str, reason: str,
+                 message: str = "wrong name or password, or the account is disabled") -> ApiError:
+    """Count and record a failed sign-in; the error to raise (``message``: what the caller may learn)."""
+    if name:
+        context.limits.failed_logins_by_account.hit(name)
     context.limits.failed_logins_by_address.hit(address)
-    known = context.accounts.get(name) is not None
+    known = bool(name) and context.accounts.get(name) is not None
     # An unknown name is not written down: people type their password into the name field.
     context.audit.record(AuditEvent(actor=name if known else NO_ACCOUNT_ACTOR, action="login", address=address,
                                     outcome="failed", detail=reason if known else "no such account"))
-    return ApiError(401, "wrong name or password, or the account is disabled")
+    return ApiError(401, message)
 
 
-def _set_session_cookie(response: Response, context: ServiceContext, session_id: str) -> None:
+def set_session_cookie(response: Response, context: ServiceContext, session_id: str) -> None:
     response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", path="/",
                         secure=context.settings.access.secure_cookies)
 
@@ -48,18 +51,18 @@ def _set_session_cookie(response: Response, context: ServiceContext, session_id:
 @router.post("/login", summary="Sign in to the page: a new session cookie and its CSRF token")
 def login(credentials: Credentials, request: Request, response: Response, context: Context) -> dict[str, Any]:
     address = client_address(request) or "unknown"
-    wait = _throttled(context, credentials.name, address)
+    wait = throttled(context, credentials.name, address)
     if wait:
         raise ApiError(429, f"too many failed sign-ins for this name or from {address}; retry in {wait:.0f} s",
                        {"Retry-After": str(int(wait) + 1)})
     account = context.accounts.check_password(credentials.name, credentials.password)
     if account is None:
-        raise _failed_login(context, credentials.name, address, "wrong password or disabled")
+        raise failed_login(context, credentials.name, address, "wrong password or disabled")
     if account.role == "integration":
-        raise _failed_login(context, credentials.name, address, "integration accounts use API tokens")
+        raise failed_login(context, credentials.name, address, "integration accounts use API tokens")
     # Always a fresh id, and the one the browser came with is dropped: no session fixation.
     session_id, csrf_token = context.sessions.start(account, replacing=request.cookies.get(SESSION_COOKIE))
-    _set_session_cookie(response, context, session_id)
+    set_session_cookie(response, context, session_id)
     context.audit.record(AuditEvent(actor=account.name, role=account.role, action="login", address=address))
     return {"name": account.name, "role": account.role, "csrf_token": csrf_token}
 
@@ -82,7 +85,7 @@ def session(context: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     return {"signed_in": signed_in is not None, "name": signed_in.name if signed_in else None,
             "role": signed_in.role if signed_in else None, "via": signed_in.via if signed_in else None,
             "csrf_token": signed_in.csrf_token if signed_in else None,
-            "sign_in_required": not open_without_accounts(context)}
+            "sign_in_required": not open_without_accounts(context), "single_sign_on": context.oidc is not None}
 
 
 @router.get("/audit", summary="The audit trail, oldest first (admins)")

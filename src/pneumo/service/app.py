@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
 from pneumo.optional import require_extra
-from pneumo.service import account_routes
+from pneumo.service import account_routes, oidc_routes
 from pneumo.service.accounts import AccountStore
 from pneumo.service.api import API_PREFIX, router
 from pneumo.service.audit import AuditEvent, AuditTrail, DicomArrivalAudit
@@ -27,6 +27,7 @@ from pneumo.service.context import Limits, ServiceContext
 from pneumo.service.errors import install_error_handlers
 from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, is_loopback, trusted_host_names
 from pneumo.service.history import SqlHistory, open_history
+from pneumo.service.oidc import OidcClient
 from pneumo.service.sessions import SessionStore
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
@@ -147,6 +148,7 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(account_routes.router)
+    app.include_router(oidc_routes.router)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -189,4 +191,4 @@ def build_context(settings: ServiceSettings, predictor: Any, history: SqlHistory
     audit.record(AuditEvent(actor="pneumo serve", action="model.load", detail=f"model {predictor.meta.version}"))
     return ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir,
                           accounts=accounts, sessions=sessions, audit=audit, limits=Limits.from_settings(settings),
-                          dicom=node)
+                          oidc=OidcClient(settings.oidc) if settings.oidc is not None else None, dicom=node)

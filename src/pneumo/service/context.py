@@ -14,6 +14,7 @@ from pneumo.service.accounts import AccountStore
 from pneumo.service.audit import AuditTrail
 from pneumo.service.guards import is_loopback
 from pneumo.service.history import HistoryRepository
+from pneumo.service.oidc import OidcClient
 from pneumo.service.sessions import SessionStore
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.throttle import SlidingWindow
@@ -48,6 +49,7 @@ class ServiceContext:
     sessions: SessionStore
     audit: AuditTrail
     limits: Limits
+    oidc: OidcClient | None = None  # single sign-on, when configured
     dicom: Any = None  # the DICOM node (pneumo.dicom.node.DicomNode) when one runs in this process
     # Set once the deprecation of PNEUMO_API_KEY has been logged, so it is logged once per server.
     legacy_key_noticed: threading.Event = field(default_factory=threading.Event)

@@ -22,6 +22,8 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/health"): PUBLIC,  # liveness for a load balancer: status and model version only
     ("GET", "/api/v1/session"): PUBLIC,  # who is signed in (nobody, when not)
     ("POST", "/api/v1/login"): PUBLIC,
+    ("GET", "/api/v1/oidc/login"): PUBLIC,  # single sign-on: off to the identity provider
+    ("GET", "/api/v1/oidc/callback"): PUBLIC,  # and back: the provider's code becomes a session
     ("POST", "/api/v1/logout"): SIGNED_IN,
     ("GET", "/api/v1/status"): SIGNED_IN,
     ("GET", "/api/v1/model"): SIGNED_IN,

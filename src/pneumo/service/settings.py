@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pneumo.dicom.settings import DicomSettings
+from pneumo.service.oidc import OidcSettings
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 API_KEY_ENV = "PNEUMO_API_KEY"
+OIDC_SECRET_ENV = "PNEUMO_OIDC_CLIENT_SECRET"  # an environment variable, not a flag, so it does not show in ps
 # An origin as a Content-Security-Policy source: scheme://host[:port], nothing that could end the directive.
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
@@ -90,6 +92,8 @@ class ServiceSettings:
     # The DICOM node in the same process (pneumo serve --dicom-port); None: no DICOM listener.
     dicom: DicomSettings | None = None
     access: AccessSettings = field(default_factory=AccessSettings)
+    # Single sign-on (pneumo serve --oidc-issuer ...); None: accounts sign in with their passwords only.
+    oidc: OidcSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

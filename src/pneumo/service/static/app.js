@@ -355,6 +355,7 @@
       showError(err.message);
       return;
     }
+    $("sso").hidden = !session.single_sign_on;
     if (session.signed_in) {
       if (session.via !== "local") showSignedIn(session);
     } else if (session.sign_in_required) {
