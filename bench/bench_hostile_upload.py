@@ -14,7 +14,7 @@ status, the peak RSS while it ran and the start of the answer; then the overall 
 valid file is not answered 200, the peak passes --max-rss-mb, or the server is not healthy after.
 
 The bombs are refused before any model runs. The valid files are sent without Grad-CAM unless --heatmap
-(Grad-CAM loads PyTorch, several hundred MB whatever the input).
+(the heatmap comes from the bundle's ONNX graph: 619 MiB peak with it, measured).
 """
 
 from __future__ import annotations

@@ -63,8 +63,12 @@ else
   nice -n 10 bash scripts/build_image.sh wheelhouse
   step "filled build/wheelhouse/ ($(du -sh build/wheelhouse | cut -f1))"
 fi
-# build_image.sh builds with --network none: nothing can be fetched inside the build.
-ENGINE=podman ENGINE_FLAGS="$ENGINE_FLAGS" BUILD_FLAGS="$LIMITS" BASE_IMAGE="$BASE_IMAGE" IMAGE="$IMAGE" \
+# build_image.sh builds with --network none: nothing can be fetched inside the build; it takes the base by digest.
+case "$BASE_IMAGE" in
+  *@sha256:*) PINNED_BASE=$BASE_IMAGE ;;
+  *) PINNED_BASE="$BASE_IMAGE@$(pod image inspect --format '{{.Digest}}' "$BASE_IMAGE")" ;;
+esac
+ENGINE=podman ENGINE_FLAGS="$ENGINE_FLAGS" BUILD_FLAGS="$LIMITS" BASE_IMAGE="$PINNED_BASE" IMAGE="$IMAGE" \
   nice -n 10 bash scripts/build_image.sh image
 step "built $IMAGE"
 size=$(pod image inspect --format '{{.Size}}' "$IMAGE")

@@ -11,8 +11,8 @@
 #
 # Environment (defaults in brackets):
 #   PYTHON           interpreter whose pip fills the wheelhouse [.venv/bin/python, else python3]
-#   BASE_IMAGE       base image with python3.11 and its venv module, best pinned by digest
-#                    (python:3.11-slim@sha256:...) [python:3.11-slim]
+#   BASE_IMAGE       base image with python3.11 and its venv module, pinned by digest
+#                    (python:3.11-slim@sha256:...); a bare tag is refused unless ALLOW_UNPINNED_BASE=1
 #   IMAGE            tag of the result [pneumo:VERSION]
 #   ENGINE           podman or docker [podman when installed, else docker]
 #   ENGINE_FLAGS     global flags for the engine, e.g. "--runtime runc" []
@@ -66,10 +66,16 @@ build_image() {
   fi
   local image=${IMAGE:-pneumo:$VERSION}
   local base=${BASE_IMAGE:-python:3.11-slim}
+  # A tag moves; a digest names exactly the bytes the image starts from, so the build refuses a bare tag.
   case "$base" in
     *@sha256:*) ;;
-    *) echo "warning: base image $base is not pinned by digest; pin it (BASE_IMAGE=$base@sha256:...) for a build" \
-            "that names exactly what it starts from" >&2 ;;
+    *) if [ "${ALLOW_UNPINNED_BASE:-0}" != 1 ]; then
+         echo "base image $base is not pinned by digest: set BASE_IMAGE=$base@sha256:... (the digest from" \
+              "'$engine pull $base && $engine image inspect --format {{.Digest}} $base' on a connected host)," \
+              "or ALLOW_UNPINNED_BASE=1 for a throwaway build" >&2
+         exit 1
+       fi
+       echo "warning: base image $base is not pinned by digest (ALLOW_UNPINNED_BASE=1)" >&2 ;;
   esac
   local source_url=${SOURCE_URL:-$(git remote get-url origin 2>/dev/null || true)}
   local revision

@@ -41,9 +41,10 @@ def store(port: int, datasets: list[Dataset], **kwargs) -> list[int]:
         assoc.release()
 
 
-def send_half(assoc, ds: Dataset, *, then: str) -> None:
-    """Send the first half of a C-STORE's PDUs straight onto the association's socket, then either an A-ABORT
-    (``then="abort"``) or nothing at all before the connection drops (``then="close"``: a truncated transfer)."""
+def send_half(assoc, ds: Dataset, *, then: str, fraction: float = 0.5) -> None:
+    """Send the first half (``fraction``) of a C-STORE's PDUs straight onto the association's socket, then either
+    an A-ABORT (``then="abort"``), nothing at all before the connection drops (``then="close"``: a truncated
+    transfer), or nothing, leaving the connection open (``then="hold"``: a slow sender)."""
     context = next(c for c in assoc.accepted_contexts if c.abstract_syntax == ds.SOPClassUID)
     request = C_STORE()
     request.MessageID = 99
@@ -60,8 +61,10 @@ def send_half(assoc, ds: Dataset, *, then: str) -> None:
         pdus.append(pdu.encode())
     assert len(pdus) > 4, "make the dataset larger so the cut lands mid-transfer"
     sock = assoc.dul.socket.socket
-    for data in pdus[: len(pdus) // 2]:
+    for data in pdus[: int(len(pdus) * fraction)]:
         sock.sendall(data)
+    if then == "hold":
+        return
     if then == "abort":
         sock.sendall(A_ABORT)
     time.sleep(0.2)

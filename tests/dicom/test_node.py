@@ -227,7 +227,7 @@ def test_reports_wait_in_the_spool_while_the_pacs_is_down_and_go_when_it_is_back
 
 def test_a_delivery_spreads_the_reports_over_several_associations_and_sends_each_once(xray_files, store_scp, tmp_path):
     from pneumo.dicom.forward import Forwarder
-    from pneumo.dicom.node import _encode
+    from pneumo.dicom.pipeline import encode as _encode
     from pneumo.dicom.report import ModelInfo, build_report
     from pneumo.dicom.settings import Destination
     from pneumo.dicom.spool import Spool

@@ -12,7 +12,7 @@ from pneumo.bundle import read_meta
 from pneumo.evaluation.scoring import select_records
 from pneumo.cli import main
 from pneumo.data.decode import decode_image
-from pneumo.gatefit import negatives
+from pneumo.gatefit import holdout, negatives
 from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
 from pneumo.inference.predictor import Predictor
 
@@ -33,7 +33,8 @@ def test_shipped_samples_are_found_offline():
     names = {p.name for p in negatives.sample_photo_files()}
     assert {"camera.png", "astronaut.png"} <= names
     dicoms = list(negatives.other_dicoms())
-    assert any(d.name == "CT_small.dcm" for d in dicoms) and all(d.category == "dicom-other" for d in dicoms)
+    assert any(d.name == "MR_small.dcm" for d in dicoms) and all(d.category == "dicom-other" for d in dicoms)
+    assert not any(d.name == "CT_small.dcm" for d in dicoms)  # CT files are ct-pydicom, split on their own
 
 
 def test_unknown_category_is_refused():
@@ -42,19 +43,19 @@ def test_unknown_category_is_refused():
 
 
 def test_split_keeps_each_photograph_on_one_side():
-    images = negatives.negative_images(0)
-    fit, held_out = negatives.split_negatives(images)
+    images = list(negatives.photos(np.random.default_rng(0))) + _small_negatives()
+    fit, held_out = holdout.split_negatives(images)
     assert len(fit) + len(held_out) == len(images) and 0.35 < len(held_out) / len(images) < 0.65
-    fit_origins = {negatives.origin(i) for i in fit}
-    assert not fit_origins & {negatives.origin(i) for i in held_out}
+    fit_origins = {holdout.origin(i) for i in fit}
+    assert not fit_origins & {holdout.origin(i) for i in held_out}
     crops = [i for i in images if i.category == "photo-gray" and "-crop" in i.name]
-    assert crops and all(negatives.origin(c) == "photo:" + c.name.split("-crop")[0] for c in crops)
-    assert negatives.split_negatives(images) == (fit, held_out)  # stable
+    assert crops and all(holdout.origin(c) == "photo:" + c.name.split("-crop")[0] for c in crops)
+    assert holdout.split_negatives(images) == (fit, held_out)  # stable
     with pytest.raises(ValueError, match="held_out_fraction"):
-        negatives.split_negatives(images, 1.0)
+        holdout.split_negatives(images, 1.0)
 
 
-def _small_negatives(seed=0, scale=1.0):
+def _small_negatives(seed=0, *, xrays=(), scale=1.0):
     return [negatives.NegativeImage("noise", f"n{i}", noise_png(i)) for i in range(10)] + [
         negatives.NegativeImage("document", f"d{i}", png(negatives.document(np.random.default_rng(i), i)))
         for i in range(2)]
@@ -83,7 +84,7 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
     assert gate["n_fit"] + gate["n_calibration"] > 50 and gate["n_calibration"] > 0
     assert gate["xray_flagged_split"].startswith("val")
     assert set(gate["nonxray_by_category"]) == {"noise", "document"} and gate["n_nonxray_all"] == 12
-    _, held_out = negatives.split_negatives(_small_negatives())
+    _, held_out = holdout.split_negatives(_small_negatives())
     assert gate["n_nonxray"] == len(held_out) and 0 < len(held_out) < 12  # measured on images the score never saw
     assert gate["nonxray_flagged_pct"] == 100.0 and gate["nonxray_all_flagged_pct"] == 100.0
     assert gate["far_threshold"] >= gate["threshold"] and gate["site_variants"] == 1
@@ -125,3 +126,30 @@ def test_fit_needs_the_training_config(tmp_path):
     bundle = make_bundle(tmp_path / "bundle")
     with pytest.raises(ValueError, match="training config"):
         fit_bundle_gate(str(bundle), str(root))
+
+
+def test_the_fit_measures_with_the_stored_rule(tmp_path, monkeypatch):
+    """The figures in meta.gate come from a Predictor with every boundary of the stored gate, the warning
+    zone's limit included, so they are what `pneumo predict` does with that gate."""
+    from pneumo.gatefit import fit as gatefit
+
+    seen = []
+    real = gatefit._predictor
+
+    def spy(directory, meta, cfg, gate):
+        predictor = real(directory, meta, cfg, gate)
+        seen.append((gate, predictor))
+        return predictor
+
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
+    monkeypatch.setattr("pneumo.gatefit.fit._predictor", spy)
+    root = _dataset(tmp_path / "data", patients=12)
+    bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
+    fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(max_images=40, batch_size=16))
+    gate, measuring = seen[-1]
+    stored = read_meta(bundle)[1].gate
+    assert gate is not None and stored["warn_nonxray"] == gate.warn_nonxray and gate.warn_nonxray <= 0.0
+    assert (measuring.gate_threshold, measuring.gate_far_threshold, measuring.gate_warn_nonxray) == (
+        gate.threshold, gate.far_threshold, gate.warn_nonxray)
+    loaded = Predictor.load(bundle, backend="torch")
+    assert loaded.gate_warn_nonxray == pytest.approx(stored["warn_nonxray"])

@@ -108,7 +108,9 @@ def test_giant_headers_are_refused_fast_without_allocating(corpus: list[Case]) -
     for case in giants:
         kind, seconds, *reason = results[str(case.path)]
         assert kind == ImageTooLargeError.__name__, (case.name, kind, reason)
-        assert seconds < 0.5, (case.name, seconds)
+        # A guard against reading the claimed pixels, not a speed target (those live in bench/): refusing
+        # from the header takes well under a second even on a loaded 2-core machine, decoding would not end.
+        assert seconds < 10.0, (case.name, seconds)
 
 
 def test_special_files_are_refused_without_hanging(corpus: list[Case]) -> None:

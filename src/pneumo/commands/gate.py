@@ -1,8 +1,10 @@
 """``pneumo gate fit``: fit the chest-X-ray gate of a bundle and report how it does on X-rays and non-X-rays.
 
 The gate has two boundaries: beyond the first, a chest X-ray unlike the training population gets its result
-with an out-of-distribution warning; beyond the second, or when its non-X-ray score says so, the input is not
-taken for a chest X-ray (UNKNOWN). Refit a retrained bundle's gate with::
+with an out-of-distribution warning; beyond the second, or when its non-X-ray score says so (more strictly
+between the boundaries, where CT slices and figures land), the input is not taken for a chest X-ray (UNKNOWN).
+The non-X-ray images (CT slices, figures, slides, viewer screenshots among them) are made on the way. Refit a
+retrained bundle's gate with::
 
     pneumo gate fit --model src/pneumo/weights/default --data ../shared/data/kermany
 """
@@ -48,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--nonxray-margin", type=float, default=2.0,
                      help="added to the non-X-ray regression's logit: UNKNOWN from a probability of "
                      "1/(1+e^margin) of not being a chest X-ray (2: 12%%)")
+    fit.add_argument("--warn-percentile", type=float, default=90.0,
+                     help="between the boundaries, UNKNOWN above this percentile of the non-X-ray scores of held-out "
+                     "site variants there (CT slices and figures land there); 100 reads every such site variant")
+    fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",
+                     help="training X-rays inset into the figures, slides and viewer screenshots among the negatives")
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
@@ -62,11 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     require_extra("train", needed_for="pneumo gate fit")
     from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
+    from pneumo.gatefit.report import table_lines
 
     cfg = GateFitConfig(percentile=args.percentile, calibration_fraction=args.calibration_fraction,
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
                         site_variants=args.site_variants, far_percentile=args.far_percentile,
-                        nonxray_margin=args.nonxray_margin, feature_layers=tuple(args.feature_layers),
+                        nonxray_margin=args.nonxray_margin, warn_percentile=args.warn_percentile,
+                        inset_xrays=args.inset_xrays, feature_layers=tuple(args.feature_layers),
                         pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
@@ -80,6 +89,8 @@ def run_fit(args: argparse.Namespace) -> int:
         print(f"far threshold {s['far_threshold']:.3f} at the {s['far_percentile']}th percentile of "
               f"{s['n_site_calibration']} held-out site variants; non-X-ray score fitted on {s['n_nonxray_fit']} "
               "non-X-ray images")
+        print(f"warning zone: UNKNOWN above a non-X-ray score of {s['warn_nonxray']:.3f}, the "
+              f"{s['warn_percentile']}th percentile of {s['n_site_warning_zone']} held-out site variants there")
     else:
         print("no far boundary (--site-variants 0): every input beyond the threshold is UNKNOWN")
     print(f"X-rays answered UNKNOWN: {s['xray_flagged_pct']:.2f}% on {s['xray_flagged_split']}; "
@@ -89,10 +100,8 @@ def run_fit(args: argparse.Namespace) -> int:
               f"{s['site_variant_flagged_pct']:.2f}% UNKNOWN, {s['site_variant_ood_pct']:.2f}% warned")
         print(f"inverted X-rays (MONOCHROME1 read as MONOCHROME2) answered UNKNOWN: {s['inverted_flagged_pct']:.2f}%")
     print(f"non-X-ray images answered UNKNOWN: {s['nonxray_flagged_pct']:.2f}% of {s['n_nonxray']} held out from "
-          f"the fit; {s['nonxray_all_flagged_pct']:.2f}% of all {s['n_nonxray_all']}")
-    for category, row in s["nonxray_by_category"].items():
-        print(f"  {category:<12} {int(row['n']):>4} images  {row['flagged_pct']:6.1f}% flagged "
-              f"({row['by_distance_pct']:.1f}% by the feature gate)")
+          f"the fit; {s['nonxray_all_flagged_pct']:.2f}% of all {s['n_nonxray_all']}. Held out, per kind:")
+    print("\n".join(table_lines(s["nonxray_held_out_by_category"])))
     if args.report:
         with open(args.report, "w") as handle:
             json.dump({"summary": s, "negatives": report.negatives, "skipped": report.skipped}, handle, indent=2)

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from pneumo.dicom.settings import DEFAULT_AE_TITLE, Destination, DicomSettings
+from pneumo.dicom.settings import DEFAULT_AE_TITLE, MIB, Destination, DicomSettings, TlsFiles
 from pneumo.service.oidc import OidcSettings
 from pneumo.service.settings import (API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, OIDC_SECRET_ENV, AccessSettings,
                                     ServiceSettings, default_data_dir)
@@ -44,13 +44,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classification backend; auto: ONNX Runtime when the bundle holds model.onnx, else torch "
                         "(Grad-CAM always runs on torch)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
+    _add_dicom_flags(p)
+    add_access_flags(p)
+    add_oidc_flags(p)
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=run)
+
+
+def _add_dicom_flags(p: argparse.ArgumentParser) -> None:
     dicom = p.add_argument_group("DICOM node", "a Storage SCP in the same process: instances a PACS sends are "
                                  "read, shown in the history, and answered with a Structured Report")
     dicom.add_argument("--dicom-port", type=int, default=None, metavar="P",
                        help="listen for DICOM (C-ECHO, C-STORE) on this port, on --host; off when not given")
     dicom.add_argument("--dicom-ae-title", default=DEFAULT_AE_TITLE, metavar="AET", help="this node's AE title")
-    dicom.add_argument("--dicom-allow", default="", metavar="AET,...",
-                       help="calling AE titles accepted (comma-separated); any when empty")
+    dicom.add_argument("--dicom-allow", default="", metavar="AET@ADDRESS,...",
+                       help="who may send: calling AE titles, each pinned to an IP address or network "
+                            "(ORTHANC@10.0.0.5, CR_ROOM@10.0.3.0/24); a bare AET is accepted on loopback only. "
+                            "Required when --host is not loopback; empty on loopback: anyone local")
     dicom.add_argument("--dicom-forward", default=None, metavar="AET@HOST:PORT",
                        help="send each reading (a Structured Report) here by C-STORE, usually the PACS")
     dicom.add_argument("--dicom-forward-associations", type=int, default=DicomSettings.forward_associations,
@@ -59,10 +69,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "limits associations per AE title)")
     dicom.add_argument("--dicom-gradcam", action="store_true",
                        help="also send the Grad-CAM overlay as a derived Secondary Capture")
-    add_access_flags(p)
-    add_oidc_flags(p)
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    p.set_defaults(func=run)
+    _add_dicom_security_flags(dicom)
+
+
+def _add_dicom_security_flags(dicom: argparse._ArgumentGroup) -> None:
+    dicom.add_argument("--dicom-tls-cert", default=None, metavar="PEM",
+                       help="serve DICOM over TLS with this certificate (chain), PEM; needs --dicom-tls-key")
+    dicom.add_argument("--dicom-tls-key", default=None, metavar="PEM", help="the TLS certificate's private key")
+    dicom.add_argument("--dicom-tls-ca", default=None, metavar="PEM",
+                       help="require senders to present a TLS certificate signed by this CA (mutual TLS)")
+    dicom.add_argument("--dicom-max-pdu", type=int, default=DicomSettings.max_pdu, metavar="BYTES",
+                       help="largest PDU accepted (advertised at association; a longer one closes the connection)")
+    dicom.add_argument("--dicom-max-dataset-mb", type=float, default=DicomSettings.max_dataset_bytes / MIB,
+                       metavar="MIB", help="largest dataset accepted, after inflating (refused with 0xA700)")
+    dicom.add_argument("--dicom-max-image-mb", type=float, default=DicomSettings.max_image_bytes / MIB, metavar="MIB",
+                       help="largest image the header may declare, rows x columns x samples x bytes (0xA700)")
+    dicom.add_argument("--dicom-max-associations", type=int, default=DicomSettings.max_associations, metavar="N",
+                       help="associations accepted at once; more are rejected as transient (local limit)")
+    dicom.add_argument("--dicom-memory-mb", type=float, default=DicomSettings.memory_budget_bytes / MIB, metavar="MIB",
+                       help="datasets held in memory at once, all associations together; a dataset beyond it gets "
+                            "0xA700 (try again later)")
+    dicom.add_argument("--dicom-spool-quota-mb", type=float, default=DicomSettings.spool_quota_bytes / MIB,
+                       metavar="MIB", help="disk the spool may use; new instances get 0xA700 beyond it")
+    dicom.add_argument("--dicom-accept-deflate", action="store_true",
+                       help="also offer the deflated transfer syntax (inflated under --dicom-max-dataset-mb)")
+
+
+def _dicom_flags_given(args: argparse.Namespace) -> list[str]:
+    defaults = {"dicom_allow": "", "dicom_forward": None, "dicom_gradcam": False, "dicom_tls_cert": None,
+                "dicom_tls_key": None, "dicom_tls_ca": None, "dicom_accept_deflate": False}
+    return ["--" + name.replace("_", "-") for name, default in defaults.items() if getattr(args, name) != default]
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    if args.dicom_tls_cert is None and args.dicom_tls_key is None:
+        if args.dicom_tls_ca is not None:
+            raise ValueError("--dicom-tls-ca needs --dicom-tls-cert and --dicom-tls-key")
+        return None
+    if args.dicom_tls_cert is None or args.dicom_tls_key is None:
+        raise ValueError("DICOM TLS needs both --dicom-tls-cert and --dicom-tls-key")
+    return TlsFiles(args.dicom_tls_cert, args.dicom_tls_key, args.dicom_tls_ca)
 
 
 def add_access_flags(parser: argparse.ArgumentParser) -> None:
@@ -107,14 +153,21 @@ def build_oidc_settings(args: argparse.Namespace) -> OidcSettings | None:
 
 def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
     if args.dicom_port is None:
-        if args.dicom_forward or args.dicom_allow or args.dicom_gradcam:
-            raise ValueError("--dicom-allow, --dicom-forward and --dicom-gradcam need --dicom-port")
+        given = _dicom_flags_given(args)
+        if given:
+            raise ValueError(f"{', '.join(given)} need --dicom-port")
         return None
     allow = tuple(a for a in (part.strip() for part in args.dicom_allow.split(",")) if a)
     forward = Destination.parse(args.dicom_forward) if args.dicom_forward else None
     return DicomSettings(port=args.dicom_port, spool_dir=Path(args.data_dir) / "dicom", ae_title=args.dicom_ae_title,
                          host=args.host, allow=allow, forward=forward, gradcam=args.dicom_gradcam,
-                         forward_associations=args.dicom_forward_associations)
+                         forward_associations=args.dicom_forward_associations, max_pdu=args.dicom_max_pdu,
+                         max_dataset_bytes=int(args.dicom_max_dataset_mb * MIB),
+                         max_image_bytes=int(args.dicom_max_image_mb * MIB),
+                         max_associations=args.dicom_max_associations,
+                         memory_budget_bytes=int(args.dicom_memory_mb * MIB),
+                         spool_quota_bytes=int(args.dicom_spool_quota_mb * MIB),
+                         accept_deflate=args.dicom_accept_deflate, tls=_tls_files(args))
 
 
 def build_settings(args: argparse.Namespace) -> ServiceSettings:
@@ -153,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
               "(use `pneumo users token`)", file=sys.stderr)
     if settings.dicom is not None:
         print(f"pneumo serve: DICOM node {settings.dicom.ae_title} on {args.host}:{settings.dicom.port} "
-              f"(allow: {','.join(settings.dicom.allow) or 'any'}, forward: {settings.dicom.forward or 'none'})",
+              f"({'TLS' if settings.dicom.tls else 'no TLS'}, allow: {','.join(settings.dicom.allow) or 'any local'}, "
+              f"forward: {settings.dicom.forward or 'none'})",
               file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -2,7 +2,10 @@
 
 ``incoming``: instances acknowledged to the sender and not yet read; ``outgoing``: reports not yet delivered;
 ``failed``: files that could not be processed or were refused by the destination (kept for a person to look at).
-A file appears under its final name only when it is complete (written to a temporary name, synced, renamed).
+A file appears under its final name only when it is complete (written to a temporary name, synced, renamed, and
+the folder synced so the rename itself survives a power cut). Files are 0600 and folders 0700: they hold patient
+data. ``quota_bytes`` bounds all three folders together; only new instances are refused by it (reports and moves
+to ``failed`` always go through, or a full spool could never drain).
 """
 
 from __future__ import annotations
@@ -14,18 +17,48 @@ from pathlib import Path
 from typing import Sequence
 
 SUFFIX = ".dcm"
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+Chunk = bytes | bytearray | memoryview
+
+
+class SpoolFullError(OSError):
+    """Writing this file would take the spool over its quota."""
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a directory: makes the renames and deletions in it durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, quota_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.incoming = self.root / "incoming"
         self.outgoing = self.root / "outgoing"
         self.failed = self.root / "failed"
-        for folder in (self.incoming, self.outgoing, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = quota_bytes
+        for folder in (self.root, self.incoming, self.outgoing, self.failed):
+            folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            os.chmod(folder, FOLDER_MODE)  # mkdir's mode is masked by the umask, and the folder may be older
         self._counter = 0
         self._lock = threading.Lock()
+        self._used = self._measure()
+
+    def _measure(self) -> int:
+        total = 0
+        for folder in (self.incoming, self.outgoing, self.failed):
+            with os.scandir(folder) as entries:
+                total += sum(entry.stat().st_size for entry in entries if entry.is_file())
+        return total
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
 
     def _name(self, tag: str) -> str:
         with self._lock:
@@ -34,25 +67,55 @@ class Spool:
         # Sorted by arrival: nanoseconds, then a counter for two files in the same tick.
         return f"{time.time_ns():020d}-{os.getpid()}-{counter:06d}-{tag}{SUFFIX}"
 
-    def put(self, folder: Path, data: bytes | bytearray | memoryview | Sequence[bytes | memoryview], tag: str
-            ) -> Path:
+    def _reserve(self, size: int, quota: bool) -> None:
+        with self._lock:
+            if quota and self.quota_bytes is not None and self._used + size > self.quota_bytes:
+                self._used = self._measure()  # files may have been removed by hand since the last count
+                if self._used + size > self.quota_bytes:
+                    raise SpoolFullError(f"spool {self.root} holds {self._used} bytes; {size} more would pass its "
+                                         f"{self.quota_bytes}-byte quota")
+            self._used += size
+
+    def put(self, folder: Path, data: Chunk | Sequence[Chunk], tag: str, *, quota: bool = False) -> Path:
         """Write ``data`` (bytes, or buffers written one after the other) durably under ``folder`` and return its
-        path."""
+        path. ``quota``: refuse with SpoolFullError when it would take the spool over its quota."""
+        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+        size = sum(memoryview(chunk).nbytes for chunk in chunks)
+        self._reserve(size, quota)
         target = folder / self._name(tag)
         partial = target.with_suffix(".part")
-        with open(partial, "wb") as handle:
-            for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
-                handle.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
+        try:
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with open(descriptor, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+            sync_folder(folder)
+        except BaseException:
+            with self._lock:
+                self._used -= size
+            partial.unlink(missing_ok=True)
+            raise
         return target
 
     def pending(self, folder: Path) -> list[Path]:
         """Complete files in ``folder``, oldest first (a ``.part`` left by a crash is ignored)."""
         return sorted(folder.glob(f"*{SUFFIX}"))
 
+    def remove(self, path: Path) -> None:
+        """Delete a file that has been dealt with, durably."""
+        size = path.stat().st_size
+        path.unlink()
+        sync_folder(path.parent)
+        with self._lock:
+            self._used -= size
+
     def fail(self, path: Path) -> Path:
+        """Move a file to ``failed``, durably (it still counts against the quota: it is still on this disk)."""
         target = self.failed / path.name
         os.replace(path, target)
+        sync_folder(self.failed)
+        sync_folder(path.parent)
         return target

@@ -51,5 +51,6 @@ def read_whole_pdus(event: Any) -> None:
 
 
 CONNECTION_HANDLERS = [(evt.EVT_CONN_OPEN, send_without_delay)]
-# The node's associations receive whole instances; the forwarder's only receive short responses.
+# For a receiver without limits (bench_dicom_receive.py); the node reads through pneumo.dicom.guard, which adds the
+# PDU length limit to the same reading. The forwarder's associations only receive short responses.
 RECEIVING_HANDLERS = [*CONNECTION_HANDLERS, (evt.EVT_CONN_OPEN, read_whole_pdus)]

@@ -20,6 +20,10 @@ faces lie at overlapping distances. A gate with a far boundary therefore decides
   or more of not being a chest X-ray: on held-out images that caught 98% of non-X-rays for 0.1% of X-rays,
   against 92-96% of non-X-rays at the regression's own 50%.
 
+Between the boundaries a stricter limit on the non-X-ray score applies, ``warn_nonxray`` (fitted by
+:func:`fit_warning_limit`): CT slices and figures reached that zone with scores just below 0. The rule that
+reads the two scores is :class:`pneumo.gate.verdict.GateRule`.
+
 A gate file without ``far_threshold`` (fitted before it existed) has one boundary: beyond ``threshold`` is
 UNKNOWN, and nothing is marked out of distribution.
 
@@ -39,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from pneumo.bundle import file_sha256
+from pneumo.gate.verdict import GateRule
 
 GATE_FILE = "gate.safetensors"
 METHOD = "mahalanobis-ledoit-wolf"
@@ -60,6 +65,11 @@ class GateParams:
     far_threshold: float | None = None  # distances beyond it are UNKNOWN; None: a one-boundary (older) gate
     nonxray_weight: np.ndarray | None = None  # (D,) the non-X-ray score's weights on raw features (with far)
     nonxray_bias: float = 0.0  # score = features @ weight + bias; above 0: not a chest X-ray
+    warn_nonxray: float | None = None  # between the boundaries, UNKNOWN above this score; None: 0 (older gates)
+
+    def rule(self) -> GateRule:
+        """The rule that reads this gate's two scores (raises ValueError on inconsistent boundaries)."""
+        return GateRule(self.threshold, self.far_threshold, self.warn_nonxray)
 
     @property
     def dim(self) -> int:
@@ -122,6 +132,24 @@ def fit_far_boundary(params: GateParams, xray_features: np.ndarray, nonxray_feat
     return params
 
 
+def fit_warning_limit(params: GateParams, site_calibration_features: np.ndarray, *, percentile: float = 90.0
+                      ) -> int:
+    """Set ``warn_nonxray`` (in place) at ``percentile`` of the non-X-ray scores of the held-out site variants
+    that lie between the two boundaries, never above 0: the warning zone then reads that share of other
+    sites' X-rays and refuses what scores higher. Returns how many site variants were in the zone; with none,
+    nothing can be fitted and the limit stays 0 (the score's own), which the caller reports."""
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"warning-zone percentile must be in (0, 100], got {percentile}")
+    if params.far_threshold is None:
+        raise GateError("the warning-zone limit needs a far boundary; fit it with fit_far_boundary first")
+    site = np.asarray(site_calibration_features, dtype=np.float64)
+    distances = mahalanobis(site, params)
+    scores = nonxray_score(site, params)
+    zone = (distances > params.threshold) & (distances <= params.far_threshold) & (scores <= 0.0)
+    params.warn_nonxray = min(0.0, float(np.percentile(scores[zone], percentile))) if zone.any() else 0.0
+    return int(zone.sum())
+
+
 def fit_gate(fit_features: np.ndarray, calibration_features: np.ndarray | None, *, feature_layers: list[str],
              pooling: str = "mean+std", percentile: float = 99.5) -> tuple[GateParams, np.ndarray]:
     """Fit mean and shrunk covariance on ``fit_features`` and set the threshold at ``percentile`` of the
@@ -168,9 +196,12 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
         if params.nonxray_weight is None or params.nonxray_weight.shape != params.mean.shape:
             raise GateError("a gate with a far_threshold needs its non-X-ray score (nonxray_weight of dimension "
                             f"{params.dim}); fit it with fit_far_boundary")
+        params.rule()  # the boundaries and the warning-zone limit are consistent
         tensors["far_threshold"] = np.asarray([params.far_threshold], dtype=np.float64)
         tensors["nonxray_weight"] = np.ascontiguousarray(params.nonxray_weight, dtype=np.float64)
         tensors["nonxray_bias"] = np.asarray([params.nonxray_bias], dtype=np.float64)
+        if params.warn_nonxray is not None:
+            tensors["warn_nonxray"] = np.asarray([params.warn_nonxray], dtype=np.float64)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{GATE_FILE}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -184,7 +215,8 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
     return {"method": METHOD, "file": GATE_FILE, "sha256": file_sha256(directory / GATE_FILE),
             "feature_layers": params.feature_layers, "pooling": params.pooling, "feature_dim": params.dim,
             "percentile": params.percentile,
-            "threshold": params.threshold, "far_threshold": params.far_threshold, "shrinkage": params.shrinkage}
+            "threshold": params.threshold, "far_threshold": params.far_threshold,
+            "warn_nonxray": params.warn_nonxray, "shrinkage": params.shrinkage}
 
 
 def load_gate(directory: str | os.PathLike[str], summary: dict[str, Any]) -> GateParams | None:
@@ -211,19 +243,22 @@ def load_gate(directory: str | os.PathLike[str], summary: dict[str, Any]) -> Gat
                             shrinkage=float(summary.get("shrinkage", 0.0)),
                             far_threshold=float(tensors["far_threshold"][0]) if "far_threshold" in tensors else None,
                             nonxray_weight=tensors.get("nonxray_weight"),
-                            nonxray_bias=float(tensors["nonxray_bias"][0]) if "nonxray_bias" in tensors else 0.0)
+                            nonxray_bias=float(tensors["nonxray_bias"][0]) if "nonxray_bias" in tensors else 0.0,
+                            warn_nonxray=float(tensors["warn_nonxray"][0]) if "warn_nonxray" in tensors else None)
     except Exception as exc:  # safetensors raises its own types for corrupt headers; KeyError for missing keys
         raise GateError(f"{path}: unreadable gate ({type(exc).__name__}: {exc})") from exc
     if metadata.get("method") != METHOD:
         raise GateError(f"{path}: unknown gate method {metadata.get('method')!r}; expected {METHOD!r}")
     # The file holds the boundaries; bundle.json repeats them for ONNX exports, which carry no gate file.
-    for key in ("threshold", "far_threshold"):
+    for key in ("threshold", "far_threshold", "warn_nonxray"):
         stored, recorded = getattr(params, key), summary.get(key)
         if (recorded is None) != (stored is None) or (stored is not None and not np.isclose(recorded, stored)):
             raise GateError(f"{path}: {key} {stored} in the gate file differs from {recorded} in bundle.json; "
                             "refit the gate with `pneumo gate fit`")
-    if params.far_threshold is not None and not params.far_threshold >= params.threshold:
-        raise GateError(f"{path}: far_threshold {params.far_threshold} is below threshold {params.threshold}")
+    try:
+        params.rule()
+    except ValueError as exc:
+        raise GateError(f"{path}: {exc}") from exc
     if (params.far_threshold is None) != (params.nonxray_weight is None) or (
             params.nonxray_weight is not None and params.nonxray_weight.shape != params.mean.shape):
         raise GateError(f"{path}: far_threshold and nonxray_weight (dimension {params.dim}) go together; found "

@@ -13,12 +13,16 @@
    split_negatives`): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
    and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
    ``inverted`` inverted X-rays of the fitting part (a MONOCHROME1 image read as MONOCHROME2 is no chest
-   X-ray the model can read, and must stay UNKNOWN). Site variants
+   X-ray the model can read, and must stay UNKNOWN). The non-X-ray images include CT slices (pydicom's and
+   the thorax phantom's), figures, slides and viewer screenshots with ``inset_xrays`` X-rays of the fitting
+   part inset. Then the warning zone's limit on that score (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
+   at ``warn_percentile`` of the held-out site variants between the boundaries. Site variants
    are kept out of the covariance, so the in-distribution boundary stays that of the training population.
    ``site_variants=0`` fits a one-boundary gate (beyond ``threshold`` is UNKNOWN).
 4. Report: X-rays answered UNKNOWN and warned out of distribution on the bundle's validation split (patients
    the gate never saw), on one site variant and on the inverted copy of each, and non-X-ray images answered
-   UNKNOWN, on the held-out half (never seen by the non-X-ray score) and on all, per category.
+   UNKNOWN, on the held-out share of every kind (never seen by the non-X-ray score: :mod:`pneumo.gatefit.
+   holdout`, drawn with ``seed``) and on all, per category: UNKNOWN, warned, read.
 5. ``gate.safetensors`` and ``meta.gate`` written into the bundle.
 """
 
@@ -38,8 +42,11 @@ from pneumo.data.decode import decode_image
 from pneumo.data.records import ImageRecord
 from pneumo.evaluation.scoring import select_records
 from pneumo.gate.layers import default_gate_layers
-from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, fit_gate, save_gate
-from pneumo.gatefit.negatives import NegativeImage, negative_images, split_negatives
+from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, fit_gate, fit_warning_limit, save_gate
+from pneumo.gatefit.holdout import split_negatives
+from pneumo.gatefit.negatives import NegativeImage, negative_images
+from pneumo.gatefit.report import (flagged_pct, held_out_rows, negatives_table, nonxray_pct, score_negatives,
+                                   warned_pct)
 from pneumo.data.acquisition import acquisition_variant, site_variant
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
@@ -64,6 +71,8 @@ class GateFitConfig:
     nonxray_margin: float = 2.0  # added to the regression's logit: refuse from a 12% chance of a non-X-ray
     nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
     inverted: int = 200  # inverted training X-rays among the non-X-ray score's negatives
+    warn_percentile: float = 90.0  # of held-out site variants' non-X-ray scores in the warning zone: its limit
+    inset_xrays: int = 40  # training X-rays (fitting part) inset into figures, slides and viewer screenshots
     feature_layers: tuple[str, ...] = ()  # () picks blocks by depth (pneumo.gate.layers)
     pooling: str = ""  # "" goes with the default layers; "mean" or "mean+std" with explicit ones
     device: str = "cpu"
@@ -83,6 +92,10 @@ class GateFitConfig:
             raise ValueError(f"nonxray_regularisation must be > 0, got {self.nonxray_regularisation}")
         if self.inverted < 0:
             raise ValueError(f"inverted must be >= 0, got {self.inverted}")
+        if not 0.0 < self.warn_percentile <= 100.0:
+            raise ValueError(f"warn_percentile must be in (0, 100], got {self.warn_percentile}")
+        if self.inset_xrays < 1:
+            raise ValueError(f"inset_xrays must be >= 1 (figures and slides need X-rays), got {self.inset_xrays}")
         if not 0.0 < self.nonxray_held_out < 1.0:
             raise ValueError(f"nonxray_held_out must be in (0, 1), got {self.nonxray_held_out}")
 
@@ -139,49 +152,8 @@ def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: Gate
         layers, pooling = default_gate_layers(model, meta.arch)
     backend = TorchBackend(InferenceNetwork(model, layers, pooling, gate), cfg.device)
     return Predictor(meta, backend, bundle_dir=directory, gate_threshold=None if gate is None else gate.threshold,
-                     gate_far_threshold=None if gate is None else gate.far_threshold)
-
-
-def flagged_pct(predictions: list[Any]) -> float:
-    """% of readable inputs answered UNKNOWN."""
-    scored = [p for p in predictions if p.error is None]
-    return 100.0 * sum(p.label == "UNKNOWN" for p in scored) / max(1, len(scored))
-
-
-def warned_pct(predictions: list[Any]) -> float:
-    """% of readable inputs answered with a result and an out-of-distribution warning."""
-    scored = [p for p in predictions if p.error is None]
-    return 100.0 * sum(bool(p.out_of_distribution) for p in scored) / max(1, len(scored))
-
-
-def score_negatives(predictor: Any, images: list[NegativeImage], batch_size: int) -> list[dict[str, Any]]:
-    """One row per non-X-ray image: category, name, label, reason (None when it got a probability)."""
-    predictions = predictor.predict_many([i.source for i in images], batch_size=batch_size)
-    return [{"category": i.category, "name": i.name, "label": p.label, "unknown_reason": p.unknown_reason,
-             "error": p.error, "out_of_distribution": p.out_of_distribution} for i, p in zip(images, predictions)]
-
-
-def negatives_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per category: images, % flagged, % flagged by the feature gate (distance or non-X-ray score, not a cheap
-    check)."""
-    table: dict[str, dict[str, float]] = {}
-    for category in dict.fromkeys(r["category"] for r in rows):
-        mine = [r for r in rows if r["category"] == category and r["error"] is None]
-        flagged = [r for r in mine if r["label"] == "UNKNOWN"]
-        by_distance = [r for r in flagged if _by_feature_gate(r["unknown_reason"] or "")]
-        table[category] = {"n": len(mine), "flagged_pct": round(100.0 * len(flagged) / max(1, len(mine)), 2),
-                           "by_distance_pct": round(100.0 * len(by_distance) / max(1, len(mine)), 2)}
-    return table
-
-
-def _by_feature_gate(reason: str) -> bool:
-    return "feature distance" in reason or "non-X-ray score" in reason
-
-
-def nonxray_pct(rows: list[dict[str, Any]]) -> tuple[float, int]:
-    """(% answered UNKNOWN, readable images) of :func:`score_negatives` rows."""
-    scored = [r for r in rows if r["error"] is None]
-    return 100.0 * sum(r["label"] == "UNKNOWN" for r in scored) / max(1, len(scored)), len(scored)
+                     gate_far_threshold=None if gate is None else gate.far_threshold,
+                     gate_warn_nonxray=None if gate is None else gate.warn_nonxray)
 
 
 def _variant_features(predictor: Predictor, used: list[tuple[ImageRecord, Any]], cfg: GateFitConfig, copies: int,
@@ -197,6 +169,12 @@ def _variant_features(predictor: Predictor, used: list[tuple[ImageRecord, Any]],
         features += [e.features for _, e in kept]
         patients += [r.patient_id or r.path for r, _ in kept]
     return features, patients
+
+
+def _inset_xrays(used: list[tuple[ImageRecord, Any]], held_out: np.ndarray, cfg: GateFitConfig) -> list[np.ndarray]:
+    """Decoded X-rays of the fitting part (never a calibration or validation patient) for the composites."""
+    fitting = [r.path for (r, _), out in zip(used, held_out) if not out]
+    return [decode_image(path) for path in _subsample(fitting, cfg.inset_xrays, cfg.seed)]
 
 
 def _in_calibration_of(patients: list[str], cfg: GateFitConfig) -> np.ndarray:
@@ -222,7 +200,14 @@ def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRec
                      regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
     log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score fitted on "
              "%d non-X-ray images", params.far_threshold, cfg.far_percentile, int(site_calibrate.sum()), len(nonxray))
-    return {"far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
+    in_zone = fit_warning_limit(params, site[site_calibrate], percentile=cfg.warn_percentile)
+    if not in_zone:
+        log.warning("no held-out site variant lies between the boundaries: the warning zone keeps the non-X-ray "
+                    "score's own limit of 0")
+    log.info("warning zone: non-X-ray limit %.3f at the %.1fth percentile of %d held-out site variants there",
+             params.warn_nonxray, cfg.warn_percentile, in_zone)
+    return {"warn_percentile": cfg.warn_percentile, "n_site_warning_zone": in_zone,
+            "far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
             "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
             "nonxray_regularisation": cfg.nonxray_regularisation, "nonxray_margin": cfg.nonxray_margin,
             "n_inverted_fit": len(inverted)}
@@ -266,8 +251,9 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     calibration_flagged = 100.0 * (float(np.mean(distances > params.threshold)) if len(distances) else 0.0)
     log.info("threshold %.3f at the %.1fth percentile of %d calibration X-rays", params.threshold,
              cfg.percentile, int(calibrate.sum()))
-    negatives = negative_images(cfg.seed, scale=cfg.negatives_scale)
-    negatives_fit, negatives_held_out = split_negatives(negatives, cfg.nonxray_held_out)
+    negatives = negative_images(cfg.seed, xrays=_inset_xrays(used, calibrate[:len(used)], cfg),
+                                scale=cfg.negatives_scale)
+    negatives_fit, negatives_held_out = split_negatives(negatives, cfg.nonxray_held_out, cfg.seed)
     summary: dict[str, Any] = {"site_variants": cfg.site_variants}
     if cfg.site_variants:
         summary.update(_fit_far(params, predictor, used, features[~calibrate], calibrate[:len(used)], negatives_fit,
@@ -281,8 +267,7 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
         log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
         summary.update(xray_flagged_pct=round(calibration_flagged, 3), xray_flagged_split="calibration part of train")
     rows = score_negatives(gated, negatives, cfg.batch_size)
-    held_out_names = {(i.category, i.name) for i in negatives_held_out}
-    held_out_pct, n_held_out = nonxray_pct([r for r in rows if (r["category"], r["name"]) in held_out_names])
+    held_out_pct, n_held_out = nonxray_pct(held_out_rows(rows, negatives_held_out))
     all_pct, n_all = nonxray_pct(rows)
 
     summary.update(save_gate(directory, params))
@@ -293,7 +278,10 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
         "nonxray_flagged_pct": round(held_out_pct if cfg.site_variants else all_pct, 3),
         "n_nonxray": n_held_out if cfg.site_variants else n_all,
         "nonxray_all_flagged_pct": round(all_pct, 3), "n_nonxray_all": n_all,
-        "nonxray_by_category": negatives_table(rows), "data_fingerprint": train.fingerprint,
+        "nonxray_by_category": negatives_table(rows), "seed": cfg.seed, "negatives_scale": cfg.negatives_scale,
+        "nonxray_held_out": cfg.nonxray_held_out, "inset_xrays": cfg.inset_xrays,
+        "nonxray_held_out_by_category": negatives_table(held_out_rows(rows, negatives_held_out)),
+        "data_fingerprint": train.fingerprint,
         "fitted": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
     })
     meta.gate = summary

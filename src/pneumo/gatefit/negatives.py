@@ -3,23 +3,27 @@
 - ``photo``: scikit-image's and scikit-learn's sample photographs as shipped in the installed packages (files
   fetched by pooch on demand are skipped when absent), plus random crops; ``photo-gray``: the same turned
   grayscale, so the colour check cannot be what catches them; ``face``: scikit-image's small LFW faces.
-- ``dicom-other``: pydicom's bundled test DICOMs (CT, MR, RT dose, ultrasound, colour): other modalities and
-  body parts; only those that decode are kept.
+- ``dicom-other``: pydicom's bundled test DICOMs other than CT (MR, RT dose, ultrasound, colour): other
+  modalities and body parts; only those that decode are kept.
+- ``ct-pydicom``: pydicom's CT test files, as stored and in lung and soft-tissue windows, with reframed copies;
+  ``ct-axial``, ``ct-coronal``: slices of the procedural thorax phantom in both windows (:mod:`pneumo.gatefit.ct`).
+- ``figure``, ``slide``, ``viewer``: multi-panel figures, presentation slides and viewer screenshots holding
+  training X-rays and phantom CT slices (:mod:`pneumo.gatefit.composites`).
 - ``document``: rendered text pages (Pillow), light and dark, some with scan noise.
 - ``screenshot``: user-interface renders (title bars, side bars, buttons, text, charts), colour and gray.
 - ``blank``, ``noise``, ``gradient``, ``pattern``: synthetic images.
 
-Everything is deterministic for a given ``seed``; randomness is owned by a local generator.
+Everything is deterministic for a given ``seed`` (and X-rays to inset); randomness is owned by local generators.
+:mod:`pneumo.gatefit.holdout` keeps a share of each kind out of the fit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -27,9 +31,11 @@ from PIL import Image, ImageDraw, ImageFilter
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.acquisition import default_font
+from pneumo.gatefit import composites
+from pneumo.gatefit.ct import phantom_render, pydicom_ct_files, pydicom_ct_renders
 
 CATEGORIES = ("photo", "photo-gray", "face", "dicom-other", "document", "screenshot", "blank", "noise",
-              "gradient", "pattern")
+              "gradient", "pattern", "ct-pydicom", "ct-axial", "ct-coronal", "figure", "slide", "viewer")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".bmp"}
 _WORDS = ("patient report summary the of and results normal value range laboratory invoice total page date "
           "name address section figure table reference analysis method data sample control error system "
@@ -119,7 +125,10 @@ def other_dicoms() -> Iterator[NegativeImage]:
     folder = _package_dir("pydicom", "data", "test_files")
     if folder is None:
         return
+    ct_names = {p.name for p in pydicom_ct_files()}  # those are ct-pydicom
     for path in sorted(folder.glob("*.dcm")):
+        if path.name in ct_names:
+            continue
         try:
             with warnings.catch_warnings():  # pydicom's test files are deliberately odd; their warnings are noise
                 warnings.simplefilter("ignore")
@@ -127,6 +136,14 @@ def other_dicoms() -> Iterator[NegativeImage]:
         except (ImageDecodeError, Exception):  # compressed syntaxes without a plugin, no pixel data, ...
             continue
         yield NegativeImage("dicom-other", path.name, str(path))
+
+
+def pydicom_cts(rng: np.random.Generator, copies: int) -> Iterator[NegativeImage]:
+    """Each CT test file as pneumo reads the DICOM, and rendered in both windows (with reframed copies)."""
+    for path in pydicom_ct_files():
+        yield NegativeImage("ct-pydicom", path.name, str(path))
+        for name, image in pydicom_ct_renders(path, rng, copies):
+            yield NegativeImage("ct-pydicom", name, _png(image))
 
 
 def _sentence(rng: np.random.Generator, words: int) -> str:
@@ -284,33 +301,35 @@ _SYNTHETIC: dict[str, tuple[Callable[[np.random.Generator, int], np.ndarray], in
 }
 
 
-def negative_images(seed: int = 0, *, scale: float = 1.0) -> list[NegativeImage]:
-    """The whole negative set; ``scale`` multiplies the number of synthetic images of each kind."""
+# Kinds drawn from the X-rays passed in (composites) and CT slices of the phantom, with their counts at scale 1.
+_WITH_XRAYS: dict[str, tuple[Callable[[np.random.Generator, int, Sequence[np.ndarray]], np.ndarray], int]] = {
+    "figure": (composites.figure, 60), "slide": (composites.slide, 40), "viewer": (composites.viewer, 60),
+}
+_PHANTOM = {"ct-axial": ("axial", 80), "ct-coronal": ("coronal", 80)}
+
+
+def _count(count: int, scale: float) -> int:
+    return max(1, round(count * scale))
+
+
+def negative_images(seed: int = 0, *, xrays: Sequence[np.ndarray], scale: float = 1.0) -> list[NegativeImage]:
+    """The whole negative set; ``xrays`` (decoded float [0, 1] chest X-rays, at least one) are inset into
+    figures, slides and viewer screenshots; ``scale`` multiplies the number of synthetic images of each kind."""
+    if len(xrays) == 0:
+        raise ValueError("negative_images needs chest X-rays to inset into figures, slides and viewer screenshots; "
+                         "got none")
     rng = np.random.default_rng(seed)
     out: list[NegativeImage] = list(photos(rng)) + list(faces(rng)) + list(other_dicoms())
+    out += pydicom_cts(np.random.default_rng([seed, 1]), copies=_count(4, scale))
     for category, (make, count) in _SYNTHETIC.items():
-        for index in range(max(1, round(count * scale))):
+        for index in range(_count(count, scale)):
             out.append(NegativeImage(category, f"{category}-{index}", _png(make(rng, index))))
+    for category, (plane, count) in _PHANTOM.items():  # each slice from its own generator: a stable patient
+        for index in range(_count(count, scale)):
+            image = phantom_render(plane, np.random.default_rng([seed, CATEGORIES.index(category), index]), index)
+            out.append(NegativeImage(category, f"{category}-{index}", _png(image)))
+    for category, (compose, count) in _WITH_XRAYS.items():
+        for index in range(_count(count, scale)):
+            image = compose(np.random.default_rng([seed, CATEGORIES.index(category), index]), index, xrays)
+            out.append(NegativeImage(category, f"{category}-{index}", _png(image)))
     return out
-
-
-def origin(image: NegativeImage) -> str:
-    """What a negative image was made from: the crops and grey copies of one photograph share its file name,
-    so a split by origin never puts a crop on one side and its photograph on the other."""
-    if image.category in ("photo", "photo-gray"):
-        return "photo:" + image.name.removesuffix("-gray").split("-crop")[0]
-    return f"{image.category}:{image.name}"
-
-
-def split_negatives(images: list[NegativeImage], held_out_fraction: float = 0.5
-                    ) -> tuple[list[NegativeImage], list[NegativeImage]]:
-    """``(fit, held_out)``: a stable draw by :func:`origin`, so that a gate fitted on the first part is measured
-    on images it never saw (and on no crop of a photograph it saw)."""
-    if not 0.0 < held_out_fraction < 1.0:
-        raise ValueError(f"held_out_fraction must be in (0, 1), got {held_out_fraction}")
-    fit: list[NegativeImage] = []
-    held_out: list[NegativeImage] = []
-    for image in images:
-        digest = hashlib.sha256(origin(image).encode()).digest()
-        (held_out if int.from_bytes(digest[:8], "big") / 2**64 < held_out_fraction else fit).append(image)
-    return fit, held_out

@@ -5,12 +5,9 @@ input -> :mod:`pneumo.inference.inputs` (decode any source to gray [0, 1] + its 
 Runtime: logits, pooled features, gate distance and non-X-ray score) -> calibrated probability (bundle
 temperature), label by the bundle's threshold, UNKNOWN when the gate refuses.
 
-The gate (:mod:`pneumo.gate.mahalanobis`) answers three ways. Within ``threshold`` of feature distance the input
-looks like the training X-rays (``out_of_distribution`` False). A gate with a far boundary answers UNKNOWN
-(not a chest X-ray) beyond ``far_threshold`` or when its non-X-ray score is above 0; between the two
-boundaries it gives the label and probability with ``out_of_distribution`` True and a warning in
-``ood_reason``: a chest X-ray unlike the training population (another site, age group or equipment). A gate
-fitted before the far boundary existed has one boundary: beyond ``threshold`` is UNKNOWN, as before.
+The gate answers three ways, by the one rule in :class:`pneumo.gate.verdict.GateRule`: a reading
+(``out_of_distribution`` False), a reading with an out-of-distribution warning in ``ood_reason`` (a chest
+X-ray unlike the training population), or UNKNOWN (not taken for a chest X-ray).
 
 Evaluation and calibration score through the same object (:meth:`Predictor.score_many`), so a threshold
 chosen there is applied here to the very same numbers.
@@ -40,6 +37,7 @@ from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, Unsupported
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.explain.overlay import overlay_png
 from pneumo.gate.checks import CheckConfig, cheap_reason
+from pneumo.gate.verdict import GateRule, Reading
 from pneumo.inference import tta
 from pneumo.inference.backend import Backend, ModelOutputs, OnnxBackend
 from pneumo.inference.inputs import InputImage, describe, load_input
@@ -177,6 +175,7 @@ class Predictor:
 
     def __init__(self, meta: BundleMeta, backend: Backend, *, bundle_dir: Path | None = None, tta: bool = False,
                  gate_threshold: float | None = None, gate_far_threshold: float | None = None,
+                 gate_warn_nonxray: float | None = None,
                  checks: CheckConfig = CheckConfig(), workers: int | None = None, backend_note: str = "") -> None:
         self.meta = meta
         self.head = OutputHead.of(meta.class_names)
@@ -191,6 +190,7 @@ class Predictor:
                              "the far (UNKNOWN) boundary must lie at or beyond the in-distribution one")
         self.gate_threshold = gate_threshold  # beyond it: out of distribution (UNKNOWN for a one-boundary gate)
         self.gate_far_threshold = gate_far_threshold  # beyond it: UNKNOWN; None: a gate with one boundary
+        self.gate_warn_nonxray = gate_warn_nonxray  # the warning zone's non-X-ray limit (GateRule.warn_nonxray)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.backend_note = backend_note  # why this backend was chosen, for "auto"
         self._explainer: Any = None
@@ -236,7 +236,8 @@ class Predictor:
         torch_backend, meta, directory, gate = load_torch_backend(directory, device)
         return cls(meta, torch_backend, bundle_dir=directory,
                    gate_threshold=gate.threshold if gate is not None else None,
-                   gate_far_threshold=gate.far_threshold if gate is not None else None, backend_note=note, **options)
+                   gate_far_threshold=gate.far_threshold if gate is not None else None,
+                   gate_warn_nonxray=gate.warn_nonxray if gate is not None else None, backend_note=note, **options)
 
     @property
     def has_gate(self) -> bool:
@@ -271,7 +272,8 @@ class Predictor:
         else:
             boundaries = (f"out-of-distribution warning beyond {self.gate_threshold:.2f}, the "
                           f"{gate.get('percentile', '?')}th percentile of training X-rays; UNKNOWN beyond "
-                          f"{self.gate_far_threshold:.2f} or when the non-X-ray score is above 0")
+                          f"{self.gate_far_threshold:.2f} or when the non-X-ray score is above 0 (above "
+                          f"{0.0 if self.gate_warn_nonxray is None else self.gate_warn_nonxray:.2f} between the two)")
         return (f"chest-X-ray gate: {cheap} + Mahalanobis distance on pooled features of {layers} "
                 f"({boundaries}){figures}")
 
@@ -425,36 +427,16 @@ class Predictor:
             return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
                               unknown_reason=p.reason or "not scored", error=None, **base)
         probability, subtypes, distance, nonxray = score
-        gated = distance is not None and self.gate_threshold is not None
-        # ``not distance <= limit`` rather than ``distance > limit``: a NaN distance is refused, never scored.
-        outside = gated and not distance <= self.gate_threshold
-        reason = self._gate_refusal(distance, nonxray, outside) if gated else None
-        if reason is not None:
-            return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None, unknown_reason=reason,
-                              error=None, **base)
-        ood_reason = (f"a chest X-ray unlike the training population (feature distance {distance:.1f} beyond the "
-                      f"in-distribution threshold {self.gate_threshold:.1f}): read the result with extra caution; "
-                      "X-rays from other hospitals, age groups or equipment can look like this") if outside else None
+        verdict = None if distance is None or self.gate_threshold is None else GateRule(
+            self.gate_threshold, self.gate_far_threshold, self.gate_warn_nonxray).judge(distance, nonxray)
+        if verdict is not None and verdict.reading is Reading.UNKNOWN:
+            return Prediction(label="UNKNOWN", probability=None, subtype_probabilities=None,
+                              unknown_reason=verdict.reason, error=None, **base)
+        warned = None if verdict is None else verdict.out_of_distribution
         label = "PNEUMONIA" if probability >= self.meta.threshold else "NORMAL"
         return Prediction(label=label, probability=probability, subtype_probabilities=subtypes, unknown_reason=None,
-                          error=None, **base, out_of_distribution=bool(outside) if gated else None,
-                          ood_reason=ood_reason)
-
-    def _gate_refusal(self, distance: float, nonxray: float | None, outside: bool) -> str | None:
-        """Why the gate answers UNKNOWN for an input at feature ``distance`` with non-X-ray score ``nonxray``,
-        or None when it is taken for a chest X-ray."""
-        if self.gate_far_threshold is None:  # a one-boundary gate: beyond its threshold is UNKNOWN
-            if not outside:
-                return None
-            return (f"does not look like the chest X-rays this model was trained on (feature distance "
-                    f"{distance:.1f} above the gate's threshold {self.gate_threshold:.1f})")
-        if not distance <= self.gate_far_threshold:
-            return (f"does not look like a chest X-ray (feature distance {distance:.1f} beyond the gate's far "
-                    f"threshold {self.gate_far_threshold:.1f}, past even X-rays from other sites)")
-        if nonxray is None or not nonxray <= 0.0:
-            shown = "missing" if nonxray is None else f"{nonxray:.2f}"
-            return f"does not look like a chest X-ray (the gate's non-X-ray score {shown} is above 0)"
-        return None
+                          error=None, **base, out_of_distribution=warned,
+                          ood_reason=verdict.reason if warned else None)
 
     def _gradcam(self, pixels: np.ndarray) -> np.ndarray:
         normalised = normalize_uint8(pixels, self.meta.preprocess)
@@ -472,10 +454,11 @@ class Predictor:
         return self._explainer(normalised)
 
 def _onnx_gate_boundaries(runtime: OnnxBackend, meta: BundleMeta) -> dict[str, float | None]:
-    """The gate's boundaries (``gate_threshold``, ``gate_far_threshold``) when the ONNX graph computes the
-    distance (export after ``gate fit``); a far boundary needs the graph's ``gate_nonxray`` output too."""
+    """The gate's boundaries (``gate_threshold``, ``gate_far_threshold``, ``gate_warn_nonxray``) when the ONNX
+    graph computes the distance (export after ``gate fit``); a far boundary needs the graph's ``gate_nonxray``
+    output too."""
     if not runtime.has_distance:
-        return {"gate_threshold": None, "gate_far_threshold": None}
+        return {"gate_threshold": None, "gate_far_threshold": None, "gate_warn_nonxray": None}
     gate = meta.gate or {}
     threshold, far = gate.get("threshold"), gate.get("far_threshold")
     if threshold is None:
@@ -485,7 +468,9 @@ def _onnx_gate_boundaries(runtime: OnnxBackend, meta: BundleMeta) -> dict[str, f
         raise ValueError(f"{runtime.path}: the metadata's far_threshold ({far}) and the graph's gate_nonxray output "
                          f"({'present' if runtime.has_nonxray else 'absent'}) disagree; re-export it with "
                          "`pneumo export`")
-    return {"gate_threshold": float(threshold), "gate_far_threshold": None if far is None else float(far)}
+    warn = gate.get("warn_nonxray")
+    return {"gate_threshold": float(threshold), "gate_far_threshold": None if far is None else float(far),
+            "gate_warn_nonxray": None if warn is None else float(warn)}
 
 
 def bundled_onnx(directory: Path, meta: BundleMeta, threads: int = 0) -> tuple[OnnxBackend | None, str]:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
+from pneumo.dicom.peers import is_loopback
 from pneumo.optional import require_extra
 from pneumo.service import account_routes, oidc_routes
 from pneumo.service.accounts import AccountStore
@@ -25,7 +26,7 @@ from pneumo.service.audit import AuditEvent, AuditTrail, DicomArrivalAudit
 from pneumo.service.auth import authorize
 from pneumo.service.context import Limits, ServiceContext
 from pneumo.service.errors import install_error_handlers
-from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, is_loopback, trusted_host_names
+from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, trusted_host_names
 from pneumo.service.history import SqlHistory, open_history
 from pneumo.service.oidc import OidcClient
 from pneumo.service.sessions import SessionStore

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, Request
 
+from pneumo.dicom.peers import is_loopback
 from pneumo.service.accounts import AccountStore
 from pneumo.service.audit import AuditTrail
-from pneumo.service.guards import is_loopback
 from pneumo.service.history import HistoryRepository
 from pneumo.service.oidc import OidcClient
 from pneumo.service.sessions import SessionStore
