@@ -90,29 +90,38 @@ wait_healthy() {
   echo "$NAME never became healthy" >&2; pod logs "$NAME" >&2; return 1
 }
 # The checks run inside the container's network namespace, which holds nothing but loopback.
-in_container() { pod exec -i "$NAME" python3 - "$@"; }
+in_container() { pod exec -i -e "TOKEN=$TOKEN" "$NAME" python3 - "$@"; }
 
+# The image listens on 0.0.0.0: it refuses to start until the volume's history holds an account (issue 25).
+printf '%s\n' "container-e2e-password" | pod run --rm -i --read-only --network none $LIMITS -v "$VOLUME:/data" \
+  "$IMAGE" users add e2e-clinician --role clinician --data-dir /data
+TOKEN=$(pod run --rm --read-only --network none $LIMITS -v "$VOLUME:/data" "$IMAGE" \
+  users token e2e-clinician --data-dir /data --expires-days 1 | tail -1)
+export TOKEN
+step "made an account and an API token in the volume (pneumo users)"
 run_container
 wait_healthy
 uid=$(pod exec "$NAME" id -u)
 [ "$uid" = 1000 ] || { echo "the container runs as uid $uid, not 1000" >&2; exit 1; }
 step "started: read-only root, uid $uid, no network, healthy (HEALTHCHECK)"
 in_container <<'PY'
-import json, urllib.request, uuid
+import json, os, urllib.request, uuid
 
 base = "http://127.0.0.1:7860"
-health = json.load(urllib.request.urlopen(f"{base}/api/v1/status", timeout=10))  # /health names no database
+auth = {"Authorization": f"Bearer {os.environ['TOKEN']}"}
+get = lambda path: urllib.request.urlopen(urllib.request.Request(base + path, headers=auth), timeout=10)
+health = json.load(get("/api/v1/status"))  # /health names no database
 assert health["status"] == "ok" and health["database"] == "sqlite", health
 page = urllib.request.urlopen(f"{base}/", timeout=10).read()
 assert b"/static/app.js" in page, page[:200]
 for path in ("/static/app.js", "/static/app.css", "/docs", "/openapi.json"):
-    assert urllib.request.urlopen(base + path, timeout=10).status == 200, path
+    assert get(path).status == 200, path
 sample = "/samples/person1946_bacteria_4874.jpeg"
 boundary = uuid.uuid4().hex
 body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="xray.jpeg"\r\n'
         f"Content-Type: image/jpeg\r\n\r\n").encode() + open(sample, "rb").read() + f"\r\n--{boundary}--\r\n".encode()
 request = urllib.request.Request(f"{base}/api/v1/predict", data=body,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}", **auth})
 result = json.load(urllib.request.urlopen(request, timeout=300))
 assert result["label"] in ("NORMAL", "PNEUMONIA", "UNKNOWN"), result
 assert result["label"] == "UNKNOWN" or result["heatmap"], "no Grad-CAM heatmap for a scored image"
@@ -125,9 +134,11 @@ pod rm -f -t 10 "$NAME" >/dev/null
 run_container
 wait_healthy
 in_container <<'PY'
-import json, urllib.request
+import json, os, urllib.request
 
-history = json.load(urllib.request.urlopen("http://127.0.0.1:7860/api/v1/history", timeout=10))
+request = urllib.request.Request("http://127.0.0.1:7860/api/v1/history",
+                                 headers={"Authorization": f"Bearer {os.environ['TOKEN']}"})
+history = json.load(urllib.request.urlopen(request, timeout=10))
 assert history["total"] == 1, history
 print("history kept in the /data volume across a restart: 1 entry")
 PY

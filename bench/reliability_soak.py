@@ -93,7 +93,8 @@ def uploads() -> list[tuple[str, bytes, int]]:
 
 def start_server(args: argparse.Namespace, data_dir: Path, port: int, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "pneumo.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--model",
-               args.model, "--data-dir", str(data_dir), "--workers", str(args.workers), "--log-level", "warning"]
+               args.model, "--data-dir", str(data_dir), "--workers", str(args.workers), "--log-level", "warning",
+               "--predictions-per-minute", "0"]  # a soak, not a test of the per-account upload limit
     env = {**os.environ, "PNEUMO_API_KEY": API_KEY}
     with log.open("w") as handle:
         server = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)

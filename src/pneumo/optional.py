@@ -3,7 +3,7 @@
 ``pip install pneumo`` predicts, explains and serves on ONNX Runtime. Training, export and gate fitting need
 the ``train`` extra (PyTorch), evaluation the ``eval`` extra (scikit-learn, matplotlib; ``train`` includes
 it), a bundle preprocessed with CLAHE the ``opencv`` extra, the DICOM node the ``dicom`` extra, Ray
-scoring the ``ray`` extra, PostgreSQL history the ``postgres`` extra. Every path that needs one calls :func:`require` or :func:`require_extra` first, so a missing extra is one
+scoring the ``ray`` extra, PostgreSQL history the ``postgres`` extra, single sign-on the ``oidc`` extra. Every path that needs one calls :func:`require` or :func:`require_extra` first, so a missing extra is one
 sentence naming what to install (``pneumo`` prints it and exits 2), never a traceback from deep inside an
 import. The model is MONAI's ``optional_import``, reduced to the one case pneumo has.
 """
@@ -21,6 +21,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "dicom": ("pynetdicom", "highdicom", "dicomweb_client"),
     "ray": ("ray",),
     "postgres": ("psycopg",),
+    "oidc": ("joserfc", "httpx"),
 }
 
 

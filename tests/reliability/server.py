@@ -51,10 +51,13 @@ def wait_healthy(base_url: str, alive, timeout: float = 90.0) -> None:
     raise TimeoutError(f"the server at {base_url} was not ready after {timeout:.0f} s")
 
 
-def start_server(launcher: Launcher, model: Path | str, db: Path, log: Path) -> tuple[Child, str]:
-    """Fork ``pneumo serve`` (API key on) on a free loopback port; returns the child and its base URL."""
+def start_server(launcher: Launcher, model: Path | str, db: Path, log: Path, *, extra_argv: tuple = (),
+                 env: dict[str, str] | None = None) -> tuple[Child, str]:
+    """Fork ``pneumo serve`` (the old API key on, unless ``env`` says otherwise) on a free loopback port;
+    returns the child and its base URL."""
     port = free_port()
-    child = launcher.start(serve_argv(model, db, port), log, env={"PNEUMO_API_KEY": API_KEY})
+    env = {"PNEUMO_API_KEY": API_KEY} if env is None else env
+    child = launcher.start([*serve_argv(model, db, port), *extra_argv], log, env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, child.running)
@@ -81,12 +84,30 @@ class Burst:
     refused: int = 0  # no connection at all (the server was already gone): these never reached it
     other: list[str] = field(default_factory=list)  # any non-200 answer: must stay empty
     in_flight_at_kill: int = 0
+    viewed: list[int] = field(default_factory=list)  # history ids whose view was answered 200
+
+
+def view_after_predict(http: httpx.Client, burst: Burst, lock: threading.Lock, entry_id: int) -> None:
+    """Open the analysis just made, as a reader would; a view cut by the kill counts as cut off."""
+    try:
+        response = http.get(f"/api/v1/history/{entry_id}")
+    except httpx.TransportError:
+        with lock:
+            burst.cut_off += 1
+        return
+    with lock:
+        if response.status_code == 200:
+            burst.viewed.append(entry_id)
+        else:
+            burst.other.append(f"view {response.status_code}: {response.text[:200]}")
 
 
 def burst_and_kill(child: Child, base_url: str, *, requests: int, threads: int, kill_after: int,
-                   first_index: int = 0, timeout: float = 120.0) -> Burst:
-    """Upload ``requests`` distinct images from ``threads`` clients at once; SIGKILL the server as soon as
-    ``kill_after`` uploads have been answered 200, while the other clients are still waiting."""
+                   first_index: int = 0, timeout: float = 120.0, headers: dict[str, str] = HEADERS,
+                   view: bool = False) -> Burst:
+    """Upload ``requests`` distinct images from ``threads`` clients at once (with ``view``, each client then
+    opens the analysis it made); SIGKILL the server as soon as ``kill_after`` uploads have been answered 200,
+    while the other clients are still waiting."""
     burst = Burst()
     lock = threading.Lock()
     enough = threading.Event()
@@ -96,7 +117,7 @@ def burst_and_kill(child: Child, base_url: str, *, requests: int, threads: int, 
 
     def client() -> None:
         nonlocal in_flight
-        with httpx.Client(base_url=base_url, headers=HEADERS, timeout=30.0) as http:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as http:
             while not killed.is_set():
                 with lock:
                     index = next(pending, None)
@@ -119,13 +140,16 @@ def burst_and_kill(child: Child, base_url: str, *, requests: int, threads: int, 
                     continue
                 with lock:
                     in_flight -= 1
+                    entry_id = None
                     if response.status_code == 200:
                         body = response.json()
-                        burst.acknowledged[body["image_sha256"]] = body["id"]
+                        entry_id = burst.acknowledged[body["image_sha256"]] = body["id"]
                         if len(burst.acknowledged) >= kill_after:
                             enough.set()
                     else:
                         burst.other.append(f"{response.status_code}: {response.text[:200]}")
+                if view and entry_id is not None and not killed.is_set():
+                    view_after_predict(http, burst, lock, entry_id)
 
     workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
     for worker in workers:
@@ -145,10 +169,10 @@ def burst_and_kill(child: Child, base_url: str, *, requests: int, threads: int, 
     return burst
 
 
-def history_rows(base_url: str) -> dict[int, str]:
+def history_rows(base_url: str, headers: dict[str, str] = HEADERS) -> dict[int, str]:
     """Every history row the restarted server lists, as id -> image SHA-256 (paging through)."""
     rows: dict[int, str] = {}
-    with httpx.Client(base_url=base_url, headers=HEADERS, timeout=30.0) as http:
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30.0) as http:
         while True:
             page = http.get("/api/v1/history", params={"limit": 200, "offset": len(rows)})
             page.raise_for_status()
@@ -170,3 +194,12 @@ def check_database(db: Path) -> tuple[str, int]:
 def lost_rows(burst: Burst, rows: dict[int, str]) -> list[str]:
     """Acknowledged uploads whose row is missing, or holds another image."""
     return [f"id {row_id} ({sha[:12]})" for sha, row_id in burst.acknowledged.items() if rows.get(row_id) != sha]
+
+
+def audit_actions(db: Path, actor: str) -> list[tuple[str, int | None]]:
+    """(action, analysis id) of every audit row of ``actor``, read straight from the SQLite file."""
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT action, analysis_id FROM audit_events WHERE actor = ? ORDER BY id",
+                                  (actor,)).fetchall()
+    connection.close()
+    return [(str(action), None if analysis_id is None else int(analysis_id)) for action, analysis_id in rows]

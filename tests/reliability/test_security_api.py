@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from pneumo.service import ServiceSettings, create_app
+from pneumo.service.settings import AccessSettings
 
 from .corpus import xray_like
 
@@ -31,8 +32,9 @@ def png_bytes(side: int = 64, seed: int = 0) -> bytes:
 
 @pytest.fixture(scope="module")
 def secured(session_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
+    # Many wrong keys from one test client: the per-address sign-in throttle (tested on its own) is raised.
     settings = ServiceSettings(model=str(session_bundle), data_dir=tmp_path_factory.mktemp("secured"), api_key=KEY,
-                               max_upload_bytes=40_000)
+                               max_upload_bytes=40_000, access=AccessSettings(login_failures_per_address=10_000))
     with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
         yield client
 

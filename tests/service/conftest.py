@@ -194,3 +194,11 @@ def live_server(make_settings):
         server.should_exit = True
         thread.join(timeout=10)
 
+
+
+@pytest.fixture
+def accounts(make_settings):
+    """One account per role (see accounts_support) in the database that make_client's apps open."""
+    from .accounts_support import add_accounts
+
+    return add_accounts(make_settings().database_url)

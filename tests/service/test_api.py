@@ -195,7 +195,8 @@ def test_401_when_key_configured(make_client, xray_jpeg):
     assert set(client.get("/api/v1/health").json()) == {"status", "model_version"}  # open, and quiet
     assert client.get("/api/v1/status", headers={"X-API-Key": "s3cret-key"}).json()["auth"] == "on"
     assert_json_error(client.get("/api/v1/status"), 401)
-    assert client.get("/api/v1/model").status_code == 200  # the model card stays public
+    assert_json_error(client.get("/api/v1/model"), 401)  # every route but /health checks the caller
+    assert client.get("/api/v1/model", headers={"X-API-Key": "s3cret-key"}).status_code == 200
     assert "missing" in assert_json_error(post_image(client, xray_jpeg), 401)
     assert "wrong" in assert_json_error(post_image(client, xray_jpeg, headers={"X-API-Key": "guess"}), 401)
     assert_json_error(client.get("/api/v1/history"), 401)

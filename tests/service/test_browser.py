@@ -47,7 +47,7 @@ def test_upload_result_heatmap_history_in_a_real_browser(browser, live_server, r
     base = live_server()
     page, foreign, errors = open_page(browser, base)
     page.wait_for_selector("#model-line:has-text('simple_cnn')")
-    assert page.is_hidden("#api-key-panel")  # auth is off on this server
+    assert page.is_hidden("#login-panel")  # no accounts: a loopback server needs no sign-in
 
     page.set_input_files("#file-input", str(real_xrays[-1]))
     page.wait_for_selector("#result-label", state="visible", timeout=20_000)
@@ -109,13 +109,14 @@ def test_upload_result_heatmap_history_in_a_real_browser(browser, live_server, r
 def test_api_key_prompt_dicom_and_errors_in_the_browser(browser, live_server, real_xrays, xray_dicom, tmp_path):
     base = live_server(api_key="ward-7-key")
     page, foreign, errors = open_page(browser, base, width=390, height=844)
-    page.wait_for_selector("#api-key-panel", state="visible")
+    page.wait_for_selector("#login-panel", state="visible")
     page.set_input_files("#file-input", str(real_xrays[0]))
     page.wait_for_selector("#error-box", state="visible")
-    assert "API key" in page.inner_text("#error-box")
+    assert "sign in" in page.inner_text("#error-box")
 
     page.fill("#api-key-input", "ward-7-key")
     page.click("#api-key-form button[type=submit]")
+    page.wait_for_selector("#whoami:has-text('PNEUMO_API_KEY')")
     page.set_input_files("#file-input", str(real_xrays[0]))
     page.wait_for_selector("#result-label", state="visible", timeout=20_000)
     assert page.evaluate("sessionStorage.getItem('pneumo.apiKey')") == "ward-7-key"
@@ -153,4 +154,43 @@ def test_out_of_distribution_notice_and_history_flag(browser, live_server, real_
     page.wait_for_selector(".history-item .ood-flag")
     assert page.inner_text(".history-item .ood-flag") == "OOD"
     page.screenshot(path=str(ARTIFACTS / "service-ood.png"), full_page=True)
+    assert not foreign and not errors
+
+
+def test_sign_in_upload_and_sign_out_in_the_browser(browser, live_server, real_xrays, accounts):
+    from .accounts_support import PASSWORD
+
+    base = live_server()
+    page, foreign, errors = open_page(browser, base)
+    page.wait_for_selector("#login-panel", state="visible")
+    assert page.is_hidden("#account-bar")
+    page.fill("#login-name", "clinician-1")
+    page.fill("#login-password", "not the password")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#login-status:has-text('wrong name or password')")
+
+    page.fill("#login-name", "clinician-1")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#whoami:has-text('clinician-1 (clinician)')")
+    assert page.is_hidden("#login-panel")
+    assert "pneumo_session" not in page.evaluate("document.cookie")  # HttpOnly: no script can read it
+    page.wait_for_selector("#model-line:has-text('simple_cnn')")
+    page.set_input_files("#file-input", str(real_xrays[0]))  # a POST: the page sends its CSRF token
+    page.wait_for_selector("#result-label", state="visible", timeout=20_000)
+    page.wait_for_selector(".history-item")
+
+    page.click("#logout")
+    page.wait_for_selector("#login-panel", state="visible")
+    assert page.locator(".history-item").count() == 0
+    page.reload()
+    page.wait_for_selector("#login-panel", state="visible")  # the session really ended on the server
+
+    page.fill("#login-name", "viewer-1")  # a viewer reads the history but may not upload
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector(".history-item")
+    page.set_input_files("#file-input", str(real_xrays[0]))
+    page.wait_for_selector("#error-box", state="visible")
+    assert "viewer role may not POST" in page.inner_text("#error-box")
     assert not foreign and not errors

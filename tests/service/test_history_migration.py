@@ -129,3 +129,20 @@ def test_unknown_source_or_dicom_field_is_refused(tmp_path):
         assert history.count() == 0
     finally:
         history.close()
+
+
+@pytest.mark.parametrize("engine_name", ["sqlite", "postgresql"])
+def test_the_migrations_build_exactly_the_schema_module(tmp_path, request, engine_name):
+    from pneumo.service.history_schema import metadata
+
+    url = (f"sqlite:///{tmp_path / 'new.sqlite3'}" if engine_name == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    history = open_history(url)
+    try:
+        inspector = sa.inspect(history.engine)
+        assert set(inspector.get_table_names()) - {"alembic_version"} == set(metadata.tables)
+        for table in metadata.sorted_tables:
+            assert [c["name"] for c in inspector.get_columns(table.name)] == [c.name for c in table.columns]
+            assert ({i["name"] for i in inspector.get_indexes(table.name)} >= {i.name for i in table.indexes})
+    finally:
+        history.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from pneumo.dicom.peers import is_loopback
 from pneumo.dicom.settings import DEFAULT_AE_TITLE, MIB, Destination, DicomSettings, TlsFiles
-from pneumo.service.settings import API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, ServiceSettings, default_data_dir
+from pneumo.service.oidc import OidcSettings
+from pneumo.service.settings import (API_KEY_ENV, DEFAULT_MAX_UPLOAD_BYTES, OIDC_SECRET_ENV, AccessSettings,
+                                    ServiceSettings, default_data_dir)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="run the web app and REST API",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=f"Serve the web page at / and the API at /api/v1 (OpenAPI at /docs and /openapi.json). "
-                    f"Set {API_KEY_ENV} to require an X-API-Key header for predictions and history; without "
-                    f"it they are open, so keep the default loopback host.")
+                    "Every route checks the caller's role: accounts and API tokens come from `pneumo users`. "
+                    "Without any account it serves loopback only, and refuses any other --host.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--model", default="default", help="bundle directory, run directory or shipped model name")
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(Grad-CAM always runs on torch)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
     _add_dicom_flags(p)
+    add_access_flags(p)
+    add_oidc_flags(p)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
 
@@ -107,6 +111,46 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
     return TlsFiles(args.dicom_tls_cert, args.dicom_tls_key, args.dicom_tls_ca)
 
 
+def add_access_flags(parser: argparse.ArgumentParser) -> None:
+    access = parser.add_argument_group("sign-in and abuse limits")
+    access.add_argument("--session-idle-minutes", type=float, default=AccessSettings.session_idle_minutes,
+                        help="a page session ends after this long without a request")
+    access.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction,
+                        default=AccessSettings.secure_cookies,
+                        help="mark the session cookie Secure (when the page is served over HTTPS)")
+    access.add_argument("--login-failures-per-account", type=int, default=AccessSettings.login_failures_per_account,
+                        metavar="N", help="failed sign-ins per account name within --login-window-s, then 429")
+    access.add_argument("--login-failures-per-address", type=int, default=AccessSettings.login_failures_per_address,
+                        metavar="N", help="failed sign-ins (and bad tokens) per client address within the window")
+    access.add_argument("--login-window-s", type=float, default=AccessSettings.login_window_s,
+                        help="the window, in seconds, the failed sign-ins are counted over")
+    access.add_argument("--predictions-per-minute", type=int, default=AccessSettings.predictions_per_minute,
+                        metavar="N", help="uploads one account may send per minute (0: no limit)")
+
+
+def add_oidc_flags(parser: argparse.ArgumentParser) -> None:
+    sso = parser.add_argument_group("single sign-on (OpenID Connect; pip install 'pneumo[oidc]')",
+                                    f"the client secret is read from ${OIDC_SECRET_ENV}, never from a flag")
+    sso.add_argument("--oidc-issuer", default=None, metavar="URL", help="the identity provider; off when not given")
+    sso.add_argument("--oidc-client-id", default=None, metavar="ID", help="this server's client id at the provider")
+    sso.add_argument("--oidc-redirect-url", default=None, metavar="URL",
+                     help="this server's callback as registered at the provider: https://HOST/api/v1/oidc/callback")
+    sso.add_argument("--oidc-username-claim", default="preferred_username", metavar="CLAIM",
+                     help="the ID-token claim that holds the pneumo account name")
+
+
+def build_oidc_settings(args: argparse.Namespace) -> OidcSettings | None:
+    if args.oidc_issuer is None:
+        if args.oidc_client_id or args.oidc_redirect_url:
+            raise ValueError("--oidc-client-id and --oidc-redirect-url need --oidc-issuer")
+        return None
+    secret = os.environ.get(OIDC_SECRET_ENV, "")
+    if not secret:
+        raise ValueError(f"--oidc-issuer needs the client secret in ${OIDC_SECRET_ENV}")
+    return OidcSettings(issuer=args.oidc_issuer, client_id=args.oidc_client_id or "", client_secret=secret,
+                        redirect_url=args.oidc_redirect_url or "", username_claim=args.oidc_username_claim)
+
+
 def build_dicom_settings(args: argparse.Namespace) -> DicomSettings | None:
     if args.dicom_port is None:
         given = _dicom_flags_given(args)
@@ -132,22 +176,34 @@ def build_settings(args: argparse.Namespace) -> ServiceSettings:
                            frame_ancestors=tuple(args.frame_ancestor),
                            workers=args.workers, max_queued=args.max_queued, host=args.host,
                            trusted_hosts=tuple(args.trusted_host), backend=args.backend, device=args.device,
-                           dicom=build_dicom_settings(args))
+                           dicom=build_dicom_settings(args), access=build_access_settings(args),
+                           oidc=build_oidc_settings(args))
+
+
+def build_access_settings(args: argparse.Namespace) -> AccessSettings:
+    return AccessSettings(session_idle_minutes=args.session_idle_minutes, secure_cookies=args.secure_cookies,
+                          login_failures_per_account=args.login_failures_per_account,
+                          login_failures_per_address=args.login_failures_per_address,
+                          login_window_s=args.login_window_s, predictions_per_minute=args.predictions_per_minute)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pneumo.service import create_app
+    from pneumo.service.auth import open_without_accounts
 
     settings = build_settings(args)
-    if settings.api_key is None and not is_loopback(args.host):
-        print(f"pneumo serve: warning: listening on {args.host} with no {API_KEY_ENV}: anyone who can reach "
-              "this port can upload images and read the history", file=sys.stderr)
-    app = create_app(settings)
+    app = create_app(settings)  # refuses a network address when there is no account
+    context = app.state.service
     database = settings.database_url.split("://")[0]
-    print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database}, "
-          f"auth {'on' if settings.api_key else 'off'})", file=sys.stderr)
+    print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database})", file=sys.stderr)
+    if open_without_accounts(context):
+        print("pneumo serve: no accounts: listening on loopback only, everyone here acts as the local clinician; "
+              "`pneumo users add NAME --role admin` turns sign-in on", file=sys.stderr)
+    if settings.api_key is not None:
+        print(f"pneumo serve: {API_KEY_ENV} is deprecated; it acts as one shared integration account "
+              "(use `pneumo users token`)", file=sys.stderr)
     if settings.dicom is not None:
         print(f"pneumo serve: DICOM node {settings.dicom.ae_title} on {args.host}:{settings.dicom.port} "
               f"({'TLS' if settings.dicom.tls else 'no TLS'}, allow: {','.join(settings.dicom.allow) or 'any local'}, "

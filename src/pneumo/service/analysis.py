@@ -12,6 +12,7 @@ from typing import Any
 
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from pneumo.inference.predictor import Prediction
+from pneumo.service.audit import AuditEvent
 from pneumo.service.errors import ApiError
 from pneumo.service.history import HistoryRepository
 from pneumo.service.uploads import Upload
@@ -37,8 +38,10 @@ def _error_for_failed_prediction(prediction: Prediction) -> ApiError:
     return ApiError(status, f"{words}: {reason}")
 
 
-def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool) -> dict[str, Any]:
-    """Predict (and explain), store the row, and return the response body. Blocking: run it in a thread."""
+def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool,
+            audit: AuditEvent | None = None) -> dict[str, Any]:
+    """Predict (and explain), store the row (with ``audit``, in one transaction), and return the response
+    body. Blocking: run it in a thread."""
     started = perf_counter()
     heatmap_png: bytes | None = None
     if with_heatmap:
@@ -59,7 +62,8 @@ def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_
     result["timing_ms"] = dict(result.get("timing_ms") or {})
     result["timing_ms"]["analysis"] = round((perf_counter() - started) * 1000.0, 3)
     entry = history.add(image_sha256=upload.sha256, file_type=upload.file_type,
-                        model_version=prediction.model_version, result=result, heatmap_png=heatmap_png)
+                        model_version=prediction.model_version, result=result, heatmap_png=heatmap_png,
+                        audit=audit)
     return {"id": entry.id, "created": entry.created, **result, "image_sha256": upload.sha256,
             "file_type": upload.file_type,
             "heatmap": base64.b64encode(heatmap_png).decode("ascii") if heatmap_png else None}

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import re
-import secrets
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from time import perf_counter
 from typing import Annotated, Any
 
-import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, File, Path as PathParam, Query, Request, Security, UploadFile
-from fastapi.security import APIKeyHeader
+from fastapi import APIRouter, File, Path as PathParam, Query, Request, UploadFile
 from pydantic import BaseModel
 
 from pneumo import DISCLAIMER, __version__
 from pneumo.service.analysis import analyse
+from pneumo.service.auth import CurrentPrincipal, audit_event, record_action
+from pneumo.service.context import Context
 from pneumo.service.errors import ApiError
-from pneumo.service.history import HistoryRepository
-from pneumo.service.settings import ServiceSettings
 from pneumo.service.uploads import read_upload
 
 API_PREFIX = "/api/v1"
@@ -33,25 +29,6 @@ INTENDED_USE = (
 )
 MODEL_CARD_FILES = ("MODEL_CARD.md", "model_card.md")
 _PATH = re.compile(r"^(~|\.{1,2}[/\\]|/|[A-Za-z]:[/\\])")
-
-
-@dataclass
-class ServiceContext:
-    """What every request shares: settings, the one loaded Predictor, the history store."""
-
-    settings: ServiceSettings
-    predictor: Any
-    history: HistoryRepository
-    bundle_dir: Path | None
-    dicom: Any = None  # the DICOM node (pneumo.dicom.node.DicomNode) when one runs in this process
-    _limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        # Created on first use: an anyio limiter needs a running event loop.
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.settings.workers)
-        return self._limiter
 
 
 class ErrorDetail(BaseModel):
@@ -67,45 +44,39 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
 
 
-def get_context(request: Request) -> ServiceContext:
-    return request.app.state.service
-
-
-Context = Annotated[ServiceContext, Depends(get_context)]
-
-
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="required when the server has PNEUMO_API_KEY set")
-
-
-def require_api_key(key: Annotated[str | None, Security(api_key_header)], context: Context) -> None:
-    expected = context.settings.api_key
-    if expected is None:
+def check_prediction_rate(context: Context, principal: CurrentPrincipal) -> None:
+    window = context.limits.predictions_by_account
+    # Per account: the local caller of a loopback server without accounts is no account.
+    if window is None or principal is None or principal.via == "local":
         return
-    if not key:
-        raise ApiError(401, "missing API key: send it in the X-API-Key header", {"WWW-Authenticate": "X-API-Key"})
-    # Constant-time comparison, so response timing does not leak how much of a guess was right.
-    if not secrets.compare_digest(key.encode(), expected.encode()):
-        raise ApiError(401, "wrong API key (X-API-Key header)", {"WWW-Authenticate": "X-API-Key"})
+    wait = window.take(principal.name)
+    if wait:
+        raise ApiError(429, f"{principal.name} sent more than {window.limit} uploads in a minute (the "
+                            f"--predictions-per-minute limit); retry in {wait:.0f} s",
+                       {"Retry-After": str(int(wait) + 1)})
 
 
 router = APIRouter(prefix=API_PREFIX)
 
 
-@router.post("/predict", dependencies=[Depends(require_api_key)], responses=_errors(400, 401, 413, 415, 422, 500),
+@router.post("/predict", responses=_errors(400, 401, 403, 413, 415, 422, 429, 500),
              summary="Analyse one chest X-ray (JPEG, PNG or DICOM)")
 async def predict(
     file: Annotated[UploadFile, File(description="the image: JPEG, PNG or DICOM (type sniffed from the bytes)")],
     context: Context,
+    request: Request,
+    principal: CurrentPrincipal,
     heatmap: Annotated[bool, Query(description="compute the Grad-CAM overlay (slower)")] = True,
 ) -> dict[str, Any]:
     """Label (NORMAL, PNEUMONIA or UNKNOWN), calibrated probability, decision threshold, the reason for
     UNKNOWN, model version, timings, the Grad-CAM overlay as base64 PNG (null for UNKNOWN), and the id
     of the history row. No patient identifier, DICOM tag or file name is stored."""
     started = perf_counter()
+    check_prediction_rate(context, principal)
     upload = await read_upload(file, context.settings.max_upload_bytes)
     queued = perf_counter()
-    work = partial(analyse, context.predictor, context.history, upload, with_heatmap=heatmap)
+    work = partial(analyse, context.predictor, context.history, upload, with_heatmap=heatmap,
+                   audit=audit_event(request, "predict"))
     body = await anyio.to_thread.run_sync(work, limiter=context.limiter)
     body["timing_ms"]["upload"] = round((queued - started) * 1000.0, 3)
     body["timing_ms"]["request"] = round((perf_counter() - started) * 1000.0, 3)
@@ -119,11 +90,12 @@ def health(context: Context) -> dict[str, Any]:
     return {"status": "ok", "model_version": context.predictor.meta.version}
 
 
-@router.get("/status", dependencies=[Depends(require_api_key)], responses=_errors(401),
-            summary="What runs where: auth, database, limits, the DICOM node (key if set)")
-def status(context: Context) -> dict[str, Any]:
+@router.get("/status", responses=_errors(401),
+            summary="What runs where: auth, database, limits, the DICOM node")
+def status(context: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     return {"status": "ok", "pneumo_version": __version__, "model_version": context.predictor.meta.version,
-            "auth": "on" if context.settings.api_key else "off", "database": context.history.kind,
+            "auth": "off" if principal is not None and principal.via == "local" else "on",
+            "database": context.history.kind,
             "max_upload_bytes": context.settings.max_upload_bytes, "workers": context.settings.workers,
             "max_queued": context.settings.max_queued,
             "dicom": context.dicom.summary() if context.dicom is not None else None}
@@ -160,19 +132,22 @@ def without_paths(value: Any) -> Any:
     return value
 
 
-@router.get("/history", dependencies=[Depends(require_api_key)], responses=_errors(401, 422),
-            summary="Earlier analyses, newest first")
-def history_list(context: Context, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+@router.get("/history", responses=_errors(401, 403, 422), summary="Earlier analyses, newest first")
+def history_list(context: Context, request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20,
                  offset: Annotated[int, Query(ge=0, le=SQL_INT_MAX)] = 0) -> dict[str, Any]:
     items = context.history.recent(limit=limit, offset=offset)
+    record_action(request, "list", detail=f"{len(items)} items from offset {offset}")
     return {"items": [item.summary() for item in items], "total": context.history.count(),
             "limit": limit, "offset": offset}
 
 
-@router.get("/history/{entry_id}", dependencies=[Depends(require_api_key)], responses=_errors(401, 404, 422),
+@router.get("/history/{entry_id}", responses=_errors(401, 403, 404, 422),
             summary="One earlier analysis, with its heatmap")
-def history_item(entry_id: Annotated[int, PathParam(ge=1, le=SQL_INT_MAX)], context: Context) -> dict[str, Any]:
+def history_item(entry_id: Annotated[int, PathParam(ge=1, le=SQL_INT_MAX)], context: Context,
+                 request: Request) -> dict[str, Any]:
     entry = context.history.get(entry_id)
     if entry is None:
         raise ApiError(404, f"no analysis with id {entry_id} in the history")
+    # Committed before the answer leaves: a result seen is a result recorded.
+    record_action(request, "view", analysis_id=entry_id)
     return entry.to_dict()

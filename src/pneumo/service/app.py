@@ -7,21 +7,29 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
+from pneumo.dicom.peers import is_loopback
 from pneumo.optional import require_extra
-from pneumo.service.api import API_PREFIX, ServiceContext, router
+from pneumo.service import account_routes, oidc_routes
+from pneumo.service.accounts import AccountStore
+from pneumo.service.api import API_PREFIX, router
+from pneumo.service.audit import AuditEvent, AuditTrail, DicomArrivalAudit
+from pneumo.service.auth import authorize
+from pneumo.service.context import Limits, ServiceContext
 from pneumo.service.errors import install_error_handlers
 from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, trusted_host_names
-from pneumo.service.history import open_history
+from pneumo.service.history import SqlHistory, open_history
+from pneumo.service.oidc import OidcClient
+from pneumo.service.sessions import SessionStore
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
 
@@ -72,15 +80,20 @@ class SecurityHeadersMiddleware:
 
 
 def _add_offline_docs(app: FastAPI) -> None:
-    """The OpenAPI page at ``/docs`` with Swagger UI served from the installed package, so it works
-    offline (FastAPI's default page loads it from a CDN)."""
+    """The OpenAPI schema at ``/openapi.json`` and its page at ``/docs`` (routes of their own, so the role
+    check runs on them too), with Swagger UI served from the installed package, so it works offline
+    (FastAPI's default page loads it from a CDN)."""
     from swagger_ui_bundle import swagger_ui_path
 
     app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="pneumo API",
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="pneumo API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
@@ -93,10 +106,11 @@ def load_predictor(settings: ServiceSettings) -> Any:
 
 
 def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
-    """The DICOM node sharing this app's Predictor and history (started and stopped with the app)."""
+    """The DICOM node sharing this app's Predictor and history (started and stopped with the app); each
+    arrival it records leaves an audit row in the same transaction."""
     require_extra("dicom", needed_for="--dicom-port")
     from pneumo.dicom.node import DicomNode
-    return DicomNode(settings.dicom, predictor, history)
+    return DicomNode(settings.dicom, predictor, DicomArrivalAudit(history))
 
 
 def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> FastAPI:
@@ -113,26 +127,29 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
         except BundleError:
             bundle_dir = None  # an ONNX file given directly: no bundle directory, no MODEL_CARD.md
     history = open_history(settings.database_url)
-    node = build_dicom_node(settings, predictor, history) if settings.dicom is not None else None
-    context = ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir,
-                             dicom=node)
+    context = build_context(settings, predictor, history, bundle_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if node is not None:
-            node.start()
+        if context.dicom is not None:
+            context.dicom.start()
         try:
             yield
         finally:
-            if node is not None:
-                node.stop()
+            if context.dicom is not None:
+                context.dicom.stop()
             history.close()
 
+    # Every route runs ``authorize`` (the role table in pneumo.service.roles); FastAPI's own /openapi.json
+    # and /docs would not, so they are replaced by routes that do.
     app = FastAPI(title="pneumo", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, dependencies=[Depends(authorize)],
                   description=f"Pneumonia detection on chest X-rays, with Grad-CAM. {DISCLAIMER}")
     app.state.service = context
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(account_routes.router)
+    app.include_router(oidc_routes.router)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -141,6 +158,12 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
 
+    _add_middleware(app, settings)
+    log.info("pneumo service ready: model %s, history %s", predictor.meta.version, history.kind)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: ServiceSettings) -> None:
     # add_middleware wraps: the last added runs first. CORS outermost so even a 413 carries its headers; the
     # host, origin and queue guards before the body limit, so what they refuse is never read.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
@@ -151,7 +174,22 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["X-API-Key", "Content-Type"])
-    log.info("pneumo service ready: model %s, history %s, auth %s", predictor.meta.version, history.kind,
-             "on" if settings.api_key else "off")
-    return app
+                           allow_headers=["Authorization", "X-API-Key", "X-CSRF-Token", "Content-Type"])
+
+
+def build_context(settings: ServiceSettings, predictor: Any, history: SqlHistory,
+                  bundle_dir: Path | None) -> ServiceContext:
+    """The stores on the history's database; refuses a server on a network address without accounts."""
+    audit = AuditTrail(history.engine, history.write_lock)
+    accounts = AccountStore(history.engine, history.write_lock)
+    if settings.api_key is None and not is_loopback(settings.host) and not accounts.any_enabled():
+        history.close()
+        raise ValueError(f"refusing to serve on {settings.host} without accounts: anyone on the network could "
+                         "read the history. Add one with `pneumo users add NAME --role ROLE --db URL`, or "
+                         "listen on 127.0.0.1")
+    sessions = SessionStore(history.engine, history.write_lock, settings.access.session_idle_minutes * 60.0)
+    node = build_dicom_node(settings, predictor, history) if settings.dicom is not None else None
+    audit.record(AuditEvent(actor="pneumo serve", action="model.load", detail=f"model {predictor.meta.version}"))
+    return ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir,
+                          accounts=accounts, sessions=sessions, audit=audit, limits=Limits.from_settings(settings),
+                          oidc=OidcClient(settings.oidc) if settings.oidc is not None else None, dicom=node)

@@ -15,8 +15,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
@@ -26,6 +25,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from pneumo.service.audit import AuditEvent, insert_event
+from pneumo.service.clock import utc_now
 from pneumo.service.history_schema import DICOM_COLUMNS, SOURCES, analyses
 
 SQLITE_PREFIX = "sqlite:///"
@@ -73,7 +74,7 @@ class HistoryRepository(Protocol):
 
     def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
             heatmap_png: bytes | None, source: str = "upload",
-            dicom: Mapping[str, str | None] | None = None) -> HistoryEntry: ...
+            dicom: Mapping[str, str | None] | None = None, audit: AuditEvent | None = None) -> HistoryEntry: ...
 
     def get(self, entry_id: int) -> HistoryEntry | None: ...
 
@@ -82,10 +83,6 @@ class HistoryRepository(Protocol):
     def count(self, *, source: str | None = None) -> int: ...
 
     def close(self) -> None: ...
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def open_history(url: str) -> "SqlHistory":
@@ -143,7 +140,7 @@ class SqlHistory:
         self.engine = engine
         self._name = name  # for error messages: a path or a redacted URL
         # Writers queue here rather than in the database: SQLite has one writer at a time anyway.
-        self._write_lock = threading.Lock()
+        self.write_lock = threading.Lock()
         try:
             migrate(engine)
         except sa.exc.SQLAlchemyError as exc:
@@ -152,7 +149,8 @@ class SqlHistory:
 
     def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
             heatmap_png: bytes | None, source: str = "upload",
-            dicom: Mapping[str, str | None] | None = None) -> HistoryEntry:
+            dicom: Mapping[str, str | None] | None = None, audit: AuditEvent | None = None) -> HistoryEntry:
+        """Store one analysis; ``audit`` (its analysis id filled in here) commits in the same transaction."""
         if source not in SOURCES:
             raise ValueError(f"unknown history source {source!r}; choose one of {list(SOURCES)}")
         unknown = set(dicom or {}) - set(DICOM_COLUMNS)
@@ -164,8 +162,10 @@ class SqlHistory:
         statement = analyses.insert().values(created=created, image_sha256=image_sha256, file_type=file_type,
                                              model_version=model_version, result=document, heatmap=heatmap_png,
                                              source=source, **uids)
-        with self._write_lock, self.engine.begin() as connection:
+        with self.write_lock, self.engine.begin() as connection:
             entry_id = int(connection.execute(statement.returning(analyses.c.id)).scalar_one())
+            if audit is not None:
+                insert_event(connection, replace(audit, analysis_id=entry_id))
         return HistoryEntry(entry_id, created, image_sha256, file_type, model_version, json.loads(document),
                             heatmap_png is not None, heatmap_png, source, _uids(uids))
 

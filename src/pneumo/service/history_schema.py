@@ -33,3 +33,56 @@ analyses = sa.Table(
     sa.Index("ix_analyses_sop_instance_uid", "sop_instance_uid"),
     sqlite_autoincrement=True,
 )
+
+# ---- accounts, API tokens, page sessions and the audit trail (revision 0003) --------------------------------
+# Who may do what: see pneumo.service.roles. Passwords are argon2 hashes; tokens and session ids are stored as
+# SHA-256 digests only, so a copy of the database gives no working credential.
+ROLES = ("admin", "clinician", "integration", "viewer")
+
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text),  # NULL: no page login (e.g. an integration that only uses tokens)
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", _Id, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("token_sha256", sa.Text, nullable=False, unique=True),
+    sa.Column("created", sa.Text, nullable=False),
+    sa.Column("expires", sa.Text, nullable=False),
+    sa.Column("revoked", sa.Text),  # when it was revoked; NULL while valid
+    sqlite_autoincrement=True,
+)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id_sha256", sa.Text, primary_key=True),
+    sa.Column("account_id", _Id, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("csrf_token", sa.Text, nullable=False),
+    sa.Column("created", sa.Text, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),  # Unix time, for the idle timeout
+)
+
+# Append-only: the service only ever INSERTs here (pneumo.service.audit); nothing updates or deletes a row.
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("created", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),  # account name, or a fixed word for no account
+    sa.Column("role", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("analysis_id", _Id),
+    sa.Column("address", sa.Text),  # the client's IP address
+    sa.Column("outcome", sa.Text, nullable=False),  # ok, denied, failed
+    sa.Column("detail", sa.Text),  # a short fixed phrase or a name, never an image, identifier or secret
+    sa.Index("ix_audit_events_actor", "actor"),
+    sa.Index("ix_audit_events_analysis_id", "analysis_id"),
+    sqlite_autoincrement=True,
+)

@@ -8,11 +8,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pneumo.dicom.settings import DicomSettings
+from pneumo.service.oidc import OidcSettings
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 API_KEY_ENV = "PNEUMO_API_KEY"
+OIDC_SECRET_ENV = "PNEUMO_OIDC_CLIENT_SECRET"  # an environment variable, not a flag, so it does not show in ps
 # An origin as a Content-Security-Policy source: scheme://host[:port], nothing that could end the directive.
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Sessions and abuse limits (issue 25).
+
+    ``session_idle_minutes``: a page session ends after this long without a request.
+    ``secure_cookies``: mark the session cookie Secure (set it when the page is served over HTTPS).
+    ``login_failures_per_account`` / ``login_failures_per_address``: failed logins allowed in
+    ``login_window_s``; further attempts are answered 429 until the oldest failure leaves the window.
+    ``predictions_per_minute``: uploads one account may send per minute (0: no limit).
+    """
+
+    session_idle_minutes: float = 30.0
+    secure_cookies: bool = False
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: float = 900.0
+    predictions_per_minute: int = 120
+
+    def __post_init__(self) -> None:
+        if self.session_idle_minutes <= 0:
+            raise ValueError(f"session_idle_minutes must be positive, got {self.session_idle_minutes}")
+        for name in ("login_failures_per_account", "login_failures_per_address"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.login_window_s <= 0:
+            raise ValueError(f"login_window_s must be positive, got {self.login_window_s}")
+        if self.predictions_per_minute < 0:
+            raise ValueError(f"predictions_per_minute must be 0 (no limit) or more, got {self.predictions_per_minute}")
 
 
 def default_data_dir() -> Path:
@@ -30,8 +62,10 @@ def _api_key_from_env() -> str | None:
 class ServiceSettings:
     """Everything the service needs; nothing else is read from the environment after this.
 
-    ``api_key``: when set, ``X-API-Key`` must match it for ``/predict`` and ``/history``; when unset,
-    those endpoints are open and ``/health`` reports ``auth: "off"`` (fine on loopback, not on a network).
+    ``api_key``: the old shared key (deprecated): when set it acts as an ``integration`` account, sent as
+    ``X-API-Key`` or ``Authorization: Bearer``. Without it and without accounts in the database the service
+    answers as a local clinician, and only on a loopback ``host`` (``create_app`` refuses any other).
+    ``access``: sessions and abuse limits.
     ``db_url``: ``sqlite:///path/to/file.sqlite3`` or ``postgresql://user:pass@host/db``; empty means a
     SQLite file ``history.sqlite3`` in ``data_dir``.
     ``frame_ancestors``: origins allowed to show the web page in a frame (a Hugging Face Space shows its app
@@ -57,6 +91,9 @@ class ServiceSettings:
     device: str = "cpu"
     # The DICOM node in the same process (pneumo serve --dicom-port); None: no DICOM listener.
     dicom: DicomSettings | None = None
+    access: AccessSettings = field(default_factory=AccessSettings)
+    # Single sign-on (pneumo serve --oidc-issuer ...); None: accounts sign in with their passwords only.
+    oidc: OidcSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))

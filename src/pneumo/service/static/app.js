@@ -5,9 +5,11 @@
 (() => {
   const API = "/api/v1";
   const KEY_STORE = "pneumo.apiKey";
+  const TOKEN_PREFIX = "pnm_";  // an account's API token; anything else is the old shared X-API-Key
   const PAGE_SIZE = 10;
   const $ = (id) => document.getElementById(id);
-  const state = { authRequired: false, maxUpload: null, offset: 0, total: 0, previewUrl: null, activeId: null };
+  const state = { authRequired: false, maxUpload: null, offset: 0, total: 0, previewUrl: null, activeId: null,
+    csrf: null };
 
   class ApiError extends Error {
     constructor(status, message) { super(message); this.status = status; }
@@ -18,7 +20,11 @@
 
   async function api(path, options = {}) {
     const headers = new Headers(options.headers || {});
-    if (apiKey()) headers.set("X-API-Key", apiKey());
+    const key = apiKey();
+    if (key.startsWith(TOKEN_PREFIX)) headers.set("Authorization", `Bearer ${key}`);
+    else if (key) headers.set("X-API-Key", key);
+    // The session cookie goes with every request; the CSRF token only with this page's own.
+    if (state.csrf && options.method && options.method !== "GET") headers.set("X-CSRF-Token", state.csrf);
     let response;
     try {
       response = await fetch(API + path, { ...options, headers });
@@ -29,17 +35,48 @@
     try { body = await response.json(); } catch (err) { body = null; }
     if (!response.ok) {
       const message = body && body.error ? body.error.message : `The server answered HTTP ${response.status}.`;
-      if (response.status === 401) showKeyPanel(message);
+      if (response.status === 401) showLogin(message);
       throw new ApiError(response.status, message);
     }
     return body;
   }
 
-  // ---- API key -------------------------------------------------------------------------------------
-  function showKeyPanel(message) {
-    $("api-key-panel").hidden = false;
-    $("api-key-status").textContent = message || (apiKey() ? "A key is set for this tab." : "No key set yet.");
+  // ---- Sign-in, sign-out and API token -------------------------------------------------------------
+  function showLogin(message) {
+    $("login-panel").hidden = false;
+    $("account-bar").hidden = true;
+    $("login-status").textContent = message || "";
+    $("api-key-status").textContent = apiKey() ? "A token is set for this tab." : "";
   }
+
+  function showSignedIn(session) {
+    state.csrf = session.csrf_token || null;
+    $("login-panel").hidden = true;
+    $("account-bar").hidden = false;
+    $("whoami").textContent = `Signed in as ${session.name} (${session.role})`;
+    $("logout").hidden = session.via !== "session";
+  }
+
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = JSON.stringify({ name: $("login-name").value, password: $("login-password").value });
+    $("login-password").value = "";
+    try {
+      const session = await api("/login", { method: "POST", body, headers: { "Content-Type": "application/json" } });
+      showSignedIn({ ...session, via: "session" });
+      loadAll();
+    } catch (err) {
+      $("login-status").textContent = err.message;
+    }
+  });
+
+  $("logout").addEventListener("click", async () => {
+    try { await api("/logout", { method: "POST" }); } catch (err) { showError(err.message); }
+    state.csrf = null;
+    $("history-list").replaceChildren();
+    $("result").hidden = true;
+    showLogin("Signed out.");
+  });
 
   $("api-key-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -48,7 +85,7 @@
     sessionStorage.setItem(KEY_STORE, value);
     $("api-key-input").value = "";
     $("api-key-status").textContent = "Key set for this tab.";
-    loadHistory(0);
+    start();
   });
   $("api-key-clear").addEventListener("click", () => {
     sessionStorage.removeItem(KEY_STORE);
@@ -311,6 +348,24 @@
 
   // ---- Start ---------------------------------------------------------------------------------------
   async function start() {
+    let session;
+    try {
+      session = await api("/session");
+    } catch (err) {
+      showError(err.message);
+      return;
+    }
+    $("sso").hidden = !session.single_sign_on;
+    if (session.signed_in) {
+      if (session.via !== "local") showSignedIn(session);
+    } else if (session.sign_in_required) {
+      showLogin("");
+      return;
+    }
+    loadAll();
+  }
+
+  async function loadAll() {
     try {
       // /status, not the open /health: it answers 401 (and api() shows the key panel) when a key is needed.
       const status = await api("/status");
