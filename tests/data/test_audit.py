@@ -52,9 +52,10 @@ def test_a_planted_corner_marker_is_the_strongest_cue(tmp_path: Path):
 def test_the_probe_reads_a_marker_but_not_a_lung_finding(tmp_path: Path):
     marked = scan_kermany(_tree(tmp_path / "marked", marker_on_pneumonia=True))
     plain = scan_kermany(_tree(tmp_path / "plain", marker_on_pneumonia=False))
-    assert run_probe(marked, [sequence_of(r) for r in marked], folds=4).auc > 0.9
+    marked_table, plain_table = measure(marked), measure(plain)
+    assert run_probe(marked, marked_table.frames, [sequence_of(r) for r in marked], folds=4).auc > 0.9
     # The synthetic finding is a blotch inside a lung, which the probe never sees.
-    assert run_probe(plain, [sequence_of(r) for r in plain], folds=4).auc < 0.75
+    assert run_probe(plain, plain_table.frames, [sequence_of(r) for r in plain], folds=4).auc < 0.75
 
 
 def test_the_command_writes_json_and_a_report_and_names_unreadable_files(tmp_path: Path):

@@ -54,7 +54,8 @@ def run_audit(args: argparse.Namespace) -> int:
     table = measure(records)
     for path, reason in table.skipped:
         print(f"skipped unreadable image {path}: {reason}")
-    probe = run_probe(table.records, [sequence_of(r) for r in table.records]) if args.probe else None
+    sequences = [sequence_of(r) for r in table.records]
+    probe = run_probe(table.records, table.frames, sequences) if args.probe else None
     json_path, md_path = write_audit(Path(args.out), audit_dict(table, score_attributes(table), probe))
     print(md_path.read_text(), end="")
     print(f"wrote {json_path} and {md_path}")

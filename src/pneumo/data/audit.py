@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from pneumo.data.audit_probe import hide_lungs
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.records import ImageRecord
@@ -94,20 +95,24 @@ class AttributeTable:
     records: list[ImageRecord]
     values: dict[str, np.ndarray]  # attribute -> one value per record
     skipped: list[tuple[str, str]]
+    frames: np.ndarray  # per record, the film's frame with the lungs hidden (the probe's input)
 
 
 def measure(records: list[ImageRecord]) -> AttributeTable:
-    """Every attribute of every readable record; unreadable files are named and skipped."""
-    kept, rows, skipped = [], [], []
+    """Every attribute of every readable record, and its lungs-hidden frame for the probe, from one decode
+    per file; unreadable files are named and skipped."""
+    kept, rows, frames, skipped = [], [], [], []
     for record in records:
         try:
-            rows.append(attributes(decode_image(record.path)))
+            image = decode_image(record.path)
         except ImageDecodeError as exc:
             skipped.append((record.path, str(exc)))
             continue
+        rows.append(attributes(image))
+        frames.append(hide_lungs(image))
         kept.append(record)
     values = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in ATTRIBUTES}
-    return AttributeTable(kept, values, skipped)
+    return AttributeTable(kept, values, skipped, np.stack(frames) if frames else np.zeros((0, 0), np.float32))
 
 
 def _auc(is_pneumonia: np.ndarray, values: np.ndarray) -> float:

@@ -17,8 +17,6 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pneumo.data.decode import decode_image
-from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import resize_square
 from pneumo.data.records import ImageRecord
 
@@ -49,30 +47,27 @@ def _hidden_mask(size: int) -> np.ndarray:
     return mask
 
 
-def run_probe(records: list[ImageRecord], sequences: list[str], folds: int = 5, seed: int = 0) -> ProbeResult:
-    """Out-of-fold AUC of a logistic regression on the lungs-hidden frames of ``records`` (readable ones)."""
-    rows, kept = [], []
-    for index, record in enumerate(records):
-        try:
-            rows.append(hide_lungs(decode_image(record.path)))
-            kept.append(index)
-        except ImageDecodeError:
-            continue  # the attribute table already names unreadable files
-    features = np.stack(rows)
-    labels = np.array([records[i].label != "NORMAL" for i in kept])
-    groups = np.array([records[i].patient_id or records[i].path for i in kept])
+def run_probe(records: list[ImageRecord], frames: np.ndarray, sequences: list[str], folds: int = 5,
+              seed: int = 0) -> ProbeResult:
+    """Out-of-fold AUC of a logistic regression on the lungs-hidden ``frames`` of ``records`` (one row each,
+    from :func:`hide_lungs`; :func:`pneumo.data.audit.measure` makes them)."""
+    if len(frames) != len(records):
+        raise ValueError(f"{len(records)} records but {len(frames)} lungs-hidden frames")
+    features = frames
+    labels = np.array([r.label != "NORMAL" for r in records])
+    groups = np.array([r.patient_id or r.path for r in records])
     chosen_folds = min(folds, len(set(groups.tolist())))
     if chosen_folds < 2 or len(set(labels.tolist())) < 2:
-        raise ValueError(f"the probe needs two labels and two patients at least; got {len(kept)} images")
-    scores = np.zeros(len(kept))
+        raise ValueError(f"the probe needs two labels and two patients at least; got {len(records)} images")
+    scores = np.zeros(len(records))
     for train, test in GroupKFold(n_splits=chosen_folds).split(features, labels, groups):
         model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
         model.fit(features[train], labels[train])
         scores[test] = model.predict_proba(features[test])[:, 1]
-    seq = np.array([sequences[i] for i in kept])
+    seq = np.array(sequences)
     by_sequence = {}
     for sequence in sorted(set(seq[~labels].tolist())):
         chosen = labels | (seq == sequence)
         by_sequence[sequence] = float(roc_auc_score(labels[chosen], scores[chosen]))
     visible = 1.0 - _hidden_mask(PROBE_SIZE).mean()
-    return ProbeResult(float(roc_auc_score(labels, scores)), by_sequence, chosen_folds, len(kept), float(visible))
+    return ProbeResult(float(roc_auc_score(labels, scores)), by_sequence, chosen_folds, len(records), float(visible))
