@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--manifest", default="", help="CSV manifest instead of a root")
     audit.add_argument("--split", default="", help="audit one split only (train, val, test); default all")
     audit.add_argument("--out", required=True, help="folder for audit.json and report.md")
-    audit.add_argument("--no-probe", dest="probe", action="store_false",
-                       help="skip the lungs-hidden probe (a small model on the film's frame)")
+    audit.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
+                       help="run the lungs-hidden probe (a small model on the film's frame)")
     audit.set_defaults(func=run_audit)
 
 
