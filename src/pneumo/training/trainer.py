@@ -278,9 +278,9 @@ def _fit(cfg: RunConfig, run_dir: Path, resume: bool, device: torch.device, dist
             scheduler.step(score)
         elapsed = time.perf_counter() - started
         improved = _record_epoch(progress, epoch, score, elapsed, tc.early_stopping_patience)
+        shifted_auc = round(checked.auc_shifted, 6) if data.shifted is not None else ""
         row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
-               "val_auc": round(val_auc, 6), "val_auc_shifted": round(checked.auc_shifted, 6) if data.shifted is not None else "", "lr": lr,
-               "epoch_s": round(elapsed, 2)}
+               "val_auc": round(val_auc, 6), "val_auc_shifted": shifted_auc, "lr": lr, "epoch_s": round(elapsed, 2)}
         shifted = f", shifted AUC {checked.auc_shifted:.4f}" if data.shifted is not None else ""
         message = (f"epoch {epoch}/{tc.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
                    f"val AUC {val_auc:.4f}{shifted}, lr {lr:.2e}, {elapsed:.0f}s" + (" *best*" if improved else ""))
