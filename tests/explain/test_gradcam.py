@@ -14,7 +14,7 @@ from conftest import synthetic_xray
 from pneumo.config import PreprocessConfig
 from pneumo.explain.gradcam import GradCAM, pneumonia_score
 from pneumo.explain.overlay import LEGEND_HEIGHT, heatmap_to_original, overlay_png, overlay_rgb
-from pneumo.models import ARCHITECTURES, create_model, gradcam_layer
+from pneumo.models import ARCHITECTURES, ModelParts, create_model
 
 SIZE = 64
 
@@ -51,7 +51,7 @@ def _model(arch: str, classes: int = 2) -> torch.nn.Module:
 @pytest.mark.parametrize("classes", [2, 3])
 def test_every_architecture(arch, classes):
     model = _model(arch, classes)
-    cam = GradCAM(model, gradcam_layer(model, arch))
+    cam = GradCAM(model, ModelParts(model, arch).gradcam_layer)
     logits = _check(cam, _input())
     assert logits.shape == (1, 1 if classes == 2 else 3)
     assert all(p.grad is None for p in model.parameters())  # no .grad side effects on the model
@@ -61,13 +61,13 @@ def test_every_architecture(arch, classes):
 @pytest.mark.slow
 def test_vgg16():
     model = _model("vgg16")
-    _check(GradCAM(model, gradcam_layer(model, "vgg16")), _input())
+    _check(GradCAM(model, ModelParts(model, "vgg16").gradcam_layer), _input())
 
 
 def test_layer_by_name_and_errors():
     torch.manual_seed(0)
     model = create_model("simple_cnn").eval()
-    _check(GradCAM(model, ARCHITECTURES["simple_cnn"].gradcam), _input())
+    _check(GradCAM(model, "features.2.0"), _input())
     with pytest.raises(ValueError, match="not found"):
         GradCAM(model, "features.99")
     with pytest.raises(ValueError, match="spatial"):
@@ -99,7 +99,7 @@ def test_three_class_score_is_pneumonia_log_odds():
 
 def test_concurrent_calls_do_not_mix():
     model = _model("mobilenet_v3_small")
-    cam = GradCAM(model, gradcam_layer(model, "mobilenet_v3_small"))
+    cam = GradCAM(model, ModelParts(model, "mobilenet_v3_small").gradcam_layer)
     inputs = [_input(seed) for seed in range(6)]
     expected = [cam(x)[0] for x in inputs]
     results: dict[int, np.ndarray] = {}

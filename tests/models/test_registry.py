@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from pneumo.models import ARCHITECTURES, create_model, gradcam_layer, set_trainable_blocks
-from pneumo.models.registry import blocks, num_outputs
+from pneumo.models import ARCHITECTURES, ModelParts, create_model, set_trainable_blocks
+from pneumo.models.registry import num_outputs
 from pneumo.models.simple_cnn import SimpleCNN
 
 
@@ -31,7 +31,7 @@ def test_every_arch_builds_for_one_channel(arch: str, classes: int) -> None:
     first = model.get_submodule(ARCHITECTURES[arch].first_conv)
     assert isinstance(first, nn.Conv2d) and first.in_channels == 1
     captured = {}
-    hook = gradcam_layer(model, arch).register_forward_hook(lambda m, i, o: captured.update(shape=o.shape))
+    hook = ModelParts(model, arch).gradcam_layer.register_forward_hook(lambda m, i, o: captured.update(shape=o.shape))
     with torch.no_grad():
         out = model(x)
     hook.remove()
@@ -146,13 +146,13 @@ def test_finetune_last_counts_blocks_with_weights() -> None:
     set_trainable_blocks(dense, "densenet121", finetune_last=1)
     assert _trainable(dense, "features.denseblock4") == _trainable(dense, "features.norm5") == {True}
     assert _trainable(dense, "features.transition3") == {False}
-    assert len(blocks(dense, "densenet121")) == 8
+    assert len(ModelParts(dense, "densenet121").blocks) == 8
 
 
 def test_vgg_blocks_have_parameters() -> None:
     with torch.device("meta"):
         model = create_model("vgg16")
-    assert all(any(True for _ in b.parameters()) for b in blocks(model, "vgg16"))
+    assert all(any(True for _ in b.parameters()) for b in ModelParts(model, "vgg16").blocks)
     set_trainable_blocks(model, "vgg16", finetune_last=1)
     assert _trainable(model, "features.28") == {True} and _trainable(model, "features.26") == {False}
     assert _trainable(model, "classifier") == {True}

@@ -16,7 +16,7 @@ from pneumo.cli import main
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.predictor import Predictor
 from pneumo.models import ENSEMBLE, LogitEnsemble
-from pneumo.training.ensemble import build_ensemble
+from pneumo.training.ensemble_bundle import build_ensemble
 
 
 @pytest.fixture

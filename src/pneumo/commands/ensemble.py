@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_extra("train", needed_for="pneumo ensemble")
-    from pneumo.training.ensemble import build_ensemble
+    from pneumo.training.ensemble_bundle import build_ensemble
 
     directory = build_ensemble(args.members, args.out, args.description)
     print(f"wrote ensemble bundle {directory} ({len(args.members)} members)")

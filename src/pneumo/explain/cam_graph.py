@@ -5,57 +5,29 @@ and element-wise activations (mobilenet_v3, resnet, efficientnet, densenet), the
 respect to the layer's map A (C, h, w) is the head's gradient g with respect to the pooled vector, spread
 evenly over the map: dS/dA[c, i, j] = g[c] / (h w), and Grad-CAM's weights, the spatial mean of that gradient,
 are g / (h w). (densenet121 applies an in-place ReLU to its Grad-CAM layer's output before pooling, so the map
-autograd Grad-CAM reads, and differentiates, is ReLU(A); the graph does the same.) The head's backward pass is written out below for the few layer types such heads hold, so no autograd
-is needed and the whole heatmap, :func:`pneumo.explain.gradcam.mean_of_maps` included, is a forward graph.
+autograd Grad-CAM reads, and differentiates, is ReLU(A); the graph does the same.) The head's backward pass is
+written out below for the few layer types such heads hold, so no autograd is needed and the whole heatmap, :func:`pneumo.explain.gradcam.mean_of_maps` included, is a forward graph.
 vgg16 and simple_cnn pool other than globally before their head; they have no graph Grad-CAM.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pneumo.explain.gradcam import mean_of_maps
-from pneumo.models import ENSEMBLE, LogitEnsemble, gradcam_layer
+from pneumo.models.parts import ModelParts, parts_of
 
 
-@dataclass(frozen=True)
-class PooledHead:
-    """What follows an architecture's Grad-CAM layer: global average pooling (after an in-place ReLU of the
-    layer's output when ``relu_before_pool``), then the module at ``head`` (a Sequential of supported layers)."""
-
-    head: str
-    relu_before_pool: bool = False
-
-
-POOLED_HEADS: dict[str, PooledHead] = {
-    "mobilenet_v3_small": PooledHead("classifier"),
-    "mobilenet_v3_large": PooledHead("classifier"),
-    "resnet18": PooledHead("fc"),
-    "resnet50": PooledHead("fc"),
-    "efficientnet_b0": PooledHead("classifier"),
-    "densenet121": PooledHead("classifier", relu_before_pool=True),  # torchvision: F.relu(inplace=True) after norm5
-}
 # Eval-mode identities: dropout is off, a flatten of an (N, C) vector changes nothing.
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
 _ACTIVATIONS = (nn.ReLU, nn.Hardswish, nn.SiLU)
 
 
-def member_archs(arch: str, model: nn.Module) -> list[str]:
-    """The architecture of each network Grad-CAM explains: one, or an ensemble's members."""
-    if arch == ENSEMBLE:
-        if not isinstance(model, LogitEnsemble):
-            raise TypeError(f"arch {ENSEMBLE!r} needs a LogitEnsemble, got {type(model).__name__}")
-        return list(model.archs)
-    return [arch]
-
-
 def supports_graph_cam(arch: str, model: nn.Module) -> bool:
     """Whether :class:`GraphGradCAM` can explain this network (every member pools globally into its head)."""
-    return all(name in POOLED_HEADS for name in member_archs(arch, model))
+    return all(parts.pools_globally for parts in parts_of(model, arch))
 
 
 def _leaves(module: nn.Module) -> list[nn.Module]:
@@ -128,16 +100,14 @@ class GraphGradCAM(nn.Module):
 
     def __init__(self, model: nn.Module, arch: str, normal_index: int) -> None:
         super().__init__()
-        members = list(model.members) if arch == ENSEMBLE else [model]
-        archs = member_archs(arch, model)
-        unsupported = sorted({name for name in archs if name not in POOLED_HEADS})
+        members: list[ModelParts] = parts_of(model, arch)
+        unsupported = sorted({parts.arch for parts in members if not parts.pools_globally})
         if unsupported:
             raise ValueError(f"no Grad-CAM graph for {unsupported}: their Grad-CAM layer is not followed by global "
-                             f"average pooling and a dense head (supported: {sorted(POOLED_HEADS)})")
-        self.layers = [gradcam_layer(member, name) for member, name in zip(members, archs)]
-        self.heads = nn.ModuleList(HeadGradient(member.get_submodule(POOLED_HEADS[name].head), name)
-                                   for member, name in zip(members, archs))
-        self.relu_before_pool = [POOLED_HEADS[name].relu_before_pool for name in archs]
+                             "average pooling and a dense head")
+        self.layers = [parts.gradcam_layer for parts in members]
+        self.heads = nn.ModuleList(HeadGradient(parts.classifier, parts.arch) for parts in members)
+        self.relu_before_pool = [parts.spec.relu_before_pool for parts in members]
         self.score_gradient = log_odds_gradient(normal_index)
 
     def forward(self, activations: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:

@@ -3,20 +3,21 @@
 The heatmap weighs the layer's activation maps by the spatial mean of the gradient of the pneumonia score
 with respect to them, keeps the positive evidence (ReLU), and min-max scales to [0, 1] at the input size.
 Given several layers (an ensemble's members' last feature maps), the heatmap is the mean of their maps, each
-scaled first, from one forward and one backward pass. Hooks
-store activations in thread-local storage and gradients come from ``torch.autograd.grad``, so no parameter
-``.grad`` is touched and concurrent calls from several threads do not mix.
+scaled first, from one forward and one backward pass. Activations are kept by
+:class:`~pneumo.models.capture.LayerCapture` (thread-local) and gradients come from ``torch.autograd.grad``, so no
+parameter ``.grad`` is touched and concurrent calls from several threads do not mix.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pneumo.models.capture import LayerCapture
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,9 +48,7 @@ class GradCAM:
         self.layers = [self._find(layer) for layer in (layer if isinstance(layer, list) else [layer])]
         if not self.layers:
             raise ValueError("Grad-CAM needs at least one layer")
-        self._local = threading.local()
-        self._handles = [layer.register_forward_hook(lambda m, a, o, i=i: self._keep(i, o))
-                         for i, layer in enumerate(self.layers)]
+        self._capture = LayerCapture(self.layers)
 
     def _find(self, layer: str | nn.Module) -> nn.Module:
         if not isinstance(layer, str):
@@ -61,13 +60,8 @@ class GradCAM:
             raise ValueError(f"layer {layer!r} not found in {type(self.model).__name__}; its last layers are "
                              f"{names}") from exc
 
-    def _keep(self, index: int, output: torch.Tensor) -> None:
-        if getattr(self._local, "active", False):
-            self._local.activations[index] = output
-
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
+        self._capture.remove()
 
     def __call__(self, x: torch.Tensor, score: ScoreFn = pneumonia_score) -> tuple[np.ndarray, torch.Tensor]:
         """Heatmaps for a batch ``x`` (N, C, H, W) and the logits of the same forward pass."""
@@ -75,18 +69,13 @@ class GradCAM:
             raise ValueError("Grad-CAM needs the model in eval mode (dropout and batch statistics off)")
         # The input requires grad so the graph exists even when every parameter is frozen.
         x = x.detach().clone().requires_grad_(True)
-        self._local.active = True
-        self._local.activations = {}
-        try:
-            with torch.enable_grad():
+        with torch.enable_grad():
+            with self._capture.capturing() as kept:
                 logits = self.model(x)
-                if isinstance(logits, (tuple, list)):
-                    logits = logits[0]
-                activations = [self._local.activations[i] for i in range(len(self.layers))]
-                gradients = torch.autograd.grad(score(logits).sum(), activations)
-        finally:
-            self._local.active = False
-            self._local.activations = None
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            activations = kept.all()
+            gradients = torch.autograd.grad(score(logits).sum(), activations)
         with torch.no_grad():
             for layer, activation in zip(self.layers, activations):
                 if activation.dim() != 4:

@@ -4,8 +4,6 @@ same forward pass, so that ONNX Runtime explains predictions without PyTorch."""
 
 from __future__ import annotations
 
-import threading
-
 import torch
 from torch import nn
 
@@ -14,13 +12,15 @@ from pneumo.explain.cam_graph import GraphGradCAM, supports_graph_cam
 from pneumo.inference.backend import GRADCAM_OUTPUT
 from pneumo.inference.network import InferenceNetwork
 from pneumo.inference.probability import OutputHead
+from pneumo.models.capture import LayerCapture
 
 __all__ = ["GRADCAM_OUTPUT", "ExportedNetwork"]
 
 
 class ExportedNetwork(nn.Module):
     """``forward(x)`` -> the :class:`InferenceNetwork`'s outputs, then the (N, S, S) Grad-CAM heatmaps when
-    ``has_gradcam``. The Grad-CAM layers' maps are kept by forward hooks during this module's own forward."""
+    ``has_gradcam``. The Grad-CAM layers' maps are kept (:class:`~pneumo.models.capture.LayerCapture`) during this
+    module's own forward."""
 
     def __init__(self, network: InferenceNetwork, meta: BundleMeta) -> None:
         super().__init__()
@@ -28,23 +28,11 @@ class ExportedNetwork(nn.Module):
         self.has_gradcam = supports_graph_cam(meta.arch, network.model)
         self.cam = (GraphGradCAM(network.model, meta.arch, OutputHead.of(meta.class_names).normal_index)
                     if self.has_gradcam else None)
-        self._maps = threading.local()
-        if self.cam is not None:
-            for index, layer in enumerate(self.cam.layers):
-                layer.register_forward_hook(lambda m, a, output, index=index: self._keep(index, output))
-
-    def _keep(self, index: int, output: torch.Tensor) -> None:
-        store = getattr(self._maps, "store", None)
-        if store is not None:
-            store[index] = output
+        self._maps = LayerCapture(self.cam.layers) if self.cam is not None else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.cam is None:
             return tuple(self.network(x))
-        self._maps.store = {}
-        try:
+        with self._maps.capturing() as maps:
             outputs = tuple(self.network(x))
-            maps = [self._maps.store[i] for i in range(len(self.cam.layers))]
-        finally:
-            self._maps.store = None
-        return (*outputs, self.cam(maps, (x.shape[-2], x.shape[-1])))
+        return (*outputs, self.cam(maps.all(), (x.shape[-2], x.shape[-1])))

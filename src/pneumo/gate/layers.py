@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pneumo.models.ensemble import ENSEMBLE, LogitEnsemble
-from pneumo.models.registry import ARCHITECTURES, blocks
+from pneumo.models.parts import Block, ModelParts, parts_of
 
 POOLINGS = ("mean", "mean+std")
 DEPTHS = (1 / 3, 2 / 3, 0.9)  # relative depth of the blocks whose outputs feed the gate
@@ -23,30 +22,16 @@ DEPTHS = (1 / 3, 2 / 3, 0.9)  # relative depth of the blocks whose outputs feed 
 MAX_STD_DIM, MAX_DIM = 1024, 2048
 
 
-def _block_names(model: nn.Module, arch: str) -> list[str]:
-    names = {id(module): name for name, module in model.named_modules()}
-    out = []
-    for block in blocks(model, arch):
-        if isinstance(block, nn.ModuleList):  # a block with its trailing norm: the norm's output is the block's
-            block = block[-1]
-        out.append(names[id(block)])
-    return out
-
-
-def _channels(model: nn.Module, layers: list[str], size: int = 64) -> list[int]:
-    shapes: dict[str, int] = {}
-    handles = [model.get_submodule(name).register_forward_hook(
-        lambda m, a, o, name=name: shapes.__setitem__(name, int(o.shape[1]))) for name in layers]
-    was_training = model.training
-    device = next(model.parameters()).device
+def _channels(parts: ModelParts, blocks: list[Block], size: int = 64) -> list[int]:
+    was_training = parts.model.training
+    device = next(parts.model.parameters()).device
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, 1, size, size, device=device))
+            parts.model.eval()
+            _, outputs = parts.forward_intermediates(torch.zeros(1, 1, size, size, device=device), blocks)
     finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return [shapes[name] for name in layers]
+        parts.model.train(was_training)
+    return [int(output.shape[1]) for output in outputs]
 
 
 def default_gate_layers(model: nn.Module, arch: str) -> tuple[list[str], str]:
@@ -55,19 +40,13 @@ def default_gate_layers(model: nn.Module, arch: str) -> tuple[list[str], str]:
 
     An ensemble's gate reads its first member's blocks: every member sees the same input, and one network's
     features tell a chest X-ray from anything else as well as several (at a fraction of the gate's size)."""
-    if arch == ENSEMBLE:
-        if not isinstance(model, LogitEnsemble):
-            raise TypeError(f"arch {ENSEMBLE!r} needs a LogitEnsemble, got {type(model).__name__}")
-        layers, pooling = default_gate_layers(model.members[0], model.archs[0])
-        return [f"members.0.{name}" for name in layers], pooling
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    names = _block_names(model, arch)
-    picked = sorted({round(depth * (len(names) - 1)) for depth in DEPTHS})
-    layers = [names[i] for i in picked]
-    channels = _channels(model, layers)
+    parts = parts_of(model, arch)[0]
+    blocks = parts.blocks
+    picked = sorted({round(depth * (len(blocks) - 1)) for depth in DEPTHS})
+    chosen = [blocks[i] for i in picked]
+    channels = _channels(parts, chosen)
     if 2 * sum(channels) <= MAX_STD_DIM:
-        return layers, "mean+std"
-    while len(layers) > 1 and sum(channels) > MAX_DIM:
-        layers, channels = layers[:-1], channels[:-1]
-    return layers, "mean"
+        return [block.name for block in chosen], "mean+std"
+    while len(chosen) > 1 and sum(channels) > MAX_DIM:
+        chosen, channels = chosen[:-1], channels[:-1]
+    return [block.name for block in chosen], "mean"

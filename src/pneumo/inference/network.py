@@ -6,8 +6,6 @@ gate's policy (:mod:`pneumo.gate.layers`).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +13,7 @@ from torch import nn
 from pneumo.gate.layers import POOLINGS
 from pneumo.gate.mahalanobis import GateParams
 from pneumo.inference.backend import ModelOutputs
+from pneumo.models.capture import LayerCapture
 
 
 def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -28,12 +27,21 @@ def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
     return torch.cat([mean.flatten(1), std], dim=1)
 
 
+def _layer(model: nn.Module, name: str) -> nn.Module:
+    """A gate file names its layers by path, as the model parts named them when it was fitted."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError as exc:
+        raise ValueError(f"feature layer {name!r} does not exist in {type(model).__name__}") from exc
+
+
 class InferenceNetwork(nn.Module):
     """Wrap a registry model; ``forward(x)`` returns ``(logits, features)`` or, with a gate,
     ``(logits, features, distance)``, or with a two-boundary gate ``(logits, features, distance, nonxray)``.
 
-    Features are pooled inside forward hooks (before any in-place activation that follows can change the
-    map) into thread-local storage, so concurrent forwards from several threads never see each other's.
+    Features are pooled as each layer's output leaves it (:class:`~pneumo.models.capture.LayerCapture`, before any
+    in-place activation that follows can change the map), in thread-local storage, so concurrent forwards from
+    several threads never see each other's.
     """
 
     def __init__(self, model: nn.Module, feature_layers: list[str], pooling: str = "mean+std",
@@ -46,13 +54,8 @@ class InferenceNetwork(nn.Module):
         self.model = model
         self.feature_layers = list(feature_layers)
         self.pooling = pooling
-        self._captured = threading.local()
-        for name in self.feature_layers:
-            try:
-                layer = model.get_submodule(name)
-            except AttributeError as exc:
-                raise ValueError(f"feature layer {name!r} does not exist in {type(model).__name__}") from exc
-            layer.register_forward_hook(lambda m, a, output, name=name: self._keep(name, output))
+        self._features = LayerCapture([_layer(model, name) for name in self.feature_layers],
+                                      transform=lambda output: _pool(output, self.pooling))
         self.has_gate = gate is not None
         if gate is not None:
             if gate.feature_layers != self.feature_layers or gate.pooling != pooling:
@@ -66,19 +69,10 @@ class InferenceNetwork(nn.Module):
                                  torch.from_numpy(np.asarray(gate.nonxray_weight, dtype=np.float32)))
             self.register_buffer("gate_nonxray_bias", torch.tensor([gate.nonxray_bias], dtype=torch.float32))
 
-    def _keep(self, name: str, output: torch.Tensor) -> None:
-        store = getattr(self._captured, "features", None)
-        if store is not None:  # only during this network's own forward in this thread
-            store[name] = _pool(output, self.pooling)
-
     def forward(self, x: torch.Tensor):
-        self._captured.features = {}
-        try:
+        with self._features.capturing() as pooled:
             logits = self.model(x)
-            pooled = self._captured.features
-        finally:
-            self._captured.features = None
-        features = torch.cat([pooled[name] for name in self.feature_layers], dim=1)
+        features = torch.cat(pooled.all(), dim=1)
         if not self.has_gate:
             return logits, features
         projected = (features - self.gate_mean) @ self.gate_whitener

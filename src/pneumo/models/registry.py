@@ -14,40 +14,51 @@ from pneumo.models.simple_cnn import SimpleCNN
 
 @dataclass(frozen=True)
 class ArchSpec:
+    """Where things are in one torchvision (or pneumo) architecture; read through
+    :class:`pneumo.models.parts.ModelParts`, never walked by its consumers."""
+
     builder: str  # torchvision.models constructor name, "" for simple_cnn (imported on use: startup stays light)
     weights: str  # torchvision weights enum name for --pretrained
-    first_conv: str  # dotted path of the first convolution
-    head: str  # dotted path of the final Linear layer to replace
-    blocks: str  # dotted path of the sequence of blocks that --finetune-last counts from the top
-    gradcam: str  # dotted path of the layer Grad-CAM hooks
+    first_conv: str  # the first convolution, made one-channel at creation
+    head: str  # the final Linear layer, replaced at creation by dropout + a Linear of the right width
+    features: tuple[str, ...]  # run in order, input -> last feature map; a single container's children are blocks
+    pool: str  # the pooling between the feature map and the classifier; "": global average pooling (a function)
+    classifier: str  # what reads the pooled, flattened features
+    gradcam: str  # the layer Grad-CAM weighs
+    relu_before_pool: bool = False  # densenet applies ReLU to its last feature map (after norm5) before pooling
 
 
+_RESNET = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "simple_cnn": ArchSpec("", "", "features.0.0", "classifier.4", "features", "features.2.0"),
-    "vgg16": ArchSpec("vgg16", "VGG16_Weights", "features.0", "classifier.6", "features", "features.28"),
-    "resnet18": ArchSpec("resnet18", "ResNet18_Weights", "conv1", "fc", "", "layer4"),
-    "resnet50": ArchSpec("resnet50", "ResNet50_Weights", "conv1", "fc", "", "layer4"),
-    "densenet121": ArchSpec("densenet121", "DenseNet121_Weights", "features.conv0", "classifier", "features",
-                            "features.norm5"),
+    "simple_cnn": ArchSpec("", "", "features.0.0", "classifier.4", ("features",), "pool", "classifier",
+                           "features.2.0"),
+    "vgg16": ArchSpec("vgg16", "VGG16_Weights", "features.0", "classifier.6", ("features",), "avgpool", "classifier",
+                      "features.28"),
+    "resnet18": ArchSpec("resnet18", "ResNet18_Weights", "conv1", "fc", _RESNET, "avgpool", "fc", "layer4"),
+    "resnet50": ArchSpec("resnet50", "ResNet50_Weights", "conv1", "fc", _RESNET, "avgpool", "fc", "layer4"),
+    "densenet121": ArchSpec("densenet121", "DenseNet121_Weights", "features.conv0", "classifier", ("features",), "",
+                            "classifier", "features.norm5", relu_before_pool=True),
     "efficientnet_b0": ArchSpec("efficientnet_b0", "EfficientNet_B0_Weights", "features.0.0", "classifier.1",
-                                "features", "features.8"),
+                                ("features",), "avgpool", "classifier", "features.8"),
     "mobilenet_v3_small": ArchSpec("mobilenet_v3_small", "MobileNet_V3_Small_Weights", "features.0.0",
-                                   "classifier.3", "features", "features.12"),
+                                   "classifier.3", ("features",), "avgpool", "classifier", "features.12"),
     "mobilenet_v3_large": ArchSpec("mobilenet_v3_large", "MobileNet_V3_Large_Weights", "features.0.0",
-                                   "classifier.3", "features", "features.16"),
+                                   "classifier.3", ("features",), "avgpool", "classifier", "features.16"),
 }
 
 
-def _get(module: nn.Module, path: str) -> nn.Module:
+def get_module(module: nn.Module, path: str) -> nn.Module:
+    """The submodule at dotted ``path`` ("": the module itself)."""
     return module.get_submodule(path) if path else module
 
 
 def _set(module: nn.Module, path: str, value: nn.Module) -> None:
     parent, _, name = path.rpartition(".")
-    setattr(_get(module, parent), name, value)
+    setattr(get_module(module, parent), name, value)
 
 
-def _check_arch(name: str) -> ArchSpec:
+def arch_spec(name: str) -> ArchSpec:
+    """The spec of architecture ``name``, or a ValueError naming the choices."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown arch {name!r}; choose one of {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[name]
@@ -65,7 +76,7 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
     ``pretrained`` loads torchvision's ImageNet weights (needs internet); ``weights_file`` loads a local
     torchvision-format state dict instead (``torch.load(weights_only=True)``, never a pickle of code).
     """
-    spec = _check_arch(name)
+    spec = arch_spec(name)
     outputs = num_outputs(classes)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -98,7 +109,7 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
             raise ValueError(f"{path} does not hold {name} weights (missing keys: {missing[:5]}, "
                              f"unexpected keys: {unexpected[:5]})")
     _to_one_channel(model, spec.first_conv)
-    head = _get(model, spec.head)
+    head = get_module(model, spec.head)
     if not isinstance(head, nn.Linear):
         raise TypeError(f"{name}: expected a Linear head at {spec.head}, found {type(head).__name__}")
     _set(model, spec.head, nn.Sequential(nn.Dropout(dropout), nn.Linear(head.in_features, outputs)))
@@ -106,7 +117,7 @@ def create_model(name: str, *, classes: int = 2, pretrained: bool = False, weigh
 
 
 def _to_one_channel(model: nn.Module, path: str) -> None:
-    conv = _get(model, path)
+    conv = get_module(model, path)
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"expected a Conv2d at {path}, found {type(conv).__name__}")
     new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
@@ -116,49 +127,3 @@ def _to_one_channel(model: nn.Module, path: str) -> None:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     _set(model, path, new)
-
-
-def blocks(model: nn.Module, name: str) -> list[nn.Module]:
-    """The backbone's blocks from input to output, the unit of ``--finetune-last``.
-
-    Blocks are the children of the architecture's block container that hold parameters (activations and
-    pooling are not blocks), without the head; a normalisation layer joins the block before it (resnet's
-    ``bn1`` belongs to ``conv1``, densenet's ``norm5`` to ``denseblock4``).
-    """
-    spec = _check_arch(name)
-    container = _get(model, spec.blocks)
-    head_root = spec.head.split(".")[0] if not spec.blocks else ""
-    grouped: list[list[nn.Module]] = []
-    for child_name, child in container.named_children():
-        if child_name == head_root or not any(True for _ in child.parameters()):
-            continue
-        if grouped and isinstance(child, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
-            grouped[-1].append(child)
-        else:
-            grouped.append([child])
-    return [group[0] if len(group) == 1 else nn.ModuleList(group) for group in grouped]
-
-
-def set_trainable_blocks(model: nn.Module, name: str, *, freeze_backbone: bool = False, finetune_last: int = 0) -> None:
-    """Freeze the backbone's blocks (``freeze_backbone``) or all but its top ``finetune_last`` blocks.
-
-    Everything above the blocks (pooling, any dense layers, the new head) always trains, as in the classic
-    recipe of a frozen convolutional base under a trained top. BatchNorm statistics of frozen blocks stay as
-    loaded because the trainer keeps frozen BatchNorm layers in eval mode.
-    """
-    if finetune_last < 0:
-        raise ValueError(f"finetune_last must be >= 0, got {finetune_last}")
-    for p in model.parameters():
-        p.requires_grad = True
-    if not freeze_backbone and finetune_last == 0:
-        return
-    backbone = blocks(model, name)
-    keep = 0 if freeze_backbone else min(finetune_last, len(backbone))
-    for block in backbone[: len(backbone) - keep]:
-        for p in block.parameters():
-            p.requires_grad = False
-
-
-def gradcam_layer(model: nn.Module, name: str) -> nn.Module:
-    """The layer whose activations Grad-CAM weighs: the last spatial feature map of the architecture."""
-    return _get(model, _check_arch(name).gradcam)

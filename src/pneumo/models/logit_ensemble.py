@@ -1,8 +1,9 @@
 """Several trained networks read as one: their outputs averaged in logit space.
 
 Averaging logits (not probabilities) keeps one model with one set of logits, so temperature, threshold, the
-gate's feature hooks, Grad-CAM and the ONNX export treat the ensemble as they treat a single network. The
-members see the same preprocessed input, so they share the bundle's ``preprocess``.
+gate's feature hooks, Grad-CAM and the ONNX export treat the ensemble as they treat a single network (each member's
+blocks and Grad-CAM layer: :func:`pneumo.models.parts.parts_of`). The members see the same preprocessed input, so
+they share the bundle's ``preprocess``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pneumo.models.registry import create_model, gradcam_layer
+from pneumo.models.registry import create_model
 
 ENSEMBLE = "ensemble"  # the ``arch`` of an ensemble bundle; its members' architectures are in ``members``
 
@@ -47,12 +48,3 @@ def create_ensemble(specs: list[MemberSpec], *, classes: int = 2) -> LogitEnsemb
     return LogitEnsemble([create_model(s.arch, classes=classes, dropout=s.dropout) for s in specs],
                          [s.arch for s in specs])
 
-
-def gradcam_layers(model: nn.Module, arch: str) -> list[nn.Module]:
-    """The layers Grad-CAM weighs: the architecture's one, or each member's for an ensemble (the explainer
-    averages their maps)."""
-    if arch == ENSEMBLE:
-        if not isinstance(model, LogitEnsemble):
-            raise TypeError(f"arch {ENSEMBLE!r} needs a LogitEnsemble, got {type(model).__name__}")
-        return [gradcam_layer(member, name) for member, name in zip(model.members, model.archs)]
-    return [gradcam_layer(model, arch)]
