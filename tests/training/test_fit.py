@@ -21,7 +21,7 @@ from pneumo.data.cache import ImageCache
 from pneumo.data.dataset import XrayDataset
 from pneumo.data.records import scan_kermany
 from pneumo.models import create_model
-from pneumo.training import fit, trainer
+from pneumo.training import checkpoint, fit, recovery, trainer, validation
 from pneumo.training.losses import ClassificationLoss
 from pneumo.training.loop import train_one_epoch
 from pneumo.training.state import STATE_FILE
@@ -60,14 +60,14 @@ def test_fit_writes_reloadable_best_and_last(kermany_tree: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     probe = torch.randn(3, 1, 32, 32)
     outputs: dict[str, torch.Tensor] = {}
-    save = trainer.save_bundle
+    save = checkpoint.save_bundle
 
     def recording_save(directory, model, meta, extra_files=None):
         with torch.no_grad():  # the model as it is written: eval mode, right after validation
             outputs[Path(directory).name] = model(probe).clone()
         return save(directory, model, meta, extra_files)
 
-    monkeypatch.setattr(trainer, "save_bundle", recording_save)
+    monkeypatch.setattr(checkpoint, "save_bundle", recording_save)
     run = tmp_path / "run"
     cfg = tiny_config(kermany_tree, tmp_path / "cache")
     best = fit(cfg, run)
@@ -99,7 +99,7 @@ def test_resume_continues_epochs_and_optimizer_state(kermany_tree: Path, tmp_pat
     saved = torch.load(run / "last" / STATE_FILE, weights_only=True)
     assert saved["progress"]["epoch"] == 1
     restored = {}
-    load_state = trainer.load_state
+    load_state = recovery.load_state
 
     def capturing_load_state(path, optimizer, scheduler):
         progress = load_state(path, optimizer, scheduler)
@@ -107,7 +107,7 @@ def test_resume_continues_epochs_and_optimizer_state(kermany_tree: Path, tmp_pat
         restored["progress"] = copy.deepcopy(progress)
         return progress
 
-    monkeypatch.setattr(trainer, "load_state", capturing_load_state)
+    monkeypatch.setattr(recovery, "load_state", capturing_load_state)
     cfg.train.epochs = 3
     fit(cfg, run, resume=True)
     assert restored["progress"].epoch == 1
@@ -175,20 +175,20 @@ def test_crash_mid_training_leaves_a_loadable_last(kermany_tree: Path, tmp_path:
 
 def test_crash_between_history_and_checkpoint_keeps_one_row_per_epoch(kermany_tree: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    real = trainer._save_last
+    real = checkpoint.save_last
 
     def crash_at_epoch_2(run_dir, model, meta, progress, optimizer, scheduler, training_weights):
         if progress.epoch == 2:
             raise KeyboardInterrupt
         return real(run_dir, model, meta, progress, optimizer, scheduler, training_weights)
 
-    monkeypatch.setattr(trainer, "_save_last", crash_at_epoch_2)
+    monkeypatch.setattr(checkpoint, "save_last", crash_at_epoch_2)
     run = tmp_path / "run"
     cfg = tiny_config(kermany_tree, tmp_path / "cache", epochs=3)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, run)
     assert [int(r["epoch"]) for r in history(run)] == [1, 2]  # epoch 2 was logged, not checkpointed
-    monkeypatch.setattr(trainer, "_save_last", real)
+    monkeypatch.setattr(checkpoint, "save_last", real)
     fit(cfg, run, resume=True)
     assert [int(r["epoch"]) for r in history(run)] == [1, 2, 3]
 
@@ -207,7 +207,7 @@ def test_three_class_training(kermany_tree: Path, tmp_path: Path) -> None:
 def test_best_exists_even_when_the_first_score_is_poor(kermany_tree: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A one-class validation set has no AUC; the score is -val_loss, which can be below -1."""
-    monkeypatch.setattr(trainer, "_validation_metrics", lambda *args: (5.0, float("nan")))
+    monkeypatch.setattr(validation, "validation_metrics", lambda *args: (5.0, float("nan")))
     best = fit(tiny_config(kermany_tree, tmp_path / "cache", epochs=1), tmp_path / "run")
     load_bundle(best)
 
@@ -249,7 +249,7 @@ def test_variants_run(kermany_tree: Path, tmp_path: Path) -> None:
 
 def test_early_stopping(kermany_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scores = iter([0.9, 0.8, 0.7, 0.6, 0.5])
-    monkeypatch.setattr(trainer, "_validation_metrics", lambda *args: (0.5, next(scores)))
+    monkeypatch.setattr(validation, "validation_metrics", lambda *args: (0.5, next(scores)))
     run = tmp_path / "run"
     cfg = tiny_config(kermany_tree, tmp_path / "cache", epochs=5, early_stopping_patience=2)
     fit(cfg, run)

@@ -25,6 +25,20 @@ class Progress:
     elapsed_s: float = 0.0
     stopped_early: bool = False
 
+    def record(self, epoch: int, score: float, elapsed: float, patience: int) -> bool:
+        """Count a finished epoch in; True when it is the best so far. Stops early after ``patience`` epochs
+        without improvement."""
+        self.epoch = epoch
+        self.elapsed_s += elapsed
+        # The first epoch always counts as best, so best/ exists even when the score is -val_loss < -1.
+        improved = self.best_epoch == 0 or score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped_early = self.bad_epochs >= patience
+        return improved
+
 
 def save_state(path: Path, progress: Progress, optimizer: torch.optim.Optimizer, scheduler: Any,
                training_weights: dict[str, torch.Tensor] | None = None) -> None:
