@@ -225,15 +225,10 @@ def _xray_figures(gated: Predictor, validation: list[str], cfg: GateFitConfig) -
             "inverted_flagged_pct": round(flagged_pct(inverted), 3)}
 
 
-def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
-                    ) -> GateReport:
-    """Fit, calibrate, measure and store the gate of the bundle ``model`` (a directory: it is modified)."""
-    directory, meta = read_meta(model)
-    train = select_records(meta, "train", root, manifest)
-    for warning in train.warnings:
-        log.warning("%s", warning)
-    records = _subsample(train.records, cfg.max_images, cfg.seed)
-    predictor = _predictor(directory, meta, cfg, None)
+def _training_features(predictor: Predictor, records: list[ImageRecord], cfg: GateFitConfig
+                       ) -> tuple[list[tuple[ImageRecord, Any]], list[str], np.ndarray, np.ndarray]:
+    """(usable X-rays with their embeddings, what was skipped and why, the features of the usable X-rays then of
+    their acquisition variants, which features are in the calibration part)."""
     network = predictor.backend.network
     log.info("extracting %s features of %s of %d training X-rays", network.pooling, network.feature_layers,
              len(records))
@@ -246,6 +241,48 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
                                               "acquisition")
     features = np.stack([e.features for _, e in used] + copies)
     calibrate = _in_calibration_of([r.patient_id or r.path for r, _ in used] + copy_patients, cfg)
+    return used, skipped, features, calibrate
+
+
+def _held_out_xray_figures(gated: Predictor, meta: BundleMeta, root: str, manifest: str, cfg: GateFitConfig,
+                           calibration_flagged: float) -> dict[str, Any]:
+    try:
+        return _xray_figures(gated, [r.path for r in select_records(meta, "val", root, manifest).records], cfg)
+    except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
+        log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
+        return {"xray_flagged_pct": round(calibration_flagged, 3), "xray_flagged_split": "calibration part of train"}
+
+
+def _closing_figures(calibrate: np.ndarray, calibration_flagged: float, rows: list[dict[str, Any]],
+                     negatives_held_out: list[NegativeImage], cfg: GateFitConfig, fingerprint: str) -> dict[str, Any]:
+    held_out_pct, n_held_out = nonxray_pct(held_out_rows(rows, negatives_held_out))
+    all_pct, n_all = nonxray_pct(rows)
+    return {
+        "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()), "variants": cfg.variants,
+        "calibration_flagged_pct": round(calibration_flagged, 3),
+        # Without a far boundary no image was fitted on, so every non-X-ray image is a held-out one.
+        "nonxray_flagged_pct": round(held_out_pct if cfg.site_variants else all_pct, 3),
+        "n_nonxray": n_held_out if cfg.site_variants else n_all,
+        "nonxray_all_flagged_pct": round(all_pct, 3), "n_nonxray_all": n_all,
+        "nonxray_by_category": negatives_table(rows), "seed": cfg.seed, "negatives_scale": cfg.negatives_scale,
+        "nonxray_held_out": cfg.nonxray_held_out, "inset_xrays": cfg.inset_xrays,
+        "nonxray_held_out_by_category": negatives_table(held_out_rows(rows, negatives_held_out)),
+        "data_fingerprint": fingerprint,
+        "fitted": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
+    }
+
+
+def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFitConfig = GateFitConfig()
+                    ) -> GateReport:
+    """Fit, calibrate, measure and store the gate of the bundle ``model`` (a directory: it is modified)."""
+    directory, meta = read_meta(model)
+    train = select_records(meta, "train", root, manifest)
+    for warning in train.warnings:
+        log.warning("%s", warning)
+    predictor = _predictor(directory, meta, cfg, None)
+    used, skipped, features, calibrate = _training_features(
+        predictor, _subsample(train.records, cfg.max_images, cfg.seed), cfg)
+    network = predictor.backend.network
     params, distances = fit_gate(features[~calibrate], features[calibrate], feature_layers=network.feature_layers,
                                  pooling=network.pooling, percentile=cfg.percentile)
     calibration_flagged = 100.0 * (float(np.mean(distances > params.threshold)) if len(distances) else 0.0)
@@ -258,32 +295,11 @@ def fit_bundle_gate(model: str, root: str = "", manifest: str = "", cfg: GateFit
     if cfg.site_variants:
         summary.update(_fit_far(params, predictor, used, features[~calibrate], calibrate[:len(used)], negatives_fit,
                                 cfg))
-
     gated = _predictor(directory, meta, cfg, params)
-    try:
-        summary.update(_xray_figures(gated, [r.path for r in select_records(meta, "val", root, manifest).records],
-                                     cfg))
-    except ValueError as exc:  # no validation split for this dataset: report the calibration part instead
-        log.warning("no validation split to measure the gate on (%s); reporting the calibration part", exc)
-        summary.update(xray_flagged_pct=round(calibration_flagged, 3), xray_flagged_split="calibration part of train")
+    summary.update(_held_out_xray_figures(gated, meta, root, manifest, cfg, calibration_flagged))
     rows = score_negatives(gated, negatives, cfg.batch_size)
-    held_out_pct, n_held_out = nonxray_pct(held_out_rows(rows, negatives_held_out))
-    all_pct, n_all = nonxray_pct(rows)
-
     summary.update(save_gate(directory, params))
-    summary.update({
-        "n_fit": int((~calibrate).sum()), "n_calibration": int(calibrate.sum()), "variants": cfg.variants,
-        "calibration_flagged_pct": round(calibration_flagged, 3),
-        # Without a far boundary no image was fitted on, so every non-X-ray image is a held-out one.
-        "nonxray_flagged_pct": round(held_out_pct if cfg.site_variants else all_pct, 3),
-        "n_nonxray": n_held_out if cfg.site_variants else n_all,
-        "nonxray_all_flagged_pct": round(all_pct, 3), "n_nonxray_all": n_all,
-        "nonxray_by_category": negatives_table(rows), "seed": cfg.seed, "negatives_scale": cfg.negatives_scale,
-        "nonxray_held_out": cfg.nonxray_held_out, "inset_xrays": cfg.inset_xrays,
-        "nonxray_held_out_by_category": negatives_table(held_out_rows(rows, negatives_held_out)),
-        "data_fingerprint": train.fingerprint,
-        "fitted": datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
-    })
+    summary.update(_closing_figures(calibrate, calibration_flagged, rows, negatives_held_out, cfg, train.fingerprint))
     meta.gate = summary
     write_meta(directory, meta)
     return GateReport(summary=summary, calibration_distances=distances, negatives=rows, skipped=skipped)
