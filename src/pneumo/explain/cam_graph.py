@@ -6,8 +6,9 @@ respect to the layer's map A (C, h, w) is the head's gradient g with respect to 
 evenly over the map: dS/dA[c, i, j] = g[c] / (h w), and Grad-CAM's weights, the spatial mean of that gradient,
 are g / (h w). (densenet121 applies an in-place ReLU to its Grad-CAM layer's output before pooling, so the map
 autograd Grad-CAM reads, and differentiates, is ReLU(A); the graph does the same.) The head's backward pass is
-written out below for the few layer types such heads hold, so no autograd is needed and the whole heatmap, :func:`pneumo.explain.gradcam.mean_of_maps` included, is a forward graph.
-vgg16 and simple_cnn pool other than globally before their head; they have no graph Grad-CAM.
+written out below for the few layer types such heads hold, so no autograd is needed and the whole heatmap,
+:func:`pneumo.explain.gradcam.mean_of_maps` included, is a forward graph. vgg16 and simple_cnn pool other than
+globally before their head (``ModelParts.pools_globally`` is False); they have no graph Grad-CAM.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from torch import nn
 
 from pneumo.explain.gradcam import mean_of_maps
 from pneumo.models.parts import ModelParts, parts_of
-
 
 # Eval-mode identities: dropout is off, a flatten of an (N, C) vector changes nothing.
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
