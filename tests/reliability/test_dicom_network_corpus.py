@@ -12,7 +12,7 @@ pytest.importorskip("pynetdicom", reason="the DICOM node needs the dicom extra: 
 
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from .dicom_network import (PATIENT_ID, PATIENT_NAME, REFUSED, associate, corpus, explicit_le,  # noqa: E402
+from pneumo_testsupport.dicom_network import (PATIENT_ID, PATIENT_NAME, REFUSED, associate, corpus, explicit_le,  # noqa: E402
                             good_dx, store_encoded)
 
 MIB = 1 << 20
