@@ -102,3 +102,27 @@ def test_a_folder_and_its_files_are_synced(tmp_path, monkeypatch):
     atomic.sync_directory(tmp_path / "staging", contents=True)
     assert sorted(os.path.basename(p) for p in synced[:2]) == ["bundle.json", "model.safetensors"]
     assert synced[2] == str(tmp_path / "staging")
+
+
+def test_a_bundle_s_files_are_synced_before_it_is_swapped_in(tmp_path, monkeypatch):
+    from conftest import make_tiny_bundle
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}"))))
+        real_fsync(descriptor)
+
+    def replace(source, target):
+        events.append(("rename", os.path.basename(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    bundle = make_tiny_bundle(tmp_path)
+    swap = events.index(("rename", "bundle"))  # the staging folder renamed to the bundle's name
+    synced_before = {name for kind, name in events[:swap] if kind == "fsync"}
+    assert {"model.safetensors", "bundle.json"} <= synced_before
+    assert events[swap + 1:] == [("fsync", tmp_path.name)]  # then the folder holding the bundle
+    assert (bundle / "model.safetensors").is_file()
