@@ -2,7 +2,7 @@
 
     python bench/bench_dicom.py [--model default] [--data ../shared/data/kermany/train] [--instances 200] [--side 2048]
 
-Starts a throwaway Orthanc (bench/local_orthanc.py, which the tests use too) and ``pneumo serve --dicom-port``
+Starts a throwaway Orthanc (pneumo_testsupport/orthanc.py, which the tests use too) and ``pneumo serve --dicom-port``
 as a subprocess with a fresh SQLite history, forwarding its reports to Orthanc. Builds DX instances with pydicom
 from X-ray JPEGs (plus a few CT instances that must be refused) and sends them over ``--associations`` concurrent
 associations, then waits until every report is in Orthanc. ``--sender orthanc`` (the default) is the hospital's
@@ -43,7 +43,10 @@ from pydicom.uid import CTImageStorage, DigitalXRayImageStorageForPresentation, 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from local_orthanc import find_orthanc, free_port, local_orthanc  # bench/local_orthanc.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from pneumo_testsupport.net import free_port  # noqa: E402
+from pneumo_testsupport.orthanc import find_orthanc, local_orthanc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

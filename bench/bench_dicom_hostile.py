@@ -23,9 +23,11 @@ from pathlib import Path
 
 from pydicom.uid import ExplicitVRLittleEndian
 
-from bench.verdict import verdict  # run from the checkout as `python -m bench.bench_dicom_hostile`
-from tests.reliability.dicom_network import REFUSED, corpus, explicit_le, good_dx, store_encoded
-from tests.reliability.server import free_port, wait_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from bench.verdict import verdict  # noqa: E402
+from pneumo_testsupport.dicom_network import REFUSED, corpus, explicit_le, good_dx, store_encoded  # noqa: E402
+from pneumo_testsupport.net import free_port, wait_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20

@@ -21,8 +21,11 @@ from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from bench_dicom import cpu_seconds, dx_bytes, send_through_orthanc, upload  # bench/bench_dicom.py
-from local_orthanc import find_orthanc, free_port, local_orthanc  # bench/local_orthanc.py
-from pneumo.dicom.tcp import CONNECTION_HANDLERS, RECEIVING_HANDLERS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from pneumo_testsupport.net import free_port  # noqa: E402
+from pneumo_testsupport.orthanc import find_orthanc, local_orthanc  # noqa: E402
+from pneumo.dicom.tcp import CONNECTION_HANDLERS, RECEIVING_HANDLERS  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -33,10 +33,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.verdict import verdict  # run from the checkout as `python -m bench.bench_hostile_upload`
-from tests.reliability import bombs
-from tests.reliability.corpus import dicom_bytes
-from tests.reliability.server import free_port, wait_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from bench.verdict import verdict  # noqa: E402
+from pneumo_testsupport import bombs  # noqa: E402
+from pneumo_testsupport.corpus import dicom_bytes  # noqa: E402
+from pneumo_testsupport.net import free_port, wait_healthy  # noqa: E402
+from pneumo_testsupport.process import rss_bytes  # noqa: E402
 
 MB = 1024 * 1024
 UPLOAD_LIMIT = 20 * MB  # pneumo serve's default --max-upload-mb
@@ -58,18 +61,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rss-mb", type=float, default=700.0, help="the peak RSS allowed, MiB")
     p.add_argument("--sample-s", type=float, default=0.01, help="seconds between RSS samples")
     return p
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        import psutil
-    except ImportError:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for process {pid}")
-    return int(psutil.Process(pid).memory_info().rss)
 
 
 class Sampler:

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,10 @@ import ray  # noqa: E402
 from pneumo.commands.predict import expand_paths  # noqa: E402
 from pneumo.inference.predictor import Predictor  # noqa: E402
 from pneumo.inference.rows import table_columns, table_row  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from pneumo_testsupport.net import free_port  # noqa: E402
 
 RAY = str(Path(sys.executable).with_name("ray"))  # the ray command of this environment
 
@@ -120,12 +123,6 @@ class PeakMemory:
                 for role, marker in self.ROLES.items():
                     if marker in command:
                         self.peak_mib[role] = max(self.peak_mib[role], int(rss) / 1024)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_nodes(address: str, count: int, timeout: float = 180.0) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,10 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from pneumo_testsupport.net import free_port, wait_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = sorted((ROOT / "tests" / "assets").glob("*.jpeg"))
@@ -44,12 +47,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(args: argparse.Namespace, db: Path, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "pneumo.cli", "serve", "--model", args.model, "--port", str(port),
                "--db", f"sqlite:///{db}", "--workers", str(args.workers), "--log-level", "warning"]
@@ -57,17 +54,14 @@ def start_server(args: argparse.Namespace, db: Path, port: int) -> subprocess.Po
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with code {server.returncode}:\n{server.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.terminate()
-    raise RuntimeError("the server did not answer /health within 120 s")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", lambda: server.poll() is None, timeout=120)
+    except RuntimeError as exc:  # it exited: say why
+        raise RuntimeError(f"{exc} (code {server.returncode}):\n{server.stderr.read()}") from None
+    except TimeoutError:
+        server.terminate()
+        raise
+    return server
 
 
 def load_reference(model: str, images: list[bytes], heatmap: bool):

@@ -18,10 +18,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_crash`
-from tests.reliability.crash import (check_bundles, history_epochs, kill_repeatedly,
-                                     synthetic_tree)
-from tests.reliability.launcher import Launcher
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from bench.verdict import verdict  # noqa: E402
+from pneumo_testsupport.crash import (check_bundles, history_epochs, kill_repeatedly,  # noqa: E402
+                                      synthetic_tree)
+from pneumo_testsupport.launcher import Launcher  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

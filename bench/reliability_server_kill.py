@@ -22,10 +22,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_server_kill`
-from tests.reliability.launcher import Launcher
-from tests.reliability.server import (audit_actions, burst_and_kill, check_database, history_rows, lost_rows,
-                                      start_server)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from bench.verdict import verdict  # noqa: E402
+from pneumo_testsupport.launcher import Launcher  # noqa: E402
+from pneumo_testsupport.server import (audit_actions, burst_and_kill, check_database,  # noqa: E402
+                                       history_rows, lost_rows, start_server)
 
 ACCOUNT = "bench-pacs-bridge"
 # No per-account upload limit here: the bench measures crash safety, not the limiter.

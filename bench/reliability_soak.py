@@ -32,9 +32,12 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.verdict import verdict  # run from the checkout as `python -m bench.reliability_soak`
-from tests.reliability.corpus import dicom_bytes
-from tests.reliability.server import free_port, wait_healthy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout root: pneumo_testsupport/
+
+from bench.verdict import verdict  # noqa: E402
+from pneumo_testsupport.corpus import dicom_bytes  # noqa: E402
+from pneumo_testsupport.net import free_port, wait_healthy  # noqa: E402
+from pneumo_testsupport.process import rss_bytes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: its test assets and shipped bundle
 API_KEY = "soak-test-key"
@@ -56,18 +59,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmap", action=argparse.BooleanOptionalAction, default=True,
                    help="ask for the Grad-CAM overlay (what the web page does)")
     return p
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        import psutil
-    except ImportError:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for process {pid}")
-    return int(psutil.Process(pid).memory_info().rss)
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

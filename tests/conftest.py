@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -66,6 +68,32 @@ def make_tiny_bundle(folder: Path) -> Path:
     meta = BundleMeta(arch="simple_cnn", classes=2, class_names=["NORMAL", "PNEUMONIA"],
                       preprocess=PreprocessConfig(image_size=32), dropout=0.5, description="test bundle")
     return save_bundle(folder / "bundle", model, meta)
+
+
+@contextmanager
+def node_starter(model: Path, data_dir: Path, **dicom_defaults) -> Iterator[Callable[..., tuple]]:
+    """``start(**dicom_overrides)`` -> (client, node): pneumo on ``model`` with its DICOM node on a free loopback
+    port, spooling under ``data_dir``; every app started is shut down when the block ends."""
+    from fastapi.testclient import TestClient
+
+    from pneumo.dicom.settings import DicomSettings
+    from pneumo.service import ServiceSettings, create_app
+
+    clients = []
+
+    def start(**dicom_overrides):
+        values = {"port": 0, "spool_dir": data_dir / "dicom", **dicom_defaults, **dicom_overrides}
+        settings = ServiceSettings(model=str(model), data_dir=data_dir, api_key=None, dicom=DicomSettings(**values))
+        client = TestClient(create_app(settings), base_url="http://127.0.0.1")  # a Host the service trusts
+        client.__enter__()
+        clients.append(client)
+        return client, client.app.state.service.dicom
+
+    try:
+        yield start
+    finally:
+        for client in clients:
+            client.__exit__(None, None, None)
 
 
 @pytest.fixture

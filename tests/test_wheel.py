@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from pneumo.inference.predictor import Predictor
+from pneumo_testsupport.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "pneumo"
@@ -93,12 +93,6 @@ def _fresh_venv(root: Path, deps: Path) -> Path:
                              check=True, capture_output=True, text=True).stdout.strip()
     (Path(purelib) / "pneumo-test-deps.pth").write_text(f"{deps}\n")
     return root
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -176,7 +170,7 @@ def test_installed_onnx_export_is_used_as_shipped(installed: Installed) -> None:
 
 def _serve(installed: Installed) -> tuple[subprocess.Popen, str]:
     """``pneumo serve`` from the installed environment, once healthy: the process and its base URL."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(installed.venv / "bin" / "pneumo"), "serve", "--host", "127.0.0.1", "--port",
                                str(port), "--data-dir", str(installed.home / "history")], cwd=installed.home,
                               env=installed.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pneumo import __version__
+from pneumo.atomic import sync_directory, write_text
 from pneumo.config import PreprocessConfig, from_dict
 
 WEIGHTS_FILE = "model.safetensors"
@@ -198,13 +199,7 @@ def _meta_document(directory: Path, meta: BundleMeta, other_files: dict[str, str
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shipped or shared bundle must be readable by all
-    os.replace(tmp, path)
+    write_text(path, json.dumps(document, indent=2))
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -282,8 +277,11 @@ def _staging_dir(target: Path) -> Path:
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
-    """Put the complete bundle ``staging`` at ``target``, in one atomic exchange where the system allows."""
+    """Put the complete bundle ``staging`` at ``target``, in one atomic exchange where the system allows, and
+    durably: its files are synced before the rename, the folder holding it after."""
+    sync_directory(staging, contents=True)
     if target.exists() and _exchange(staging, target):
+        sync_directory(target.parent)
         shutil.rmtree(staging, ignore_errors=True)  # staging now holds the previous bundle
         return
     old = None
@@ -291,5 +289,6 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         os.replace(target, old)
     os.replace(staging, target)
+    sync_directory(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+from pneumo.atomic import write_text
 
 RESIZE_MODES = ("stretch", "letterbox")
 INTENSITY_MODES = ("none", "percentile")
@@ -225,11 +226,8 @@ class RunConfig:
         return from_dict(cls, raw)
 
     def save(self, path: Path) -> None:
-        # Written aside then renamed: a run killed at this moment must not leave an empty config.json.
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        # Atomic: a run killed at this moment must not leave an empty config.json.
+        write_text(path, json.dumps(self.to_dict(), indent=2))
 
 
 T = TypeVar("T")

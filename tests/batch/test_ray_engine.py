@@ -105,7 +105,7 @@ def test_cli_csv_rows_equal_local_predict(gated_bundle, inputs, tmp_path, capsys
     assert {r["out_of_distribution"] for r in rows} == {"true", "false", ""}  # warned, not warned, not scored
     unknown = sum(r["label"] == "UNKNOWN" for r in rows)
     assert f"{len(rows)} files, 4 errors, {unknown} UNKNOWN" in captured.err
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file is gone
 
 
 def test_parquet_three_class_rows_and_types(tmp_path, inputs):

@@ -14,7 +14,7 @@ from PIL import Image
 from pneumo.data.decode import DecodeLimits, decode_image
 from pneumo.data.dicom_streams import inflate_capped, rle_segment_length
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError
-from tests.reliability import bombs
+from pneumo_testsupport import bombs
 
 MB = 1024 * 1024
 # pyjpegls (installed with the dicom extra) encodes the JPEG-LS bombs and decodes JPEG-LS for pydicom.

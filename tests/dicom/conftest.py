@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import (ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation,  # noqa: E402
                          ExplicitVRLittleEndian, generate_uid)
 
-from conftest import ASSETS  # noqa: E402  the shared tests/conftest.py
+from conftest import ASSETS, node_starter  # noqa: E402  the shared tests/conftest.py
 
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PID-SECRET-4711"
@@ -80,23 +80,5 @@ def xray_files() -> list[Path]:
 @pytest.fixture
 def make_node(tmp_path, tiny_bundle) -> Iterator[Callable[..., tuple]]:
     """Start pneumo (app + DICOM node on a free port); returns (client, node)."""
-    from fastapi.testclient import TestClient
-
-    from pneumo.dicom.settings import DicomSettings
-    from pneumo.service import ServiceSettings, create_app
-
-    clients = []
-
-    def start(**dicom_overrides):
-        values = {"port": 0, "spool_dir": tmp_path / "data" / "dicom", "host": "127.0.0.1"}
-        values.update(dicom_overrides)
-        settings = ServiceSettings(model=str(tiny_bundle), data_dir=tmp_path / "data", api_key=None,
-                                   dicom=DicomSettings(**values))
-        client = TestClient(create_app(settings), base_url="http://127.0.0.1")  # a Host the service trusts
-        client.__enter__()
-        clients.append(client)
-        return client, client.app.state.service.dicom
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    with node_starter(tiny_bundle, tmp_path / "data", host="127.0.0.1") as start:
+        yield start

@@ -188,9 +188,8 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
 
 def _node_whose_pacs_is_down(make_node, ds, **settings):
     """A node forwarding to a port where no PACS listens yet, after it read ``ds``: its report waits."""
-    from local_orthanc import free_port  # bench/local_orthanc.py
-
     from pneumo.dicom.settings import Destination
+    from pneumo_testsupport.net import free_port
 
     port = free_port()
     client, node = make_node(forward=Destination("FAKEPACS", "127.0.0.1", port), **settings)

@@ -1,4 +1,4 @@
-"""End to end against a real PACS: a throwaway Orthanc on loopback (bench/local_orthanc.py) sends DX instances to
+"""End to end against a real PACS: a throwaway Orthanc on loopback (pneumo_testsupport/orthanc.py) sends DX instances to
 pneumo's node, pneumo's Structured Reports arrive back in Orthanc in the same study, and ``pneumo predict`` pulls a
 study over Orthanc's DICOMweb plugin. One Orthanc and one pneumo for the whole module, to stay fast."""
 
@@ -13,9 +13,10 @@ from pydicom.uid import ComprehensiveSRStorage, generate_uid
 
 from pneumo.cli import main
 from pneumo.dicom.report import read_report
+from pneumo_testsupport.net import free_port
+from pneumo_testsupport.orthanc import find_orthanc, local_orthanc
 
 from conftest import make_tiny_bundle  # the shared tests/conftest.py
-from local_orthanc import find_orthanc, free_port, local_orthanc  # bench/local_orthanc.py
 
 from .conftest import PATIENT_ID, PATIENT_NAME, dx_instance, encode
 

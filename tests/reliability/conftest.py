@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from .corpus import Case, build_corpus
-from .launcher import Launcher
+from pneumo_testsupport.corpus import Case, build_corpus
+from pneumo_testsupport.launcher import Launcher
 
 CORPUS_SEED = 20240611
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from pneumo.data.errors import ImageDecodeError
 
-from .corpus import Case
+from pneumo_testsupport.corpus import Case
 
 
 def contract_problem(image: object) -> str | None:

@@ -13,7 +13,7 @@ from pneumo.data.decode import decode_image, sniff_format
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
 from pneumo.service import ServiceSettings, create_app
 
-from .corpus import Case, regular_cases
+from pneumo_testsupport.corpus import Case, regular_cases
 
 LABELS = {"NORMAL", "PNEUMONIA", "UNKNOWN"}
 

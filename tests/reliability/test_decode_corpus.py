@@ -15,7 +15,7 @@ import pytest
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError, ImageTooLargeError
 
-from .corpus import Case, regular_cases
+from pneumo_testsupport.corpus import Case, regular_cases
 from .outcomes import call_with_timeout, judge_decode, release_fifos
 
 REQUIRED_CATEGORIES = {

@@ -19,7 +19,7 @@ from PIL import Image
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 
-from .corpus import dicom_bytes, encode, xray_like
+from pneumo_testsupport.corpus import dicom_bytes, encode, xray_like
 
 EXAMPLES = int(os.environ.get("PNEUMO_FUZZ_EXAMPLES", "150"))
 # CI replays the same examples; a long local run explores new ones each time.

@@ -12,8 +12,10 @@ pytest.importorskip("pynetdicom", reason="the DICOM node needs the dicom extra: 
 
 from pydicom.uid import ExplicitVRLittleEndian  # noqa: E402
 
-from .dicom_network import (PATIENT_ID, PATIENT_NAME, REFUSED, associate, corpus, explicit_le,  # noqa: E402
-                            good_dx, store_encoded)
+from conftest import node_starter  # noqa: E402  the shared tests/conftest.py
+
+from pneumo_testsupport.dicom_network import (PATIENT_ID, PATIENT_NAME, REFUSED, associate, corpus,  # noqa: E402
+                                             explicit_le, good_dx, store_encoded)
 
 MIB = 1 << 20
 
@@ -21,27 +23,9 @@ MIB = 1 << 20
 @pytest.fixture
 def start_node(tmp_path, session_bundle):
     """pneumo with its DICOM node on a free loopback port and small limits; returns (client, node)."""
-    from fastapi.testclient import TestClient
-
-    from pneumo.dicom.settings import DicomSettings
-    from pneumo.service import ServiceSettings, create_app
-
-    clients = []
-
-    def start(**overrides):
-        values = {"port": 0, "spool_dir": tmp_path / "data" / "dicom", "max_dataset_bytes": 4 * MIB,
-                  "max_image_bytes": 4 * MIB, "max_pdu": 64 << 10}
-        values.update(overrides)
-        settings = ServiceSettings(model=str(session_bundle), data_dir=tmp_path / "data", api_key=None,
-                                   dicom=DicomSettings(**values))
-        client = TestClient(create_app(settings), base_url="http://127.0.0.1")  # a Host the service trusts
-        client.__enter__()
-        clients.append(client)
-        return client, client.app.state.service.dicom
-
-    yield start
-    for client in clients:
-        client.__exit__(None, None, None)
+    with node_starter(session_bundle, tmp_path / "data", max_dataset_bytes=4 * MIB, max_image_bytes=4 * MIB,
+                      max_pdu=64 << 10) as start:
+        yield start
 
 
 def _good_store_succeeds(node) -> bool:

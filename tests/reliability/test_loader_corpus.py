@@ -17,7 +17,7 @@ from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import preprocess_array
 from pneumo.data.records import IMAGE_SUFFIXES
 
-from .corpus import Case
+from pneumo_testsupport.corpus import Case
 from .outcomes import call_with_timeout, release_fifos
 
 

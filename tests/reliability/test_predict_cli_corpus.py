@@ -15,8 +15,8 @@ from pneumo.commands.predict import IMAGE_SUFFIXES
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 
-from .corpus import Case
-from .launcher import Launcher
+from pneumo_testsupport.corpus import Case
+from pneumo_testsupport.launcher import Launcher
 from .outcomes import release_fifos
 
 LABELS = {"NORMAL", "PNEUMONIA"}  # no gate in the test bundle, so only the cheap checks can say UNKNOWN

@@ -17,7 +17,7 @@ from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 
-from .corpus import Case, regular_cases
+from pneumo_testsupport.corpus import Case, regular_cases
 from .outcomes import call_with_timeout, release_fifos
 
 LABELS = {"NORMAL", "PNEUMONIA", "UNKNOWN"}

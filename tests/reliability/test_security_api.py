@@ -19,7 +19,7 @@ from PIL import Image
 from pneumo.service import ServiceSettings, create_app
 from pneumo.service.settings import AccessSettings
 
-from .corpus import xray_like
+from pneumo_testsupport.corpus import xray_like
 
 KEY = "s3cret-key-for-tests"
 

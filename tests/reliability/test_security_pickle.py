@@ -17,7 +17,7 @@ from pneumo.inference.loading import load_bundle
 from pneumo.models import create_model
 from pneumo.training.state import STATE_FILE, load_state
 
-from .corpus import CodeRunningPickle
+from pneumo_testsupport.corpus import CodeRunningPickle
 
 SRC = Path(pneumo.__file__).parent
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from .launcher import Launcher
-from .server import (HEADERS, burst_and_kill, check_database, history_rows, lost_rows, png_upload,
-                     start_server)
+from pneumo_testsupport.launcher import Launcher
+from pneumo_testsupport.server import (HEADERS, burst_and_kill, check_database, history_rows, lost_rows,
+                                       png_upload, start_server)
 
 REQUESTS = 400  # far more than can finish before the kill, so clients are still waiting when it lands
 THREADS = 8

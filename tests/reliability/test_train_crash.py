@@ -11,9 +11,9 @@ import torch
 
 from pneumo.training.state import STATE_FILE
 
-from .corpus import CodeRunningPickle
-from .crash import check_bundles, history_epochs, kill_repeatedly, train_argv
-from .launcher import Launcher
+from pneumo_testsupport.corpus import CodeRunningPickle
+from pneumo_testsupport.crash import check_bundles, history_epochs, kill_repeatedly, train_argv
+from pneumo_testsupport.launcher import Launcher
 
 EPOCHS = 8
 KILLS = 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import struct
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from pneumo.service import ServiceSettings, create_app
+from pneumo_testsupport.net import free_port
 
 from conftest import synthetic_xray  # the shared tests/conftest.py (rootdir on sys.path)
 from local_postgres import find_binaries, local_postgres  # tests/local_postgres.py
@@ -156,12 +156,6 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield f"{url}{separator}options=-csearch_path%3D{schema}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

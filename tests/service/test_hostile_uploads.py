@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.reliability import bombs
+from pneumo_testsupport import bombs
 
 from .test_api import assert_json_error, post_image
 

@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 
 from pneumo.service.oidc import OidcSettings
+from pneumo_testsupport.net import free_port
 
-from .conftest import free_port
 from .oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 

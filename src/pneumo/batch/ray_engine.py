@@ -39,6 +39,7 @@ import ray  # noqa: E402
 from ray.data import ActorPoolStrategy, DataContext  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from pneumo.atomic import replacing  # noqa: E402
 from pneumo.config import PreprocessConfig  # noqa: E402
 from pneumo.gate.checks import CheckConfig  # noqa: E402
 from pneumo.inference.predictor import PreparedInput, Predictor, prepare_input  # noqa: E402
@@ -266,22 +267,19 @@ def _data_options() -> Iterator[None]:
 def _write(dataset: Any, out: Path, kind: str, columns: list[str], *, total: int, progress: bool) -> BatchSummary:
     """Stream the rows into ``out`` through a temporary file renamed at the end: a run that dies never leaves a
     partial file under the name asked for."""
-    partial = out.with_name(f".{out.name}.partial")
     files = errors = unknown = 0
     started = perf_counter()
     bar = tqdm(total=total, unit="img", desc="scoring", file=sys.stderr, disable=not progress)
     try:
-        with _Writer(partial, kind, _schema(columns)) as writer:
+        with replacing(out) as partial, _Writer(partial, kind, _schema(columns)) as writer:
             for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 writer.write(table)
                 files += table.num_rows
                 errors += table.num_rows - table.column("error").null_count
                 unknown += sum(label == "UNKNOWN" for label in table.column("label").to_pylist())
                 bar.update(table.num_rows)
-        os.replace(partial, out)
     finally:
         bar.close()
-        partial.unlink(missing_ok=True)
     return BatchSummary(out, files, errors, unknown, perf_counter() - started)
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pneumo.atomic import replacing
 from pneumo.config import PreprocessConfig
 from pneumo.data.decode import decode_image
 from pneumo.data.errors import ImageDecodeError
@@ -135,20 +135,10 @@ def _ensure_file(path: Path, size: int, replace_existing: bool = False) -> bool:
     or renamed into place. Returns True when a new, zero-filled file was put in place."""
     if not replace_existing and path.exists() and path.stat().st_size == size:
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        try:
-            os.ftruncate(fd, size)  # sparse zeros: nothing is written until images are
-        finally:
-            os.close(fd)
-        if replace_existing or path.exists():
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:  # another process created it first: use theirs
-                return False
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        # Owner-only, as the cache has always been: it holds the preprocessed images of the training data.
+        with replacing(path, mode=0o600, overwrite=replace_existing or path.exists()) as tmp:
+            os.truncate(tmp, size)  # sparse zeros: nothing is written until images are
+    except FileExistsError:  # another process created it first: use theirs
+        return False
+    return True

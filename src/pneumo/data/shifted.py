@@ -9,12 +9,14 @@ Each image's rendering is seeded by its file name, so the block is the same in e
 from __future__ import annotations
 
 import csv
+import io
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from pneumo.atomic import replacing, write_text
 from pneumo.config import PreprocessConfig
 from pneumo.data.acquisition import confound_swap, to_pil
 from pneumo.data.cache import default_cache_dir
@@ -70,12 +72,12 @@ def write_shifted_block(records: list[ImageRecord], seed: int = 0, folder: Path 
             except ImageDecodeError:
                 continue
             target.parent.mkdir(exist_ok=True)
-            partial = target.with_suffix(".png.tmp")
-            to_pil(image).save(partial, format="PNG")
-            partial.replace(target)  # a killed run leaves no half-written image behind
+            with replacing(target) as partial:  # a killed run leaves no half-written image behind
+                to_pil(image).save(partial, format="PNG")
         shifted.append(replace(record, path=str(target)))
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "patient_id", "subtype"])
-        writer.writerows([r.path, r.label, r.patient_id, r.subtype] for r in shifted)
+    manifest = io.StringIO(newline="")
+    writer = csv.writer(manifest)
+    writer.writerow(["path", "label", "patient_id", "subtype"])
+    writer.writerows([r.path, r.label, r.patient_id, r.subtype] for r in shifted)
+    write_text(folder / "manifest.csv", manifest.getvalue())
     return shifted

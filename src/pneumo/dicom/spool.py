@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from pneumo.atomic import sync_directory, write_bytes
+
 SUFFIX = ".dcm"
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
@@ -24,15 +26,6 @@ Chunk = bytes | bytearray | memoryview
 
 class SpoolFullError(OSError):
     """Writing this file would take the spool over its quota."""
-
-
-def sync_folder(folder: Path) -> None:
-    """fsync a directory: makes the renames and deletions in it durable."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class Spool:
@@ -82,33 +75,22 @@ class Spool:
         chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
         size = sum(memoryview(chunk).nbytes for chunk in chunks)
         self._reserve(size, quota)
-        target = folder / self._name(tag)
-        partial = target.with_suffix(".part")
         try:
-            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with open(descriptor, "wb") as handle:
-                for chunk in chunks:
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, target)
-            sync_folder(folder)
+            return write_bytes(folder / self._name(tag), chunks, mode=FILE_MODE)
         except BaseException:
             with self._lock:
                 self._used -= size
-            partial.unlink(missing_ok=True)
             raise
-        return target
 
     def pending(self, folder: Path) -> list[Path]:
-        """Complete files in ``folder``, oldest first (a ``.part`` left by a crash is ignored)."""
+        """Complete files in ``folder``, oldest first (a ``.tmp`` left by a crash is ignored)."""
         return sorted(folder.glob(f"*{SUFFIX}"))
 
     def remove(self, path: Path) -> None:
         """Delete a file that has been dealt with, durably."""
         size = path.stat().st_size
         path.unlink()
-        sync_folder(path.parent)
+        sync_directory(path.parent)
         with self._lock:
             self._used -= size
 
@@ -116,6 +98,6 @@ class Spool:
         """Move a file to ``failed``, durably (it still counts against the quota: it is still on this disk)."""
         target = self.failed / path.name
         os.replace(path, target)
-        sync_folder(self.failed)
-        sync_folder(path.parent)
+        sync_directory(self.failed)
+        sync_directory(path.parent)
         return target

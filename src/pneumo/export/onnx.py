@@ -30,6 +30,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from pneumo import __version__
+from pneumo.atomic import replacing
 from pneumo.bundle import META_FILE, ONNX_FILE, BundleMeta, add_checked_files
 from pneumo.data.preprocess import normalize_uint8, preprocess_array
 from pneumo.inference.backend import EXPORT_KEY, INPUT_NAME, METADATA_KEY, ONNX_FORMAT, OnnxBackend
@@ -59,11 +60,9 @@ def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, ops
         ["gate_nonxray"] if network.has_nonxray else []) + ([GRADCAM_OUTPUT] if exported.has_gradcam else [])
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        exporter, opset = _trace_export(exported, example, tmp, opset, outputs)
-        model = onnx.load(tmp)
+    with replacing(target) as tmp:
+        exporter, opset = _trace_export(exported, example, str(tmp), opset, outputs)
+        model = onnx.load(str(tmp))
         document = json.loads((directory / META_FILE).read_text())
         details = {"format": ONNX_FORMAT, "format_version": 1, "opset": opset, "exporter": exporter,
                    "outputs": outputs, "feature_layers": network.feature_layers, "pooling": network.pooling,
@@ -75,12 +74,7 @@ def export_onnx(ref: str | os.PathLike[str], out: str | os.PathLike[str], *, ops
         model.producer_name, model.producer_version = "pneumo", __version__
         model.doc_string = meta.description or f"pneumo {meta.arch}"
         onnx.checker.check_model(model)
-        onnx.save(model, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp is owner-only
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.save(model, str(tmp))
     return target
 
 

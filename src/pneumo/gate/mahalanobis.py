@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pneumo.atomic import replacing
 from pneumo.bundle import file_sha256
 from pneumo.gate.verdict import GateRule
 
@@ -202,16 +202,9 @@ def save_gate(directory: str | os.PathLike[str], params: GateParams) -> dict[str
         tensors["nonxray_bias"] = np.asarray([params.nonxray_bias], dtype=np.float64)
         if params.warn_nonxray is not None:
             tensors["warn_nonxray"] = np.asarray([params.warn_nonxray], dtype=np.float64)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{GATE_FILE}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"method": METHOD, "feature_layers": json.dumps(params.feature_layers),
-                                          "pooling": params.pooling})
-        os.chmod(tmp, 0o644)  # mkstemp is owner-only; bundles are shared
-        os.replace(tmp, directory / GATE_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(directory / GATE_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"method": METHOD, "feature_layers": json.dumps(params.feature_layers),
+                                               "pooling": params.pooling})
     return {"method": METHOD, "file": GATE_FILE, "sha256": file_sha256(directory / GATE_FILE),
             "feature_layers": params.feature_layers, "pooling": params.pooling, "feature_dim": params.dim,
             "percentile": params.percentile,

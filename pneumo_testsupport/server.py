@@ -7,10 +7,8 @@ Shared by ``test_server_kill.py`` (one kill, in CI) and ``bench/reliability_serv
 from __future__ import annotations
 
 import io
-import socket
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,35 +18,15 @@ from PIL import Image
 
 from .corpus import xray_like
 from .launcher import Child, Launcher
+from .net import free_port, wait_healthy
 
 API_KEY = "reliability-server-kill-key"
 HEADERS = {"X-API-Key": API_KEY}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve_argv(model: Path | str, db: Path, port: int, workers: int = 2) -> list[str]:
     return ["serve", "--host", "127.0.0.1", "--port", port, "--model", model, "--db", f"sqlite:///{db}",
             "--workers", workers, "--log-level", "warning"]
-
-
-def wait_healthy(base_url: str, alive, timeout: float = 90.0) -> None:
-    """Poll ``/api/v1/health`` until it answers 200; fail early if the server process is gone."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"the server at {base_url} exited before it was ready")
-        try:
-            if httpx.get(f"{base_url}/api/v1/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"the server at {base_url} was not ready after {timeout:.0f} s")
 
 
 def start_server(launcher: Launcher, model: Path | str, db: Path, log: Path, *, extra_argv: tuple = (),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+from .net import free_port
 
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins")
 DICOMWEB_PLUGIN = "libOrthancDicomWeb.so"
@@ -32,12 +33,6 @@ def find_orthanc() -> tuple[str, str | None] | None:
         return None
     plugin = next((str(Path(d) / DICOMWEB_PLUGIN) for d in PLUGIN_DIRS if (Path(d) / DICOMWEB_PLUGIN).is_file()), None)
     return binary, plugin
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
