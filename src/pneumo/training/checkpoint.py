@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from pneumo import atomic
 from pneumo.bundle import BundleMeta, read_meta, save_bundle
 from pneumo.config import RunConfig
 from pneumo.data.records import class_names
@@ -58,6 +59,4 @@ def refresh_best_history(run_dir: Path) -> None:
     best = run_dir / "best"
     if best.is_dir() and (run_dir / "history.csv").is_file():
         read_meta(best)  # fails loudly if the best bundle is damaged
-        tmp = best / ".history.csv.tmp"
-        tmp.write_bytes((run_dir / "history.csv").read_bytes())
-        tmp.replace(best / "history.csv")
+        atomic.write_bytes(best / "history.csv", (run_dir / "history.csv").read_bytes())

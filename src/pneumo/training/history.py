@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from pneumo import atomic
+
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_auc", "val_auc_shifted", "lr", "epoch_s"]
 
 
@@ -37,9 +39,7 @@ def trim_history(path: Path, epochs_done: int) -> None:
     kept = [row for row in rows if int(row["epoch"]) <= epochs_done]
     if len(kept) == len(rows):
         return
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic.replacing(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=history_fields(path))
         writer.writeheader()
         writer.writerows(kept)
-    tmp.replace(path)
