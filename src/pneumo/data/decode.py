@@ -179,8 +179,26 @@ def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
     The budget is checked on the header (and on any compressed frame's own header) before pydicom
     decodes a pixel. Only pixels leave this function; no tag (and so no patient identifier) is kept.
     """
+    dataset = _read_dicom_dataset(data, label, limits)
+    rows, cols = check_dicom_budget(dataset, label, limits)
+    check_encapsulated_frame(dataset, label, rows, cols)
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        pixels = dataset.pixel_array
+    except Exception as exc:
+        raise ImageDecodeError(label, f"DICOM pixel data cannot be decoded ({exc})") from exc
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR"):
+        return _finish(_minmax(_colour_to_grey(pixels, dataset, photometric)), label)
+    array = _grey_values(pixels, dataset, label)
+    if photometric == "MONOCHROME1":
+        array = 1.0 - array  # MONOCHROME1 stores dense tissue dark; pneumo wants it bright
+    return _finish(array, label)
+
+
+def _read_dicom_dataset(data: bytes, label: str, limits: DecodeLimits):
+    """The parsed dataset (deflate inflated under the budget), with a transfer syntax and pixel data."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut
 
     data = inflate_deflated_dicom(data, label, limits)
     try:
@@ -195,42 +213,40 @@ def _decode_dicom(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:
                                                ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
         raise ImageDecodeError(label, "DICOM file has no pixel data")
-    rows, cols = check_dicom_budget(dataset, label, limits)
-    check_encapsulated_frame(dataset, label, rows, cols)
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    try:
-        pixels = dataset.pixel_array
-    except Exception as exc:
-        raise ImageDecodeError(label, f"DICOM pixel data cannot be decoded ({exc})") from exc
-    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    if samples > 1 or photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR"):
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+    return dataset
 
-            pixels = convert_color_space(pixels, photometric, "RGB")
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
 
-            pixels = apply_color_lut(pixels, dataset)
-        if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
-            pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return _finish(_minmax(pixels), label)
+def _colour_to_grey(pixels: np.ndarray, dataset, photometric: str) -> np.ndarray:
+    """RGB, YBR or palette pixels as luminance (not yet scaled)."""
+    if photometric.startswith("YBR"):
+        from pydicom.pixels import convert_color_space
+
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        pixels = apply_color_lut(pixels, dataset)
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):
+        pixels = pixels[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return pixels
+
+
+def _grey_values(pixels: np.ndarray, dataset, label: str) -> np.ndarray:
+    """Greyscale stored values in [0, 1]: as an 8-bit PNG would read, or through the modality LUT and window."""
+    from pydicom.pixels import apply_modality_lut
+
     if _reads_as_8bit_png(dataset):
-        array = pixels.astype(np.float32) / 255.0
-    else:
-        try:
-            # Hostile slope, intercept or window values overflow to inf/NaN here: _finish refuses those files
-            # with a message naming them, so numpy's RuntimeWarnings would only add noise without the file name.
-            with np.errstate(all="ignore"):
-                values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
-                array = _apply_voi(values, dataset)
-        except ImageDecodeError:
-            raise
-        except Exception as exc:
-            raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
-    if photometric == "MONOCHROME1":
-        array = 1.0 - array  # MONOCHROME1 stores dense tissue dark; pneumo wants it bright
-    return _finish(array, label)
+        return pixels.astype(np.float32) / 255.0
+    try:
+        # Hostile slope, intercept or window values overflow to inf/NaN here: _finish refuses those files
+        # with a message naming them, so numpy's RuntimeWarnings would only add noise without the file name.
+        with np.errstate(all="ignore"):
+            values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+            return _apply_voi(values, dataset)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(label, f"DICOM LUT/window cannot be applied ({exc})") from exc
 
 
 def _reads_as_8bit_png(dataset) -> bool:
