@@ -1,0 +1,95 @@
+"""The statistics of the site report, on NumPy alone: Wilson intervals, Cohen's kappa, the rank AUC with a
+bootstrap interval, and the population stability index and Kolmogorov-Smirnov distance for drift.
+
+Not :mod:`pneumo.evaluation`: that needs scikit-learn, which the service (``pip install pneumo``) does not have,
+and the service shows these figures on its page. Each function is checked against scikit-learn's in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal: 95 % two-sided
+PSI_BINS = np.linspace(0.0, 1.0, 11)  # ten equal-width bins of P(pneumonia)
+PSI_FLOOR = 1e-4  # an empty bin's share, so that the log ratio stays finite
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion (sound at 0 %, 100 % and small n, unlike the normal one)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Agreement of two binary raters beyond chance; None when undefined (no pairs, or chance agreement is 1)."""
+    a, b = np.asarray(a, dtype=int), np.asarray(b, dtype=int)
+    if a.size == 0:
+        return None
+    observed = float(np.mean(a == b))
+    pa, pb = float(a.mean()), float(b.mean())
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    if chance >= 1.0:
+        return None
+    return (observed - chance) / (1.0 - chance)
+
+
+def rank_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Area under the ROC curve as the Mann-Whitney statistic (ties count half); None without both classes."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p), dtype=float)
+    sorted_p = p[order]
+    # Average ranks over ties: each run of equal values gets the mean of its positions.
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_p)) + 1]
+    ends = np.r_[starts[1:], len(p)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def bootstrap_auc(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple[float, float] | None:
+    """95 % percentile interval of the AUC over ``n_boot`` resamples of the images (resamples lacking a class
+    are skipped); None when fewer than half the resamples give an AUC."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(y), len(y))
+        value = rank_auc(y[pick], p[pick])
+        if value is not None:
+            values.append(value)
+    if len(values) < max(1, n_boot // 2):
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def shares(p: np.ndarray, bins: np.ndarray = PSI_BINS) -> np.ndarray:
+    """The share of ``p`` in each bin (the last bin closed at 1)."""
+    counts, _ = np.histogram(np.clip(np.asarray(p, dtype=float), bins[0], bins[-1]), bins=bins)
+    return counts / max(1, counts.sum())
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: np.ndarray = PSI_BINS) -> float:
+    """Population stability index of ``current`` against ``reference``: sum (c - r) ln(c / r) over the bins."""
+    r = np.maximum(shares(reference, bins), PSI_FLOOR)
+    c = np.maximum(shares(current, bins), PSI_FLOOR)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def ks_distance(reference: np.ndarray, current: np.ndarray) -> float:
+    """Kolmogorov-Smirnov statistic: the largest gap between the two empirical distribution functions."""
+    reference, current = np.sort(np.asarray(reference, float)), np.sort(np.asarray(current, float))
+    grid = np.concatenate([reference, current])
+    gap = (np.searchsorted(reference, grid, side="right") / len(reference)
+           - np.searchsorted(current, grid, side="right") / len(current))
+    return float(np.max(np.abs(gap)))
