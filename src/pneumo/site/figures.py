@@ -13,7 +13,8 @@ import numpy as np
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal: 95 % two-sided
 PSI_BINS = np.linspace(0.0, 1.0, 11)  # ten equal-width bins of P(pneumonia)
-PSI_FLOOR = 1e-4  # an empty bin's share, so that the log ratio stays finite
+PSI_PRIOR = 0.5  # added to every bin's count (Jeffreys): an empty bin keeps a finite log ratio, and a sparse
+# week's one stray image in an empty bin does not raise an alarm by itself
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -73,16 +74,17 @@ def bootstrap_auc(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple
     return float(low), float(high)
 
 
-def shares(p: np.ndarray, bins: np.ndarray = PSI_BINS) -> np.ndarray:
-    """The share of ``p`` in each bin (the last bin closed at 1)."""
+def shares(p: np.ndarray, bins: np.ndarray = PSI_BINS, prior: float = 0.0) -> np.ndarray:
+    """The share of ``p`` in each bin (the last bin closed at 1), each count raised by ``prior`` first."""
     counts, _ = np.histogram(np.clip(np.asarray(p, dtype=float), bins[0], bins[-1]), bins=bins)
-    return counts / max(1, counts.sum())
+    counts = counts + prior
+    return counts / max(1e-12, counts.sum())
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: np.ndarray = PSI_BINS) -> float:
-    """Population stability index of ``current`` against ``reference``: sum (c - r) ln(c / r) over the bins."""
-    r = np.maximum(shares(reference, bins), PSI_FLOOR)
-    c = np.maximum(shares(current, bins), PSI_FLOOR)
+    """Population stability index of ``current`` against ``reference``: sum (c - r) ln(c / r) over the bins, on
+    shares smoothed by :data:`PSI_PRIOR`."""
+    r, c = shares(reference, bins, PSI_PRIOR), shares(current, bins, PSI_PRIOR)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
@@ -93,3 +95,13 @@ def ks_distance(reference: np.ndarray, current: np.ndarray) -> float:
     gap = (np.searchsorted(reference, grid, side="right") / len(reference)
            - np.searchsorted(current, grid, side="right") / len(current))
     return float(np.max(np.abs(gap)))
+
+
+def ks_pvalue(distance: float, n: int, m: int) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value of ``distance`` between samples of ``n`` and ``m``: the Kolmogorov
+    limiting distribution of sqrt(n m / (n + m)) D (scipy's ``kstwobign``)."""
+    lam = distance * math.sqrt(n * m / (n + m))
+    if lam < 1e-3:
+        return 1.0
+    k = np.arange(1, 101)
+    return float(min(1.0, max(0.0, 2.0 * np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * k * k * lam * lam)))))
