@@ -3,8 +3,9 @@
 ``admin`` manages accounts and reads the audit trail, but sees no single result; ``clinician`` predicts, reads
 and reviews results; ``integration`` (a PACS bridge, a script, a Prometheus scraper) predicts and reads results
 with an API token; ``viewer`` only reads. Reviews (the reading clinician's conclusion) come from clinicians and
-admins (an admin entering a RIS's conclusions); the site's figures are for them too. A route missing from the table is refused to everyone (403), so a
-new route cannot go out unguarded: add it here, and to the table in docs/service.md.
+admins (an admin entering a RIS's conclusions); the site's figures are for them too. A route missing from the
+table is refused to everyone (403), so a new route cannot go out unguarded: add it here, and to the table in
+docs/service.md.
 """
 
 from __future__ import annotations
