@@ -82,3 +82,10 @@ def test_each_model_version_has_its_own_section_and_the_html_escapes():
 def test_iso_week_of_a_stored_timestamp():
     assert iso_week(MONDAY) == "2026-W45"
     assert iso_week("2027-01-01T00:00:00.000Z") == "2026-W53"
+
+
+def test_rules_refuse_values_that_make_no_report():
+    with pytest.raises(ValueError, match="week_min must be at least 1, got 0"):
+        ReportRules(week_min=0)
+    with pytest.raises(ValueError, match="psi_watch <= psi_alarm"):
+        ReportRules(psi_watch=0.3, psi_alarm=0.2)

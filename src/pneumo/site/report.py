@@ -58,6 +58,14 @@ class ReportRules:
     n_boot: int = 1000
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("min_per_class", "reference_min", "week_min", "n_boot"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.psi_watch <= self.psi_alarm or not 0 < self.alarm_p <= self.watch_p < 1:
+            raise ValueError(f"drift levels must satisfy 0 < psi_watch <= psi_alarm and 0 < alarm_p <= watch_p < 1; "
+                             f"got psi {self.psi_watch}/{self.psi_alarm}, p {self.watch_p}/{self.alarm_p}")
+
 
 def iso_week(created: str) -> str:
     year, week, _ = datetime.fromisoformat(created.replace("Z", "+00:00")).isocalendar()
