@@ -63,3 +63,17 @@ def test_ks_distance_and_p_value_equal_scipys(shift):
     # The Kolmogorov limiting distribution of sqrt(n m / (n + m)) D.
     expected = kstwobign.sf(distance * np.sqrt(300 * 100 / 400))
     assert ks_pvalue(distance, 300, 100) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_bootstrap_reweighting_equals_resampling_with_rank_auc():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 50)
+    p = np.round(rng.random(50), 1)  # ties
+    draws = np.random.default_rng(9)
+    resampled = []
+    for _ in range(200):
+        pick = draws.integers(0, 50, 50)
+        value = rank_auc(y[pick], p[pick])
+        if value is not None:
+            resampled.append(value)
+    assert bootstrap_auc(y, p, 200, seed=9) == pytest.approx(tuple(np.percentile(resampled, [2.5, 97.5])))
