@@ -13,7 +13,7 @@ from pneumo.optional import MissingExtraError
 
 # Subcommand modules under pneumo.commands, each with register(subparsers).
 COMMANDS = ("data", "train", "ensemble", "adapt", "evaluate", "calibrate", "compare", "predict", "export", "gate",
-            "serve", "users", "audit")
+            "serve", "users", "audit", "site")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

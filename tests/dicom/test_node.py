@@ -173,7 +173,9 @@ def test_reports_go_to_the_forward_destination_in_the_source_study(make_node, xr
     assert content["finding"] == {"PNEUMONIA": "Pneumonia", "NORMAL": "No pneumonia"}[
         rows[frontal.SOPInstanceUID]["label"]]
     assert content["threshold"] == pytest.approx(rows[frontal.SOPInstanceUID]["result"]["threshold"])
-    assert content["algorithm_version"] == rows[frontal.SOPInstanceUID]["model_version"]
+    # The version, then which bundle exactly (name@hash), as the history row records it.
+    row = rows[frontal.SOPInstanceUID]
+    assert row["model"]["id"] and content["algorithm_version"] == f"{row['model_version']} {row['model']['id']}"
     assert "not a diagnosis" in content["comment"]
     unknown = read_report(reports[lateral.SOPInstanceUID])
     assert unknown["finding"] == "Not assessed" and "lateral" in unknown["reason"] and "probability" not in unknown

@@ -96,7 +96,7 @@ def test_orthanc_sends_dx_to_pneumo_and_the_reports_come_back_in_the_same_study(
         assert report["finding"] == FINDING[row["label"]]
         assert report["probability"] == pytest.approx(row["probability"], abs=1e-6)
         assert report["threshold"] == pytest.approx(row["threshold"])
-        assert report["algorithm_version"] == row["model_version"]
+        assert report["algorithm_version"].startswith(f"{row['model_version']} {bundle.name}@")
     assert reports[lateral.SOPInstanceUID]["finding"] == "Not assessed"
     assert "lateral" in reports[lateral.SOPInstanceUID]["reason"]
     history = client.get("/api/v1/history?limit=50").json()["items"]

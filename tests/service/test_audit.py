@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from pneumo.cli import main
-from pneumo.service import history as history_module
+from pneumo.service import history_store as history_module
 from pneumo.service.audit import AuditEvent
 from pneumo.service.history import open_history
 

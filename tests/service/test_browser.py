@@ -194,3 +194,24 @@ def test_sign_in_upload_and_sign_out_in_the_browser(browser, live_server, real_x
     page.wait_for_selector("#error-box", state="visible")
     assert "viewer role may not POST" in page.inner_text("#error-box")
     assert not foreign and not errors
+
+
+def test_review_a_result_and_load_the_site_figures_in_the_browser(browser, live_server, real_xrays):
+    base = live_server()
+    page, foreign, errors = open_page(browser, base)
+    page.wait_for_selector("#model-line:has-text('@')")  # the bundle's name@hash
+    assert page.is_visible("#site-card")  # the loopback server's local caller is a clinician
+    page.set_input_files("#file-input", str(real_xrays[0]))
+    page.wait_for_selector("#review-form", state="visible", timeout=20_000)
+    assert "@" in page.inner_text("#result-model")
+    assert page.inner_text("#review-current") == "Not reviewed yet."
+    page.select_option("#review-label", "PNEUMONIA_VIRAL")
+    page.fill("#review-note", "patchy both bases")
+    page.click("#review-form button[type=submit]")
+    page.wait_for_selector("#review-status:has-text('Saved.')")
+    assert page.inner_text("#review-current").startswith("Latest review: Pneumonia, viral by local")
+    page.click("#site-load")
+    page.wait_for_selector("#site-body h3")
+    assert "not enough reviews yet: 1 pneumonia" in page.inner_text("#site-body") or (
+        "0 pneumonia" in page.inner_text("#site-body"))  # 0 when pneumo answered UNKNOWN
+    assert not foreign and not errors, (foreign, errors)

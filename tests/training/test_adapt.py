@@ -146,7 +146,7 @@ def test_finetuning_without_replay_data_is_refused() -> None:
         FinetuneConfig(enabled=True, replay_share=0.25)
 
 
-def test_adapt_command_prints_each_method_and_refuses_history(tiny_bundle: Path, tmp_path: Path,
+def test_adapt_command_prints_each_method_and_needs_images_with_history(tiny_bundle: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture) -> None:
     from pneumo.cli import main
 
@@ -160,6 +160,6 @@ def test_adapt_command_prints_each_method_and_refuses_history(tiny_bundle: Path,
     assert main(["adapt", "--model", str(tiny_bundle), "--manifest", str(manifest), "--out", str(out),
                  "--no-finetune"]) == 2  # never overwrites a site bundle
     assert "already exists" in capsys.readouterr().err
-    assert main(["adapt", "--model", str(tiny_bundle), "--from-history", str(tmp_path / "history.db"),
+    assert main(["adapt", "--model", str(tiny_bundle), "--from-history", f"sqlite:///{tmp_path / 'history.db'}",
                  "--out", str(tmp_path / "other")]) == 2
-    assert "not available until reviews are recorded" in capsys.readouterr().err
+    assert "--from-history needs --images DIR" in capsys.readouterr().err

@@ -13,8 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="the parent: bundle directory, run directory or shipped name")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", metavar="CSV", help="local labels: path,label,patient_id (one row per X-ray)")
-    source.add_argument("--from-history", metavar="DB", help="reviewed analyses in pneumo's history (not available "
-                        "until reviews are recorded)")
+    source.add_argument("--from-history", metavar="DB", help="reviewed analyses in pneumo's history (a database URL "
+                        "as pneumo serve --db): each image's latest review, NOT_ASSESSABLE left out; needs --images")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="with --from-history: the folder holding the reviewed images (the history keeps only their "
+                        "SHA-256; files are matched by it)")
     p.add_argument("--out", required=True, metavar="SITE_BUNDLE", help="the site bundle's folder (new)")
     p.add_argument("--target-sensitivity", type=float, default=None, metavar="S",
                    help="threshold rule: the highest with sensitivity >= S; unset: the parent's own rule")
@@ -65,11 +68,33 @@ def _line(name: str, figures: dict) -> str:
     return f"  {name:<14} AUC {shown('auc')}  sensitivity {shown('sensitivity')}  specificity {shown('specificity')}"
 
 
+def manifest_from_history(args: argparse.Namespace) -> str:
+    """Write the history's reviewed images found under --images as a manifest beside --out; its path."""
+    from pathlib import Path
+
+    from pneumo.service.history import open_history
+    from pneumo.service.site_data import reviewed_images
+    from pneumo.training.adaptation.from_history import write_history_manifest
+
+    if not args.images:
+        raise ValueError("--from-history needs --images DIR: the history keeps each image's SHA-256, not the image")
+    history = open_history(args.from_history)
+    try:
+        reviewed = reviewed_images(history.engine)
+    finally:
+        history.close()
+    out = Path(args.out)
+    written = write_history_manifest(reviewed, Path(args.images), out.parent / f"{out.name}-from-history.csv")
+    print(f"history: {len(reviewed)} reviewed images (not assessable left out), {written.written} found in "
+          f"{args.images}, {written.missing} missing; labels written to {written.path}", flush=True)
+    return str(written.path)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.images and not args.from_history:
+        raise ValueError("--images goes with --from-history (a --manifest names its own image paths)")
     if args.from_history:
-        raise ValueError(f"--from-history {args.from_history}: not available until reviews are recorded in the "
-                         "history (the radiologist's read is not stored yet); export the reviewed X-rays as a "
-                         "manifest (path,label,patient_id) and use --manifest")
+        args.manifest = manifest_from_history(args)
     from pneumo.training.adaptation import adapt
 
     result = adapt(_config(args))

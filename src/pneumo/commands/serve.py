@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Without any account it serves loopback only, and refuses any other --host.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
-    p.add_argument("--model", default="default", help="bundle directory, run directory or shipped model name")
+    p.add_argument("--model", default="default", help="bundle directory, run directory or shipped model name (a site "
+                   "bundle from pneumo adapt; back to the shipped one: --model default)")
     p.add_argument("--db", default=None, metavar="URL",
                    help="history database: sqlite:///path/file.sqlite3 or postgresql://user:pass@host/db "
                         "(default: a SQLite file in --data-dir)")
@@ -198,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     context = app.state.service
     database = settings.database_url.split("://")[0]
     print(f"pneumo serve: http://{args.host}:{args.port}/  (API docs: /docs, history: {database})", file=sys.stderr)
+    print(f"pneumo serve: model {context.model.describe()}", file=sys.stderr)
     if open_without_accounts(context):
         print("pneumo serve: no accounts: listening on loopback only, everyone here acts as the local clinician; "
               "`pneumo users add NAME --role admin` turns sign-in on", file=sys.stderr)

@@ -79,7 +79,7 @@ class ReadingPipeline:
         self.settings, self.predictor, self.history, self.spool, self.stats = settings, predictor, history, spool, stats
         self.reports = reports  # build and spool reports (there is a --dicom-forward)
         self.delivered = delivered  # called once new reports wait in ``outgoing``
-        self.model = ModelInfo(name=f"pneumo {predictor.meta.arch}", version=str(predictor.meta.version))
+        self.model = ModelInfo.of(predictor)
         self.backoff = Backoff(settings.read_retry_seconds, settings.read_retry_seconds * 64, settings.read_attempts)
         self._queue: queue.Queue[Path] = queue.Queue()  # acknowledged, not yet done (join: all done)
         self._readings: queue.Queue[list[Reading] | int] = queue.Queue()  # read, waiting for the reporter

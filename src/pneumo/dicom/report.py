@@ -30,6 +30,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from pneumo import DISCLAIMER
+from pneumo.site.identity import identify_predictor
 
 SCHEME = "99PNEUMO"
 MANUFACTURER = "pneumo"
@@ -54,10 +55,19 @@ SC_SERIES_DESCRIPTION = "pneumo Grad-CAM overlay (DERIVED, not for diagnosis)"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the report says about the model that read the image."""
+    """What the report says about the model that read the image: Algorithm Name, and as Algorithm Version the
+    bundle's version, ``name@hash`` and, for a site bundle, its parent (pneumo.site.identity)."""
 
     name: str
     version: str
+
+    @classmethod
+    def of(cls, predictor: Any) -> "ModelInfo":
+        identity = identify_predictor(predictor)
+        version = f"{identity.version} {identity.label}"
+        if identity.parent:
+            version += f" from {identity.parent}"
+        return cls(name=f"pneumo {predictor.meta.arch}", version=version)
 
 
 # Type 2 attributes of the source that highdicom copies into the report (and the overlay): present, if empty, in

@@ -16,6 +16,7 @@ from pneumo.service.audit import AuditEvent
 from pneumo.service.errors import ApiError
 from pneumo.service.history import HistoryRepository
 from pneumo.service.uploads import Upload
+from pneumo.site.identity import ModelIdentity
 
 def decode_error_to_api(exc: ImageDecodeError) -> ApiError:
     """Map the decoder's typed errors to HTTP: bombs 413, not an image 415, anything else 400."""
@@ -38,10 +39,10 @@ def _error_for_failed_prediction(prediction: Prediction) -> ApiError:
     return ApiError(status, f"{words}: {reason}")
 
 
-def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool,
+def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_heatmap: bool, model: ModelIdentity,
             audit: AuditEvent | None = None) -> dict[str, Any]:
-    """Predict (and explain), store the row (with ``audit``, in one transaction), and return the response
-    body. Blocking: run it in a thread."""
+    """Predict (and explain), store the row (with ``audit``, in one transaction, and ``model``'s identity), and
+    return the response body. Blocking: run it in a thread."""
     started = perf_counter()
     heatmap_png: bytes | None = None
     if with_heatmap:
@@ -63,7 +64,7 @@ def analyse(predictor: Any, history: HistoryRepository, upload: Upload, *, with_
     result["timing_ms"]["analysis"] = round((perf_counter() - started) * 1000.0, 3)
     entry = history.add(image_sha256=upload.sha256, file_type=upload.file_type,
                         model_version=prediction.model_version, result=result, heatmap_png=heatmap_png,
-                        audit=audit)
-    return {"id": entry.id, "created": entry.created, **result, "image_sha256": upload.sha256,
+                        audit=audit, model_id=model.label, model_parent=model.parent)
+    return {"id": entry.id, "created": entry.created, **result, "model": model.to_dict(), "image_sha256": upload.sha256,
             "file_type": upload.file_type,
             "heatmap": base64.b64encode(heatmap_png).decode("ascii") if heatmap_png else None}

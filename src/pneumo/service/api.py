@@ -17,6 +17,7 @@ from pneumo.service.analysis import analyse
 from pneumo.service.auth import CurrentPrincipal, audit_event, record_action
 from pneumo.service.context import Context
 from pneumo.service.errors import ApiError
+from pneumo.service.reviews import Review
 from pneumo.service.uploads import read_upload
 
 API_PREFIX = "/api/v1"
@@ -75,11 +76,12 @@ async def predict(
     check_prediction_rate(context, principal)
     upload = await read_upload(file, context.settings.max_upload_bytes)
     queued = perf_counter()
-    work = partial(analyse, context.predictor, context.history, upload, with_heatmap=heatmap,
+    work = partial(analyse, context.predictor, context.history, upload, with_heatmap=heatmap, model=context.model,
                    audit=audit_event(request, "predict"))
     body = await anyio.to_thread.run_sync(work, limiter=context.limiter)
     body["timing_ms"]["upload"] = round((queued - started) * 1000.0, 3)
     body["timing_ms"]["request"] = round((perf_counter() - started) * 1000.0, 3)
+    context.metrics.prediction(body, "upload", perf_counter() - started)
     body["disclaimer"] = DISCLAIMER
     return body
 
@@ -94,6 +96,7 @@ def health(context: Context) -> dict[str, Any]:
             summary="What runs where: auth, database, limits, the DICOM node")
 def status(context: Context, principal: CurrentPrincipal) -> dict[str, Any]:
     return {"status": "ok", "pneumo_version": __version__, "model_version": context.predictor.meta.version,
+            "model": context.model.to_dict(),
             "auth": "off" if principal is not None and principal.via == "local" else "on",
             "database": context.history.kind,
             "max_upload_bytes": context.settings.max_upload_bytes, "workers": context.settings.workers,
@@ -110,7 +113,8 @@ def model_card(context: Context) -> dict[str, Any]:
             card_text = (context.bundle_dir / name).read_text(encoding="utf-8", errors="replace")
             break
     return without_paths({
-        "arch": meta.arch, "version": meta.version, "description": meta.description, "created": meta.created,
+        "arch": meta.arch, "version": meta.version, "identity": context.model.to_dict(),
+        "description": meta.description, "created": meta.created,
         "classes": meta.classes, "class_names": list(meta.class_names), "image_size": meta.preprocess.image_size,
         "threshold": meta.threshold, "temperature": meta.temperature, "metrics": meta.metrics,
         "calibration": meta.calibration, "gate": meta.gate,
@@ -136,9 +140,10 @@ def without_paths(value: Any) -> Any:
 def history_list(context: Context, request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 20,
                  offset: Annotated[int, Query(ge=0, le=SQL_INT_MAX)] = 0) -> dict[str, Any]:
     items = context.history.recent(limit=limit, offset=offset)
+    latest = context.reviews.latest([item.id for item in items])
     record_action(request, "list", detail=f"{len(items)} items from offset {offset}")
-    return {"items": [item.summary() for item in items], "total": context.history.count(),
-            "limit": limit, "offset": offset}
+    return {"items": [with_review(item.summary(), latest.get(item.id)) for item in items],
+            "total": context.history.count(), "limit": limit, "offset": offset}
 
 
 @router.get("/history/{entry_id}", responses=_errors(401, 403, 404, 422),
@@ -150,4 +155,10 @@ def history_item(entry_id: Annotated[int, PathParam(ge=1, le=SQL_INT_MAX)], cont
         raise ApiError(404, f"no analysis with id {entry_id} in the history")
     # Committed before the answer leaves: a result seen is a result recorded.
     record_action(request, "view", analysis_id=entry_id)
-    return entry.to_dict()
+    trail = context.reviews.trail(entry_id)
+    return {**with_review(entry.to_dict(), trail[-1] if trail else None), "reviews": [r.to_dict() for r in trail]}
+
+
+def with_review(item: dict[str, Any], review: Review | None) -> dict[str, Any]:
+    """A history item with the review that counts (the latest; null when nobody reviewed it)."""
+    return {**item, "review": review.to_dict() if review is not None else None}

@@ -19,7 +19,7 @@ from pneumo import DISCLAIMER, __version__
 from pneumo.bundle import BundleError, resolve_model
 from pneumo.dicom.peers import is_loopback
 from pneumo.optional import require_extra
-from pneumo.service import account_routes, oidc_routes
+from pneumo.service import account_routes, oidc_routes, review_routes, site_routes
 from pneumo.service.accounts import AccountStore
 from pneumo.service.api import API_PREFIX, router
 from pneumo.service.audit import AuditEvent, AuditTrail, DicomArrivalAudit
@@ -28,10 +28,13 @@ from pneumo.service.context import Limits, ServiceContext
 from pneumo.service.errors import install_error_handlers
 from pneumo.service.guards import HostOriginGuard, QueueLimitMiddleware, trusted_host_names
 from pneumo.service.history import SqlHistory, open_history
+from pneumo.service.metrics import ServiceMetrics
 from pneumo.service.oidc import OidcClient
+from pneumo.service.reviews import ReviewStore
 from pneumo.service.sessions import SessionStore
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware
+from pneumo.site.identity import ModelIdentity, identify
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("pneumo.service")
@@ -105,12 +108,13 @@ def load_predictor(settings: ServiceSettings) -> Any:
     return Predictor.load(settings.model, backend=settings.backend, device=settings.device)
 
 
-def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any) -> Any:
+def build_dicom_node(settings: ServiceSettings, predictor: Any, history: Any, model: ModelIdentity,
+                     metrics: ServiceMetrics) -> Any:
     """The DICOM node sharing this app's Predictor and history (started and stopped with the app); each
     arrival it records leaves an audit row in the same transaction."""
     require_extra("dicom", needed_for="--dicom-port")
     from pneumo.dicom.node import DicomNode
-    return DicomNode(settings.dicom, predictor, DicomArrivalAudit(history))
+    return DicomNode(settings.dicom, predictor, DicomArrivalAudit(history, model, metrics))
 
 
 def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> FastAPI:
@@ -150,6 +154,8 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     app.include_router(router)
     app.include_router(account_routes.router)
     app.include_router(oidc_routes.router)
+    app.include_router(review_routes.router)
+    app.include_router(site_routes.router)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -159,7 +165,7 @@ def create_app(settings: ServiceSettings, *, predictor: Any | None = None) -> Fa
     _add_offline_docs(app)
 
     _add_middleware(app, settings)
-    log.info("pneumo service ready: model %s, history %s", predictor.meta.version, history.kind)
+    log.info("pneumo service ready: model %s, history %s", context.model.describe(), history.kind)
     return app
 
 
@@ -188,8 +194,11 @@ def build_context(settings: ServiceSettings, predictor: Any, history: SqlHistory
                          "read the history. Add one with `pneumo users add NAME --role ROLE --db URL`, or "
                          "listen on 127.0.0.1")
     sessions = SessionStore(history.engine, history.write_lock, settings.access.session_idle_minutes * 60.0)
-    node = build_dicom_node(settings, predictor, history) if settings.dicom is not None else None
-    audit.record(AuditEvent(actor="pneumo serve", action="model.load", detail=f"model {predictor.meta.version}"))
+    model = identify(bundle_dir, predictor.meta)
+    metrics = ServiceMetrics(model)
+    node = build_dicom_node(settings, predictor, history, model, metrics) if settings.dicom is not None else None
+    audit.record(AuditEvent(actor="pneumo serve", action="model.load", detail=f"model {model.describe()}"))
     return ServiceContext(settings=settings, predictor=predictor, history=history, bundle_dir=bundle_dir,
                           accounts=accounts, sessions=sessions, audit=audit, limits=Limits.from_settings(settings),
+                          reviews=ReviewStore(history.engine, history.write_lock), model=model, metrics=metrics,
                           oidc=OidcClient(settings.oidc) if settings.oidc is not None else None, dicom=node)

@@ -23,7 +23,8 @@ from pneumo.service.history_schema import audit_events
 
 # The action words the service writes; a new kind of action (a review) adds its word here.
 ACTIONS = ("login", "logout", "predict", "view", "list", "export", "model.load", "audit.read",
-           "account.add", "account.disable", "token.issue", "token.revoke", "token.rejected")
+           "account.add", "account.disable", "token.issue", "token.revoke", "token.rejected", "review",
+           "reviews.import", "site.report")
 OUTCOMES = ("ok", "failed", "denied")
 EXPORT_FORMATS = ("csv", "json")
 COLUMNS = ("id", "created", "actor", "role", "action", "analysis_id", "address", "outcome", "detail")
@@ -107,12 +108,17 @@ class AuditTrail:
 
 class DicomArrivalAudit:
     """The history as the DICOM node writes it: each arrival's row commits with a ``predict`` audit row naming
-    the AE title that sent it (a PACS has no account; its AE title is what identifies it)."""
+    the AE title that sent it (a PACS has no account; its AE title is what identifies it), carries the model's
+    identity (``model``: a :class:`pneumo.site.identity.ModelIdentity`), and is counted for /metrics."""
 
-    def __init__(self, history: Any) -> None:
+    def __init__(self, history: Any, model: Any, metrics: Any) -> None:
         self._history = history
+        self._model = model
+        self._metrics = metrics
 
     def add(self, **fields: Any) -> Any:
         calling_ae = (fields.get("dicom") or {}).get("calling_ae") or "unknown AE"
         event = AuditEvent(actor=f"dicom:{calling_ae}", action="predict", detail="received by the DICOM node")
-        return self._history.add(**fields, audit=event)
+        entry = self._history.add(**fields, audit=event, model_id=self._model.label, model_parent=self._model.parent)
+        self._metrics.prediction(entry.result, "dicom")
+        return entry

@@ -14,10 +14,13 @@ from pneumo.dicom.peers import is_loopback
 from pneumo.service.accounts import AccountStore
 from pneumo.service.audit import AuditTrail
 from pneumo.service.history import HistoryRepository
+from pneumo.service.metrics import ServiceMetrics
 from pneumo.service.oidc import OidcClient
+from pneumo.service.reviews import ReviewStore
 from pneumo.service.sessions import SessionStore
 from pneumo.service.settings import ServiceSettings
 from pneumo.service.throttle import SlidingWindow
+from pneumo.site.identity import ModelIdentity
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Limits:
 
 @dataclass
 class ServiceContext:
-    """The one loaded Predictor, the history, accounts, sessions and audit trail on its database."""
+    """The one loaded Predictor and which model it is, the history, reviews, accounts, sessions and audit trail
+    on its database, and the counters /metrics shows."""
 
     settings: ServiceSettings
     predictor: Any
@@ -49,6 +53,9 @@ class ServiceContext:
     sessions: SessionStore
     audit: AuditTrail
     limits: Limits
+    reviews: ReviewStore
+    model: ModelIdentity
+    metrics: ServiceMetrics
     oidc: OidcClient | None = None  # single sign-on, when configured
     dicom: Any = None  # the DICOM node (pneumo.dicom.node.DicomNode) when one runs in this process
     # Set once the deprecation of PNEUMO_API_KEY has been logged, so it is logged once per server.

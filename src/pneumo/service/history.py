@@ -1,70 +1,27 @@
-"""History of analyses: one repository on one schema (:mod:`pneumo.service.history_schema`), SQLite by default,
-PostgreSQL by URL. Opening a database migrates it to the current schema first (Alembic), so a file or server
-written by an older release upgrades in place on first start.
+"""History of analyses: one repository on one schema, SQLite by default, PostgreSQL by URL.
 
-A row holds only what is needed to review an earlier result: when, the SHA-256 of the image bytes, the sniffed
-file type, the result JSON, the model version, the heatmap PNG and where it came from. DICOM arrivals add their
-Study/Series/SOP Instance UIDs, SOP class and the sender's AE title. No patient name or id, no other DICOM tag
-and no file name is ever stored.
+The modules, each importing only those below it (no cycle): :mod:`history_store` (the repository on any
+SQLAlchemy engine, its entries and the migrations), :mod:`history_sqlite` and :mod:`history_postgres` (the two
+engines), and this one, which picks an engine by URL. Opening a database migrates it to the current schema first
+(Alembic), so a file or server written by an older release upgrades in place on first start.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-import os
-import threading
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Protocol
 
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-
-from pneumo.service.audit import AuditEvent, insert_event
-from pneumo.service.clock import utc_now
-from pneumo.service.history_schema import DICOM_COLUMNS, SOURCES, analyses
+from pneumo.service.audit import AuditEvent
+from pneumo.service.history_postgres import PostgresHistory
+from pneumo.service.history_sqlite import SqliteHistory, private_sqlite_file
+from pneumo.service.history_store import (HistoryEntry, SqlHistory, head_revision, migrate, redact,
+                                          schema_revision)
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-log = logging.getLogger("pneumo.service")
 
-_SUMMARY = (analyses.c.id, analyses.c.created, analyses.c.image_sha256, analyses.c.file_type,
-            analyses.c.model_version, analyses.c.result, analyses.c.source,
-            *(analyses.c[name] for name in DICOM_COLUMNS))
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    id: int
-    created: str
-    image_sha256: str
-    file_type: str
-    model_version: str
-    result: dict[str, Any]
-    has_heatmap: bool
-    heatmap_png: bytes | None = None  # loaded only by ``get``; listings leave it out to stay small
-    source: str = "upload"
-    dicom: dict[str, str] | None = None  # the UIDs of a DICOM arrival (see history_schema.DICOM_COLUMNS)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON for a history listing: everything but the heatmap image."""
-        return {"id": self.id, "created": self.created, "image_sha256": self.image_sha256,
-                "file_type": self.file_type, "model_version": self.model_version,
-                "label": self.result.get("label"), "probability": self.result.get("probability"),
-                "out_of_distribution": self.result.get("out_of_distribution"), "has_heatmap": self.has_heatmap,
-                "result": self.result, "source": self.source, "dicom": self.dicom}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON for one entry, with the heatmap as base64 PNG (or null)."""
-        data = self.summary()
-        data["heatmap"] = base64.b64encode(self.heatmap_png).decode("ascii") if self.heatmap_png else None
-        return data
+__all__ = ["HistoryEntry", "HistoryRepository", "PostgresHistory", "SqlHistory", "SqliteHistory", "head_revision",
+           "migrate", "open_history", "private_sqlite_file", "schema_revision"]
 
 
 class HistoryRepository(Protocol):
@@ -73,8 +30,9 @@ class HistoryRepository(Protocol):
     kind: str
 
     def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
-            heatmap_png: bytes | None, source: str = "upload",
-            dicom: Mapping[str, str | None] | None = None, audit: AuditEvent | None = None) -> HistoryEntry: ...
+            heatmap_png: bytes | None, source: str = "upload", dicom: Mapping[str, str | None] | None = None,
+            audit: AuditEvent | None = None, model_id: str | None = None,
+            model_parent: str | None = None) -> HistoryEntry: ...
 
     def get(self, entry_id: int) -> HistoryEntry | None: ...
 
@@ -85,7 +43,7 @@ class HistoryRepository(Protocol):
     def close(self) -> None: ...
 
 
-def open_history(url: str) -> "SqlHistory":
+def open_history(url: str) -> SqlHistory:
     """Open the history store named by ``url``, creating or upgrading its schema first."""
     if url.startswith(SQLITE_PREFIX):
         path = url[len(SQLITE_PREFIX):]
@@ -93,168 +51,6 @@ def open_history(url: str) -> "SqlHistory":
             raise ValueError(f"database URL {url!r} names no file; use sqlite:///path/to/history.sqlite3")
         return SqliteHistory(Path(path))
     if url.startswith(POSTGRES_PREFIXES):
-        from pneumo.service.history_postgres import PostgresHistory  # psycopg is an optional dependency
-
         return PostgresHistory(url)
-    raise ValueError(f"unsupported database URL {_redact(url)!r}; use sqlite:///path/to/file.sqlite3 or "
+    raise ValueError(f"unsupported database URL {redact(url)!r}; use sqlite:///path/to/file.sqlite3 or "
                      "postgresql://user:password@host:5432/dbname")
-
-
-def _redact(url: str) -> str:
-    # Never echo a password back in an error message.
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
-
-
-def _alembic_config(connection: sa.Connection) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    return config
-
-
-def migrate(engine: sa.Engine) -> None:
-    """Bring the database to the newest schema (a no-op when it is already there)."""
-    with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
-
-
-def schema_revision(engine: sa.Engine) -> str | None:
-    """The Alembic revision the database is at (None: never migrated, e.g. written by pneumo 0.1.0)."""
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
-
-
-def head_revision() -> str:
-    return str(ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head())
-
-
-class SqlHistory:
-    """The repository on a SQLAlchemy engine; the subclasses only build the engine for their database."""
-
-    kind = "sql"
-
-    def __init__(self, engine: sa.Engine, name: str) -> None:
-        self.engine = engine
-        self._name = name  # for error messages: a path or a redacted URL
-        # Writers queue here rather than in the database: SQLite has one writer at a time anyway.
-        self.write_lock = threading.Lock()
-        try:
-            migrate(engine)
-        except sa.exc.SQLAlchemyError as exc:
-            engine.dispose()
-            raise ValueError(f"{name}: cannot open or upgrade the history database ({_reason(exc)})") from exc
-
-    def add(self, *, image_sha256: str, file_type: str, model_version: str, result: dict[str, Any],
-            heatmap_png: bytes | None, source: str = "upload",
-            dicom: Mapping[str, str | None] | None = None, audit: AuditEvent | None = None) -> HistoryEntry:
-        """Store one analysis; ``audit`` (its analysis id filled in here) commits in the same transaction."""
-        if source not in SOURCES:
-            raise ValueError(f"unknown history source {source!r}; choose one of {list(SOURCES)}")
-        unknown = set(dicom or {}) - set(DICOM_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown DICOM history fields {sorted(unknown)}; accepted: {list(DICOM_COLUMNS)}")
-        created = utc_now()
-        document = json.dumps(result, sort_keys=True)
-        uids = {name: (dicom or {}).get(name) for name in DICOM_COLUMNS}
-        statement = analyses.insert().values(created=created, image_sha256=image_sha256, file_type=file_type,
-                                             model_version=model_version, result=document, heatmap=heatmap_png,
-                                             source=source, **uids)
-        with self.write_lock, self.engine.begin() as connection:
-            entry_id = int(connection.execute(statement.returning(analyses.c.id)).scalar_one())
-            if audit is not None:
-                insert_event(connection, replace(audit, analysis_id=entry_id))
-        return HistoryEntry(entry_id, created, image_sha256, file_type, model_version, json.loads(document),
-                            heatmap_png is not None, heatmap_png, source, _uids(uids))
-
-    def get(self, entry_id: int) -> HistoryEntry | None:
-        query = sa.select(*_SUMMARY, analyses.c.heatmap).where(analyses.c.id == entry_id)
-        with self.engine.connect() as connection:
-            row = connection.execute(query).first()
-        if row is None:
-            return None
-        heatmap = row.heatmap
-        return _entry(row, heatmap is not None, bytes(heatmap) if heatmap is not None else None)
-
-    def recent(self, *, limit: int, offset: int) -> list[HistoryEntry]:
-        query = (sa.select(*_SUMMARY, analyses.c.heatmap.is_not(None).label("has_heatmap"))
-                 .order_by(analyses.c.id.desc()).limit(int(limit)).offset(int(offset)))
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [_entry(row, bool(row.has_heatmap)) for row in rows]
-
-    def find_dicom(self, sop_instance_uid: str) -> list[HistoryEntry]:
-        """Rows of one received DICOM instance (by SOP Instance UID), oldest first."""
-        query = (sa.select(*_SUMMARY, analyses.c.heatmap.is_not(None).label("has_heatmap"))
-                 .where(analyses.c.sop_instance_uid == sop_instance_uid).order_by(analyses.c.id))
-        with self.engine.connect() as connection:
-            return [_entry(row, bool(row.has_heatmap)) for row in connection.execute(query).all()]
-
-    def count(self, *, source: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(analyses)
-        if source is not None:
-            query = query.where(analyses.c.source == source)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def _uids(values: Mapping[str, Any]) -> dict[str, str] | None:
-    kept = {name: str(values[name]) for name in DICOM_COLUMNS if values.get(name) is not None}
-    return kept or None
-
-
-def _entry(row: sa.Row, has_heatmap: bool, heatmap: bytes | None = None) -> HistoryEntry:
-    return HistoryEntry(int(row.id), str(row.created), row.image_sha256, row.file_type, row.model_version,
-                        json.loads(row.result), has_heatmap, heatmap, row.source, _uids(row._mapping))
-
-
-def _reason(exc: BaseException) -> str:
-    # The driver's own message, without SQLAlchemy's statement dump and link.
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-
-
-def private_sqlite_file(path: Path) -> None:
-    """Make ``path`` (and its WAL and shared-memory files, which SQLite creates with the database's mode)
-    readable by its owner only: 0600, in folders created 0700. A folder that already exists is not
-    changed (it may be shared, like /tmp); one that others can read is named in a warning."""
-    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-    if not missing and path.parent.stat().st_mode & 0o077:
-        log.warning("history folder %s is readable by other users; only the database files in it are private",
-                    path.parent)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-    for owned in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if owned.exists():
-            os.chmod(owned, 0o600)
-
-
-class SqliteHistory(SqlHistory):
-    """One SQLite file in WAL mode: readers never wait for the writer, and a crash loses no committed row."""
-
-    kind = "sqlite"
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        private_sqlite_file(self.path)
-        engine = sa.create_engine(f"sqlite:///{self.path}",
-                                  connect_args={"check_same_thread": False, "timeout": 10.0})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        super().__init__(engine, str(self.path))
-
-    def journal_mode(self) -> str:
-        with self.engine.connect() as connection:
-            return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from pneumo.optional import require_extra
-from pneumo.service.history import SqlHistory, _reason, _redact
+from pneumo.service.history_store import SqlHistory, reason, redact
 
 DRIVER_PREFIX = "postgresql+psycopg://"
 
@@ -14,7 +14,8 @@ class PostgresHistory(SqlHistory):
     kind = "postgresql"
 
     def __init__(self, url: str) -> None:
-        # libpq spellings and SQLAlchemy's are all accepted; psycopg (version 3) is the driver.
+        # libpq spellings and SQLAlchemy's are all accepted; psycopg (version 3) is the driver, imported by
+        # SQLAlchemy only when the engine first connects, so this module loads without it.
         scheme, _, rest = url.partition("://")
         driver_url = DRIVER_PREFIX + rest
         require_extra("postgres", needed_for="a postgresql:// history URL")
@@ -26,5 +27,5 @@ class PostgresHistory(SqlHistory):
                 pass
         except sa.exc.SQLAlchemyError as exc:
             engine.dispose()
-            raise ValueError(f"cannot connect to the history database {_redact(url)!r} ({_reason(exc)})") from exc
-        super().__init__(engine, _redact(url))
+            raise ValueError(f"cannot connect to the history database {redact(url)!r} ({reason(exc)})") from exc
+        super().__init__(engine, redact(url))

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 SOURCES = ("upload", "dicom")
 # The DICOM identifiers kept per row: UIDs and the sender's AE title, never a name or patient id.
 DICOM_COLUMNS = ("study_instance_uid", "series_instance_uid", "sop_instance_uid", "sop_class_uid", "calling_ae")
+# Which model answered (revision 0004): its "name@hash" and, for a site bundle, its parent's (pneumo.site.identity).
+MODEL_COLUMNS = ("model_id", "model_parent")
 
 metadata = sa.MetaData()
 
@@ -29,6 +31,7 @@ analyses = sa.Table(
     sa.Column("heatmap", sa.LargeBinary),
     sa.Column("source", sa.Text, nullable=False, server_default="upload"),
     *(sa.Column(name, sa.Text) for name in DICOM_COLUMNS),
+    *(sa.Column(name, sa.Text) for name in MODEL_COLUMNS),  # NULL on rows written before revision 0004
     sa.Index("ix_analyses_study_instance_uid", "study_instance_uid"),
     sa.Index("ix_analyses_sop_instance_uid", "sop_instance_uid"),
     sqlite_autoincrement=True,
@@ -84,5 +87,25 @@ audit_events = sa.Table(
     sa.Column("detail", sa.Text),  # a short fixed phrase or a name, never an image, identifier or secret
     sa.Index("ix_audit_events_actor", "actor"),
     sa.Index("ix_audit_events_analysis_id", "analysis_id"),
+    sqlite_autoincrement=True,
+)
+
+# ---- the reading clinician's conclusion on a result (revision 0004) -----------------------------------------------
+# Append-only like the audit trail: a later review of the same analysis supersedes the earlier one (the newest id
+# counts), and the earlier rows stay as the trail. NOT_ASSESSABLE: the image cannot be read (it counts in no figure).
+REVIEW_LABELS = ("NORMAL", "PNEUMONIA", "PNEUMONIA_BACTERIAL", "PNEUMONIA_VIRAL", "NOT_ASSESSABLE")
+REVIEW_SOURCES = ("page", "api", "import")  # the web page, the REST API (a token), `pneumo site import-reviews`
+
+reviews = sa.Table(
+    "reviews", metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("analysis_id", _Id, sa.ForeignKey("analyses.id"), nullable=False),
+    sa.Column("created", sa.Text, nullable=False),
+    sa.Column("reviewer", sa.Text, nullable=False),  # the account name (or the name the RIS export gives)
+    sa.Column("role", sa.Text),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("note", sa.Text),  # free text: shown to readers, never logged or put in the audit trail
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Index("ix_reviews_analysis_id", "analysis_id"),
     sqlite_autoincrement=True,
 )

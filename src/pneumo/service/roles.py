@@ -1,9 +1,11 @@
 """Which role may call which route: the one table every request is checked against.
 
-``admin`` manages accounts and reads the audit trail, but sees no clinical data; ``clinician`` predicts and
-reads results (and will review them); ``integration`` (a PACS bridge, a script) predicts and reads results
-with an API token; ``viewer`` only reads. A route missing from the table is refused to everyone (403), so a
-new route cannot go out unguarded: add it here, and to the table in docs/service.md.
+``admin`` manages accounts and reads the audit trail, but sees no single result; ``clinician`` predicts, reads
+and reviews results; ``integration`` (a PACS bridge, a script, a Prometheus scraper) predicts and reads results
+with an API token; ``viewer`` only reads. Reviews (the reading clinician's conclusion) come from clinicians and
+admins (an admin entering a RIS's conclusions); the site's figures are for them too. A route missing from the
+table is refused to everyone (403), so a new route cannot go out unguarded: add it here, and to the table in
+docs/service.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ SIGNED_IN = frozenset(ROLES)
 READERS = frozenset({"clinician", "integration", "viewer"})
 PREDICTORS = frozenset({"clinician", "integration"})
 ADMINS = frozenset({"admin"})
+REVIEWERS = frozenset({"admin", "clinician"})
+SCRAPERS = frozenset({"admin", "integration"})  # /metrics: counts only, read by a monitoring account's token
 
 # (method, route path as declared) -> roles allowed. HEAD is checked as GET.
 ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
@@ -32,6 +36,9 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/predict"): PREDICTORS,
     ("GET", "/api/v1/history"): READERS,
     ("GET", "/api/v1/history/{entry_id}"): READERS,  # the result with its Grad-CAM image
+    ("POST", "/api/v1/history/{entry_id}/review"): REVIEWERS,
+    ("GET", "/api/v1/site/report"): REVIEWERS,  # figures over the whole history, no single result
+    ("GET", "/metrics"): SCRAPERS,
     ("GET", "/api/v1/audit"): ADMINS,
     ("GET", "/api/v1/accounts"): ADMINS,
 }

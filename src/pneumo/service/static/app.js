@@ -41,12 +41,15 @@
     return body;
   }
 
+  window.pneumoApi = api;  // for site.js (reviews and site figures): one way to call the API
+
   // ---- Sign-in, sign-out and API token -------------------------------------------------------------
   function showLogin(message) {
     $("login-panel").hidden = false;
     $("account-bar").hidden = true;
     $("login-status").textContent = message || "";
     $("api-key-status").textContent = apiKey() ? "A token is set for this tab." : "";
+    document.dispatchEvent(new CustomEvent("pneumo:session", { detail: null }));  // signed out: no review, no figures
   }
 
   function showSignedIn(session) {
@@ -55,6 +58,7 @@
     $("account-bar").hidden = false;
     $("whoami").textContent = `Signed in as ${session.name} (${session.role})`;
     $("logout").hidden = session.via !== "session";
+    document.dispatchEvent(new CustomEvent("pneumo:session", { detail: session }));  // site.js: who may review
   }
 
   $("login-form").addEventListener("submit", async (event) => {
@@ -209,7 +213,9 @@
     }
     renderSubtypes(r.subtype_probabilities);
     $("threshold-value").textContent = Number.isFinite(threshold) ? percent(threshold) : "–";
-    $("result-model").textContent = r.model_version || "–";
+    const m = r.model || {};  // the bundle's name@hash and its parent (a site bundle)
+    $("result-model").textContent = [r.model_version, m.id, m.parent && `from ${m.parent}`].filter(Boolean).join(" · ") || "–";
+    document.dispatchEvent(new CustomEvent("pneumo:result", { detail: r }));  // site.js: the review form
     const when = r.created ? new Date(r.created).toLocaleString() : "";
     const ms = r.timing_ms && (r.timing_ms.request || r.timing_ms.analysis || r.timing_ms.total);
     $("result-time").textContent = [when, ms ? `${Math.round(ms)} ms` : ""].filter(Boolean).join(" · ");
@@ -377,7 +383,8 @@
     }
     try {
       const model = await api("/model");
-      $("model-line").textContent = `Model ${model.arch} · ${model.image_size} px · threshold ${percent(model.threshold)}`;
+      const id = model.identity || {};
+      $("model-line").textContent = `Model ${model.arch} ${id.id || ""}${id.parent ? ` (from ${id.parent})` : ""} · ${model.image_size} px · threshold ${percent(model.threshold)}`;
       $("model-line").title = model.version;
       $("intended-use").textContent = `Intended use: ${model.intended_use}`;
     } catch (err) {
