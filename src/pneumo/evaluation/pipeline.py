@@ -24,6 +24,7 @@ from pneumo.evaluation.report import write_report
 from pneumo.evaluation.scoring import Selection, SplitScores, score_records, select_records
 from pneumo.inference.decision import DecisionRule, predicted_classes
 from pneumo.inference.predictor import BACKENDS, Predictor
+from pneumo.inference.rows import csv_cell
 
 log = logging.getLogger("pneumo.evaluation")
 
@@ -182,9 +183,8 @@ def write_predictions(path: Path, scores: SplitScores, threshold: float, class_n
             header += ["true_class", "predicted_class"] + [f"p_{n.lower()}" for n in class_names]
         writer.writerow(header)
         for i, (record, decision) in enumerate(zip(scores.records, scores.decisions(threshold))):
-            ood = "" if decision.out_of_distribution is None else decision.out_of_distribution
             row = [record.path, record.patient_id, record.label, f"{prob[i]:.6f}", rule.label(prob[i]),
-                   decision.label, ood]
+                   decision.label, csv_cell(decision.out_of_distribution)]
             if class_prob is not None:
                 true_class = (class_names[scores.class_targets[i]] if scores.class_targets is not None
                               else record.label)
