@@ -24,6 +24,11 @@ class Heatmaps:
         self._explainer: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def torch_explainer(self) -> Any:
+        """The PyTorch explainer, None until a heatmap needed one (never on an export with the heatmap output)."""
+        return self._explainer
+
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         normalised = normalize_uint8(pixels, self.meta.preprocess)
         if isinstance(self.backend, OnnxBackend) and self.backend.has_gradcam:
