@@ -18,7 +18,8 @@ from pneumo.evaluation.metrics import binary_metrics
 from pneumo.evaluation.pipeline import EvaluationOptions, ScoredSplit, score_split
 
 
-def fit_operating_point(scored: ScoredSplit, rule: ThresholdRule, fit_temp: bool = True, n_bins: int = 10) -> dict[str, Any]:
+def fit_operating_point(scored: ScoredSplit, rule: ThresholdRule, fit_temp: bool = True,
+                        n_bins: int = 10) -> dict[str, Any]:
     """The calibration record for ``scored`` (temperature, threshold, what they achieve there)."""
     raw = scored.scores.with_temperature(1.0)
     class_targets = raw.class_targets is not None
