@@ -116,7 +116,7 @@ def main(args: argparse.Namespace) -> dict:
           f"threshold {float(predictor.meta.threshold):.3f}, backend {args.backend}")
     ungated = Predictor.load(args.model, backend=args.backend)
     # The classifier alone (no feature gate, cheap checks kept): what the gate's refusals hide.
-    ungated.gate_threshold = ungated.gate_far_threshold = None
+    ungated.gate = None
     print(f"{'':<32} {'with the UNKNOWN gate':^38}  {'classifier alone':^20}")
     print(f"{'condition':<32} {'AUC':>6} {'sens':>6} {'spec':>6} {'UNKNOWN':>8} {'warned':>8}  {'AUC':>6} {'sens':>6} "
           f"{'spec':>6}")

@@ -43,7 +43,7 @@ def test_onnx_predictor_explains_from_the_graph(mobilenet_bundle, tmp_path):
     onnx, torch_ = Predictor.load(mobilenet_bundle), Predictor.load(mobilenet_bundle, backend="torch")
     assert onnx.backend.name == "onnx"
     got, want = onnx.explain(image), torch_.explain(image)
-    assert onnx._explainer is None  # no PyTorch network was loaded for it
+    assert onnx.heatmaps.torch_explainer is None  # no PyTorch network was loaded for it
     assert got.prediction.label == want.prediction.label
     assert np.abs(got.heatmap - want.heatmap).max() <= GRADCAM_TOLERANCE
     assert got.overlay_png[:8] == b"\x89PNG\r\n\x1a\n"

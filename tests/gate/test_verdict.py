@@ -9,7 +9,7 @@ import pytest
 from inference.bundles import xray_png
 from pneumo.bundle import read_meta
 from pneumo.gate.mahalanobis import GateError, GateParams, fit_warning_limit, load_gate, save_gate
-from pneumo.gate.verdict import GateRule, Reading
+from pneumo.gate.verdict import GateRule, GateVerdict, Reading, verdict_for
 from pneumo.inference.backend import ModelOutputs
 from pneumo.inference.predictor import Predictor
 
@@ -58,6 +58,13 @@ def test_one_boundary_gate():
 def test_inconsistent_rules_are_refused(far, warn, match):
     with pytest.raises(ValueError, match=match):
         GateRule(threshold=10.0, far_threshold=far, warn_nonxray=warn)
+
+
+def test_cheap_checks_come_before_the_feature_gate():
+    refused = verdict_for("colour image", GateRule(10.0, 50.0), 1.0, -5.0)
+    assert (refused.reading, refused.reason, refused.by_features) == (Reading.UNKNOWN, "colour image", False)
+    assert verdict_for(None, None, None, None) == GateVerdict(Reading.READ, by_features=False)
+    assert verdict_for(None, GateRule(10.0), 11.0, None).reading is Reading.UNKNOWN
 
 
 def _params(dim: int = 3) -> GateParams:

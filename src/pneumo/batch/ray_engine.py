@@ -215,7 +215,8 @@ def _prepare_batch(batch: dict[str, np.ndarray], *, preprocess: PreprocessConfig
     for i, item in enumerate(prepared):
         if item.pixels is not None:
             pixels[i] = item.pixels
-    notes = [json.dumps({"reason": p.reason, "error": p.error, "timing": p.timing}) for p in prepared]
+    notes = [json.dumps({"reason": p.reason, "error": p.error, "error_kind": p.error_kind, "timing": p.timing})
+             for p in prepared]
     return {"path": batch["path"], "pixels": pixels,
             "ready": np.array([p.pixels is not None for p in prepared], dtype=bool),
             "notes": np.array(notes, dtype=object)}
@@ -244,8 +245,9 @@ class _Scorer:
         prepared = []
         for path, pixels, ready, notes in zip(batch["path"], batch["pixels"], batch["ready"], batch["notes"]):
             note = json.loads(notes)
-            prepared.append(PreparedInput(str(path), pixels if ready else None, note["reason"], note["error"],
-                                          note["timing"]))
+            prepared.append(PreparedInput(str(path), pixels if ready else None, reason=note["reason"],
+                                          error=note["error"], error_kind=note.get("error_kind"),
+                                          timing=note["timing"]))
         rows = [table_row(p.to_dict(), self.columns) for p in self.predictor.score(prepared)]
         return pa.Table.from_pylist(rows, schema=self.schema)
 

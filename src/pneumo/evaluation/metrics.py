@@ -1,9 +1,9 @@
 """Evaluation metrics as pure functions returning plain dicts (JSON-ready).
 
-Every figure comes from scikit-learn; the only arithmetic here is how bins, bootstrap replicates and
-3-class decisions are put together. Pneumonia is the positive class (label 1); an image is called
-pneumonia when its probability is at least the threshold (``prob >= threshold``, the same convention
-as ``sklearn.metrics.roc_curve``). Undefined figures (an AUC on a one-class set) are ``None``.
+Every figure comes from scikit-learn; the only arithmetic here is how bins and bootstrap replicates are put
+together. Pneumonia is the positive class (label 1). Which images are called pneumonia, and which class a
+3-class model picks, is the decision prediction makes (:mod:`pneumo.inference.decision`): the figures count
+the very labels `pneumo predict` gives. Undefined figures (an AUC on a one-class set) are ``None``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, confusion_matrix, f1_score,
                              precision_score, recall_score, roc_auc_score)
+
+from pneumo.inference.decision import is_pneumonia, predicted_classes
 
 CI_METRICS = ("auc", "sensitivity", "specificity")
 
@@ -30,7 +32,8 @@ def _both_classes(y: np.ndarray) -> bool:
 
 
 def predict_labels(prob: np.ndarray, threshold: float) -> np.ndarray:
-    return (np.asarray(prob) >= threshold).astype(int)
+    """1 (pneumonia) or 0 per probability, by the decision's threshold rule."""
+    return is_pneumonia(prob, threshold).astype(int)
 
 
 def confusion(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, int]:
@@ -172,15 +175,15 @@ def multiclass_metrics(y_class: Sequence[int], class_prob: np.ndarray, threshold
                        class_names: Sequence[str] = ("NORMAL", "BACTERIAL", "VIRAL")) -> dict[str, Any]:
     """Per-class recall and the bacterial-vs-viral AUC of a normal/bacterial/viral model.
 
-    The decision matches the binary one: normal when P(pneumonia) = 1 - P(normal) is below the threshold,
-    otherwise the more probable of bacterial and viral. The bacterial-vs-viral AUC ranks pneumonia images
-    only, by P(viral) / (P(bacterial) + P(viral)).
+    The classes are the decision's (:func:`pneumo.inference.decision.predicted_classes`: normal below the
+    threshold, else the more probable of bacterial and viral). The bacterial-vs-viral AUC ranks pneumonia
+    images only, by P(viral) / (P(bacterial) + P(viral)).
     """
     y = np.asarray(y_class).astype(int).ravel()
     prob = np.asarray(class_prob, dtype=float)
     if prob.ndim != 2 or prob.shape != (y.size, 3):
         raise ValueError(f"class probabilities must be (N, 3) for N={y.size} labels, got {prob.shape}")
-    pred = predict_classes(prob, threshold)
+    pred = predicted_classes(prob, threshold)
     recall = recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
     present = [int((y == k).sum()) for k in range(3)]
     sick = y > 0
@@ -195,22 +198,13 @@ def multiclass_metrics(y_class: Sequence[int], class_prob: np.ndarray, threshold
     }
 
 
-def predict_classes(class_prob: np.ndarray, threshold: float, normal_index: int = 0) -> np.ndarray:
-    """Class indices: NORMAL (``normal_index``) unless P(pneumonia) = 1 - P(NORMAL) reaches the binary threshold,
-    else the most probable of the other classes (bacterial or viral)."""
-    prob = np.asarray(class_prob, dtype=float)
-    others = prob.copy()
-    others[:, normal_index] = -np.inf
-    return np.where(1.0 - prob[:, normal_index] >= threshold, others.argmax(axis=1), normal_index)
-
-
 def deployed_metrics(y_true: np.ndarray, prob: np.ndarray, threshold: float, unknown: np.ndarray) -> dict[str, Any]:
     """Sensitivity and specificity as deployed: an image the gate refused (``unknown``) got no answer, so a
     refused pneumonia counts as missed and a refused normal as not cleared."""
     y = np.asarray(y_true).astype(int).ravel()
     refused = np.asarray(unknown, dtype=bool).ravel()
-    flagged = (np.asarray(prob) >= threshold) & ~refused
-    cleared = (np.asarray(prob) < threshold) & ~refused
+    called = predict_labels(prob, threshold).astype(bool)
+    flagged, cleared = called & ~refused, ~called & ~refused
     positives, negatives = int((y == 1).sum()), int((y == 0).sum())
     return {
         "n_unknown": int(refused.sum()),

@@ -15,10 +15,11 @@ from pneumo.bundle import write_meta
 from pneumo.evaluation.calibration import (ThresholdRule, choose_threshold, fit_temperature, negative_log_likelihood,
                                            temperature_at_bound)
 from pneumo.evaluation.metrics import binary_metrics
-from pneumo.evaluation.pipeline import EvaluationOptions, Scored, score_split
+from pneumo.evaluation.pipeline import EvaluationOptions, ScoredSplit, score_split
 
 
-def fit_operating_point(scored: Scored, rule: ThresholdRule, fit_temp: bool = True, n_bins: int = 10) -> dict[str, Any]:
+def fit_operating_point(scored: ScoredSplit, rule: ThresholdRule, fit_temp: bool = True,
+                        n_bins: int = 10) -> dict[str, Any]:
     """The calibration record for ``scored`` (temperature, threshold, what they achieve there)."""
     raw = scored.scores.with_temperature(1.0)
     class_targets = raw.class_targets is not None

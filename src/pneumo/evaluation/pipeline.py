@@ -18,25 +18,15 @@ import numpy as np
 from pneumo import __version__
 from pneumo.bundle import BundleMeta
 from pneumo.evaluation import plots
-from pneumo.evaluation.metrics import (binary_metrics, bootstrap_ci, deployed_metrics, multiclass_metrics,
-                                       predict_classes, predict_labels)
+from pneumo.evaluation.descriptions import dataset_description, dataset_labels, model_description
+from pneumo.evaluation.metrics import binary_metrics, bootstrap_ci, deployed_metrics, multiclass_metrics
 from pneumo.evaluation.report import write_report
-from pneumo.evaluation.scoring import Scores, Selection, score_records, select_records
+from pneumo.evaluation.scoring import Selection, SplitScores, score_records, select_records
+from pneumo.inference.decision import DecisionRule, predicted_classes
 from pneumo.inference.predictor import BACKENDS, Predictor
+from pneumo.inference.rows import csv_cell
 
 log = logging.getLogger("pneumo.evaluation")
-
-SPLIT_MEANING = {
-    "test": "the data set's held-out test folder",
-    "val": "the patient-level validation split carved from the training folder, the split the model's "
-           "checkpoint was chosen on",
-    "shifted-val": "the validation split with each X-ray given the other label's acquisition style "
-                   "(pneumo.data.shifted), which a model that reads the acquisition instead of the lungs fails",
-    "official-val": "the data set's own val folder",
-    "train": "the images the model was trained on",
-    "all": "every image of the data set, training images included",
-}
-
 
 @dataclass
 class EvaluationOptions:
@@ -63,8 +53,10 @@ class EvaluationOptions:
 
 
 @dataclass
-class Scored:
-    scores: Scores
+class ScoredSplit:
+    """A split scored by a bundle: the scores and what the report says about how they were made."""
+
+    scores: SplitScores
     meta: BundleMeta
     bundle_dir: Path | None  # None for a bare .onnx file
     selection: Selection
@@ -82,7 +74,7 @@ class EvaluationResult:
         return list(self.metrics.get("warnings", []))
 
 
-def score_split(model_ref: str | Path, root: str, manifest: str, options: EvaluationOptions) -> Scored:
+def score_split(model_ref: str | Path, root: str, manifest: str, options: EvaluationOptions) -> ScoredSplit:
     """Score ``options.split`` through the Predictor that ``pneumo predict`` with the same backend and TTA
     would build."""
     if options.cache_dir:
@@ -92,7 +84,7 @@ def score_split(model_ref: str | Path, root: str, manifest: str, options: Evalua
                                workers=options.workers)
     selection = select_records(predictor.meta, options.split, root, manifest)
     scores = score_records(predictor, selection.records, batch_size=options.batch_size, progress=options.progress)
-    return Scored(scores, predictor.meta, predictor.bundle_dir, selection, predictor.backend.name, options.tta)
+    return ScoredSplit(scores, predictor.meta, predictor.bundle_dir, selection, predictor.backend.name, options.tta)
 
 
 def calibrated_on(meta: BundleMeta, selection: Selection) -> bool:
@@ -122,7 +114,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def compute_metrics(scored: Scored, options: EvaluationOptions) -> dict[str, Any]:
+def compute_metrics(scored: ScoredSplit, options: EvaluationOptions) -> dict[str, Any]:
     """Every figure of metrics.json for a scored split."""
     scores, meta, selection = scored.scores, scored.meta, scored.selection
     threshold = options.threshold if options.threshold is not None else float(meta.threshold)
@@ -152,7 +144,7 @@ def compute_metrics(scored: Scored, options: EvaluationOptions) -> dict[str, Any
     return out
 
 
-def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
+def _warnings(scored: ScoredSplit, metrics: dict[str, Any]) -> list[str]:
     meta, selection, split = scored.meta, scored.selection, scored.selection.split
     warnings = list(selection.warnings)
     if metrics["calibrated_on_this_split"]:
@@ -176,87 +168,23 @@ def _warnings(scored: Scored, metrics: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def model_description(meta: BundleMeta, bundle_dir: Path, threshold: float) -> dict[str, Any]:
-    training = meta.training or {}
-    trained = ""
-    if training:
-        trained = (f"saved at epoch {training.get('epoch', '?')} (best epoch {training.get('best_epoch', '?')}), "
-                   f"{training.get('n_train', '?')} training / {training.get('n_val', '?')} validation images, "
-                   f"{training.get('train_seconds', '?')} s")
-    cal = meta.calibration or {}
-    return {
-        "Version": meta.version,
-        "Description": meta.description,
-        "Architecture": meta.arch,
-        "Input": f"{meta.preprocess.image_size} x {meta.preprocess.image_size} px grayscale, "
-                 f"{meta.preprocess.resize_mode} resize, {meta.preprocess.intensity} intensity normalisation",
-        "Outputs": ", ".join(meta.class_names),
-        "Decision threshold": f"{threshold:.4f}",
-        "Temperature": f"{meta.temperature:.4f}",
-        "Calibrated on": (f"{cal.get('split')!r} split, {cal.get('n')} X-rays, {cal.get('created', '')}"
-                          if cal else "not calibrated"),
-        "Training": trained,
-        "Training data fingerprint": meta.data_fingerprint,
-        "pneumo version": meta.pneumo_version,
-        "Bundle": str(bundle_dir),
-    }
-
-
-def dataset_description(scored: Scored) -> dict[str, Any]:
-    """What was scored, with machine-readable keys (metrics.json's ``dataset``)."""
-    scores, selection = scored.scores, scored.selection
-    cfg = selection.data
-    meaning = SPLIT_MEANING[selection.split]
-    if selection.split in ("train", "val"):
-        if cfg.split_by == "temporal":
-            meaning += (f" (temporal: the {cfg.temporal_end} {cfg.val_fraction:g} of patients of each numbering "
-                        "sequence are validation, patients kept together)")
-        else:
-            meaning += f" (fraction {cfg.val_fraction:g}, seed {cfg.split_seed}, patients kept together)"
-    return {
-        "source": cfg.manifest or cfg.root,
-        "split": selection.split,
-        "split_meaning": meaning,
-        "n_images": len(scores.records),
-        "n_pneumonia": int(scores.targets.sum()),
-        "n_normal": int((scores.targets == 0).sum()),
-        "n_bacterial": sum(r.subtype == "bacterial" for r in scores.records),
-        "n_viral": sum(r.subtype == "viral" for r in scores.records),
-        "n_patients": len(set(scores.patient_ids)),
-        "n_skipped": len(scores.skipped),
-        "fingerprint": selection.fingerprint,
-    }
-
-
-def dataset_labels(dataset: dict[str, Any]) -> dict[str, Any]:
-    """The dataset description with words a reader understands, for the report."""
-    subtypes = f"{dataset['n_bacterial']} / {dataset['n_viral']}" if dataset["n_bacterial"] + dataset["n_viral"] else ""
-    return {
-        "Source": dataset["source"],
-        "Split": f"{dataset['split']}: {dataset['split_meaning']}",
-        "X-rays scored": dataset["n_images"],
-        "Pneumonia / normal": f"{dataset['n_pneumonia']} / {dataset['n_normal']}",
-        "Bacterial / viral": subtypes,
-        "Patients": dataset["n_patients"],
-        "Unreadable, skipped": dataset["n_skipped"],
-        "Fingerprint (file names and labels)": dataset["fingerprint"],
-    }
-
-
-def write_predictions(path: Path, scores: Scores, threshold: float, class_names: list[str]) -> Path:
-    prob = scores.probabilities
-    predicted = predict_labels(prob, threshold)
-    class_prob = scores.class_probabilities
+def write_predictions(path: Path, scores: SplitScores, threshold: float, class_names: list[str]) -> Path:
+    """One row per scored image: the model's own call (``predicted_label``, every readable image) and the answer
+    `pneumo predict` gives with this threshold (``deployed_label``, UNKNOWN where the gate refuses, and
+    ``out_of_distribution``); both come from the one decision rule."""
+    rule = DecisionRule(threshold)
+    prob, class_prob = scores.probabilities, scores.class_probabilities
+    classes_pred = predicted_classes(class_prob, threshold) if class_prob is not None else None
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)
-        header = ["path", "patient_id", "true_label", "probability", "predicted_label"]
+        header = ["path", "patient_id", "true_label", "probability", "predicted_label", "deployed_label",
+                  "out_of_distribution"]
         if class_prob is not None:
             header += ["true_class", "predicted_class"] + [f"p_{n.lower()}" for n in class_names]
         writer.writerow(header)
-        classes_pred = predict_classes(class_prob, threshold) if class_prob is not None else None
-        for i, record in enumerate(scores.records):
-            row = [record.path, record.patient_id, record.label, f"{prob[i]:.6f}",
-                   "PNEUMONIA" if predicted[i] else "NORMAL"]
+        for i, (record, decision) in enumerate(zip(scores.records, scores.decisions(threshold))):
+            row = [record.path, record.patient_id, record.label, f"{prob[i]:.6f}", rule.label(prob[i]),
+                   decision.label, csv_cell(decision.out_of_distribution)]
             if class_prob is not None:
                 true_class = (class_names[scores.class_targets[i]] if scores.class_targets is not None
                               else record.label)
@@ -265,7 +193,7 @@ def write_predictions(path: Path, scores: Scores, threshold: float, class_names:
     return Path(path)
 
 
-def make_plots(out_dir: Path, scored: Scored, metrics: dict[str, Any], n_bins: int = 10) -> dict[str, Path]:
+def make_plots(out_dir: Path, scored: ScoredSplit, metrics: dict[str, Any], n_bins: int = 10) -> dict[str, Path]:
     scores, meta = scored.scores, scored.meta
     y, prob, threshold = scores.targets, scores.probabilities, metrics["threshold"]
     cm = metrics["confusion_matrix"]
@@ -324,7 +252,7 @@ def evaluate_bundle(model_ref: str | Path, root: str, manifest: str, out_dir: st
     scored = score_split(model_ref, root, manifest, options)
     metrics = compute_metrics(scored, options)
     files = make_plots(out, scored, metrics, options.n_bins)
-    metrics["dataset"] = dataset_description(scored)
+    metrics["dataset"] = dataset_description(scored.scores, scored.selection)
     files["metrics"] = write_json(out / "metrics.json", metrics)
     files["predictions"] = write_predictions(out / "predictions.csv", scored.scores, metrics["threshold"],
                                              list(scored.meta.class_names))

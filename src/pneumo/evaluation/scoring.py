@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +22,8 @@ from pneumo.data.records import ImageRecord, load_records
 from pneumo.data.selection import SPLIT_CHOICES, fingerprint, select_split, training_splits
 from pneumo.data.shifted import write_shifted_block
 from pneumo.evaluation.seen import SeenImages, seen_by_bundle
+from pneumo.gate.verdict import GateVerdict, Reading
+from pneumo.inference.decision import Decision, DecisionRule
 from pneumo.inference.predictor import Predictor
 from pneumo.inference.probability import OutputHead
 
@@ -93,7 +94,7 @@ class SkippedImage:
 
 
 @dataclass
-class Scores:
+class SplitScores:
     """Model outputs over the readable images of a split, in record order."""
 
     records: list[ImageRecord]
@@ -101,9 +102,19 @@ class Scores:
     targets: np.ndarray  # (N,) 0 normal / 1 pneumonia
     class_targets: np.ndarray | None  # (N,) class index for a multi-class model when every subtype is known
     head: OutputHead
-    unknown: np.ndarray  # (N,) bool: the gate (cheap checks or feature distance) answered UNKNOWN
+    verdicts: list[GateVerdict]  # the gate's verdict per image (cheap checks, then feature distance)
     temperature: float = 1.0
     skipped: list[SkippedImage] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> np.ndarray:
+        """(N,) bool: the gate answered UNKNOWN."""
+        return np.array([v.reading is Reading.UNKNOWN for v in self.verdicts], dtype=bool)
+
+    def decisions(self, threshold: float) -> list[Decision]:
+        """What `pneumo predict` answers on each image with ``threshold``: the one decision rule on these
+        probabilities and verdicts."""
+        return DecisionRule(threshold).decide_many(self.probabilities, self.verdicts)
 
     @property
     def paths(self) -> list[str]:
@@ -124,14 +135,14 @@ class Scores:
         """(N, K) calibrated class probabilities of a multi-class model, else None."""
         return self.head.score(self.logits, self.temperature)[1]
 
-    def with_temperature(self, temperature: float) -> "Scores":
+    def with_temperature(self, temperature: float) -> "SplitScores":
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         return dataclasses.replace(self, temperature=float(temperature))
 
 
 def score_records(predictor: Predictor, records: list[ImageRecord], *, batch_size: int = 32,
-                  progress: bool = False) -> Scores:
+                  progress: bool = False) -> SplitScores:
     """Run ``predictor`` over ``records`` (the model runs on images the cheap checks refuse too, so that the
     model's own figures cover every readable image; the gate's verdict is kept in ``unknown``)."""
     if not records:
@@ -157,7 +168,7 @@ def score_records(predictor: Predictor, records: list[ImageRecord], *, batch_siz
     if three_class:
         class_targets = np.array([head.normal_index if r.label == "NORMAL" else names.index(r.subtype)
                                   for r in kept], dtype=int)
-    return Scores(records=kept, logits=np.stack([results[i].logits for i in keep]).astype(np.float64),
-                  targets=targets, class_targets=class_targets, head=head,
-                  unknown=np.array([results[i].prediction.label == "UNKNOWN" for i in keep], dtype=bool),
-                  temperature=float(predictor.meta.temperature), skipped=skipped)
+    return SplitScores(records=kept, logits=np.stack([results[i].logits for i in keep]).astype(np.float64),
+                       targets=targets, class_targets=class_targets, head=head,
+                       verdicts=[results[i].verdict for i in keep],
+                       temperature=float(predictor.meta.temperature), skipped=skipped)

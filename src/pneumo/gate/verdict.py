@@ -14,6 +14,9 @@ The rule lives here once; the Predictor (and so evaluation, the service and batc
 
 A one-boundary gate (no ``far_threshold``, fitted before the warning existed) answers UNKNOWN beyond
 ``threshold`` and reads everything within it.
+
+:func:`verdict_for` is the gate's whole answer on one input, the cheap checks' refusal first; what the answer
+means for the label is :class:`pneumo.inference.decision.DecisionRule`'s to say.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Reading(str, Enum):
 class GateVerdict:
     reading: Reading
     reason: str | None = None  # UNKNOWN: why (unknown_reason); WARNED: the warning (ood_reason); READ: None
+    by_features: bool = True  # False: no feature gate judged the input (none fitted, or the cheap checks refused)
 
     @property
     def out_of_distribution(self) -> bool:
@@ -96,3 +100,14 @@ def _shown(score: float | None) -> str:
 
 def _unknown(why: str) -> GateVerdict:
     return GateVerdict(Reading.UNKNOWN, f"does not look like a chest X-ray ({why})")
+
+
+def verdict_for(cheap_reason: str | None, rule: GateRule | None, distance: float | None,
+                nonxray: float | None) -> GateVerdict:
+    """The gate's answer on one input: UNKNOWN with the cheap checks' ``cheap_reason`` when they refused it, else
+    ``rule``'s verdict on its scores; a plain reading, not judged by features, without a rule or a distance."""
+    if cheap_reason is not None:
+        return GateVerdict(Reading.UNKNOWN, cheap_reason, by_features=False)
+    if rule is None or distance is None:
+        return GateVerdict(Reading.READ, by_features=False)
+    return rule.judge(distance, nonxray)

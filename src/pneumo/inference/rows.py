@@ -8,7 +8,7 @@ import types
 import typing
 from typing import Any, Iterable
 
-from pneumo.inference.predictor import Prediction
+from pneumo.inference.results import Prediction
 
 # Columns that are not fields of Prediction: per-class probabilities, the Grad-CAM file, the total time.
 _FLOAT_EXTRAS = ("total_ms",)
