@@ -13,13 +13,13 @@ from pneumo.bundle import BundleMeta, read_meta, save_bundle
 from pneumo.config import RunConfig
 from pneumo.data.records import class_names
 from pneumo.data.selection import fingerprint
-from pneumo.training.datasets import Prepared
+from pneumo.training.datasets import TrainingSplits
 from pneumo.training.factories import Optimization
 from pneumo.training.state import STATE_FILE, Progress, save_state
 from pneumo.training.validation import Validation
 
 
-def bundle_meta(cfg: RunConfig, data: Prepared, progress: Progress, checked: Validation, epoch: int) -> BundleMeta:
+def bundle_meta(cfg: RunConfig, data: TrainingSplits, progress: Progress, checked: Validation, epoch: int) -> BundleMeta:
     metrics = {"split": "val", "n": len(data.val), "auc": checked.auc, "loss": checked.loss, "epoch": epoch}
     if data.shifted is not None:
         metrics.update(auc_shifted=checked.auc_shifted, n_shifted=len(data.shifted))

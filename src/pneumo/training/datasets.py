@@ -21,19 +21,19 @@ from pneumo.training.runtime import DistInfo, barrier
 
 
 @dataclass
-class Prepared:
+class TrainingSplits:
     train: XrayDataset
     val: XrayDataset
     skipped: list[tuple[str, str]]
     shifted: PixelDataset | None = None  # the acquisition-shifted validation block (data.shifted_val)
 
 
-def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> Prepared:
+def prepare_datasets(cfg: RunConfig, dist_info: DistInfo = DistInfo()) -> TrainingSplits:
     """Split by patient, fill the caches (rank 0 first), and drop files that cannot be decoded."""
     records = load_records(cfg.data.root, cfg.data.manifest)
     train_records, val_records = training_splits(records, cfg.data)
     skipped: list[tuple[str, str]] = []
-    prepared = Prepared(_dataset(cfg, train_records, True, dist_info, skipped),
+    prepared = TrainingSplits(_dataset(cfg, train_records, True, dist_info, skipped),
                         _dataset(cfg, val_records, False, dist_info, skipped), skipped)
     if cfg.data.shifted_val:
         block = render_shifted_block(prepared.val.records, cfg.preprocess, cfg.data.split_seed)
@@ -88,7 +88,7 @@ class Loaders:
             self.sampler.set_epoch(epoch)
 
 
-def make_loaders(cfg: RunConfig, data: Prepared, device: torch.device, dist_info: DistInfo) -> Loaders:
+def make_loaders(cfg: RunConfig, data: TrainingSplits, device: torch.device, dist_info: DistInfo) -> Loaders:
     """The training loader (balanced or distributed sampling as configured) and the validation loaders."""
     tc = cfg.train
     num_classes = cfg.data.classes

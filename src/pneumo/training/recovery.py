@@ -11,7 +11,7 @@ from torch import nn
 
 from pneumo.bundle import read_meta
 from pneumo.data.selection import fingerprint
-from pneumo.training.datasets import Prepared
+from pneumo.training.datasets import TrainingSplits
 from pneumo.training.factories import Optimization
 from pneumo.training.history import trim_history
 from pneumo.training.runtime import DistInfo
@@ -49,7 +49,7 @@ def recover_from_crash(run_dir: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def check_same_split(run_dir: Path, data: Prepared) -> None:
+def check_same_split(run_dir: Path, data: TrainingSplits) -> None:
     """Refuse to resume on a validation split other than the one the run started on (the data changed, or a
     pneumo release changed how splits are drawn): epochs on two splits would validate on images trained on."""
     training = read_meta(run_dir / "last")[1].training
@@ -61,7 +61,7 @@ def check_same_split(run_dir: Path, data: Prepared) -> None:
                          "resume with the data and pneumo release that started it")
 
 
-def restore(run_dir: Path, data: Prepared, model: nn.Module, optimization: Optimization,
+def restore(run_dir: Path, data: TrainingSplits, model: nn.Module, optimization: Optimization,
             dist_info: DistInfo) -> Progress:
     """Optimizer, scheduler, counters (and the raw weights under an EMA) of the run's last epoch, once the
     validation split is known to be the run's own."""

@@ -25,7 +25,7 @@ from torch import nn
 from pneumo.config import RunConfig
 from pneumo.data.augment import BatchPreprocess
 from pneumo.training.checkpoint import bundle_meta, refresh_best_history, save_epoch
-from pneumo.training.datasets import Loaders, Prepared, make_loaders, prepare_datasets
+from pneumo.training.datasets import Loaders, TrainingSplits, make_loaders, prepare_datasets
 from pneumo.training.factories import Losses, Optimization, load_teacher, make_losses, make_network, \
     make_optimization
 from pneumo.training.history import append_history
@@ -85,7 +85,7 @@ class _Run:
     run_dir: Path
     device: torch.device
     dist_info: DistInfo
-    data: Prepared
+    data: TrainingSplits
     loaders: Loaders
     losses: Losses
     teacher: nn.Module | None
