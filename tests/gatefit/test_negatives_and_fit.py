@@ -10,7 +10,7 @@ import pytest
 from inference.bundles import make_bundle, noise_png, png, xray_png
 from pneumo.bundle import read_meta
 from pneumo.evaluation.scoring import select_records
-from pneumo.cli import main
+from pneumo.cli import build_parser, main
 from pneumo.data.decode import decode_image
 from pneumo.gatefit import holdout, negatives
 from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
@@ -119,6 +119,17 @@ def test_gate_fit_command(tmp_path, monkeypatch, capsys):
                  "--site-variants", "0"]) == 0
     assert "no far boundary" in capsys.readouterr().out and read_meta(bundle)[1].gate["far_threshold"] is None
     assert main(["gate", "show", "--model", str(bundle)]) == 0
+
+
+def test_the_command_fits_at_the_configs_operating_point():
+    """`pneumo gate fit` without options fits at GateFitConfig's operating point (issue 23's margins), not at
+    a second copy of it that could drift."""
+    args = build_parser().parse_args(["gate", "fit", "--model", "bundle"])
+    cfg = GateFitConfig()
+    for name in ("percentile", "calibration_fraction", "variants", "site_variants", "far_percentile",
+                 "nonxray_margin", "warn_percentile", "inset_xrays", "seed"):
+        assert getattr(args, name) == getattr(cfg, name), name
+    assert (cfg.far_percentile, cfg.nonxray_margin, cfg.warn_percentile) == (99.8, 3.0, 87.5)
 
 
 def test_fit_needs_the_training_config(tmp_path):

@@ -45,12 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="fit the far boundary on K site variants of each training X-ray (field of view, scale, "
                      "aspect, collimation, exposure, burned-in markers, noise): chest X-rays from other sites then "
                      "get a result with an out-of-distribution warning instead of UNKNOWN; 0: a one-boundary gate")
-    fit.add_argument("--far-percentile", type=float, default=99.0,
+    fit.add_argument("--far-percentile", type=float, default=99.8,
                      help="far (UNKNOWN) threshold at this percentile of held-out site variants' distances")
-    fit.add_argument("--nonxray-margin", type=float, default=2.0,
+    fit.add_argument("--nonxray-margin", type=float, default=3.0,
                      help="added to the non-X-ray regression's logit: UNKNOWN from a probability of "
-                     "1/(1+e^margin) of not being a chest X-ray (2: 12%%)")
-    fit.add_argument("--warn-percentile", type=float, default=90.0,
+                     "1/(1+e^margin) of not being a chest X-ray (3: 4.7%%)")
+    fit.add_argument("--warn-percentile", type=float, default=87.5,
                      help="between the boundaries, UNKNOWN above this percentile of the non-X-ray scores of held-out "
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
     fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",

@@ -18,7 +18,8 @@ faces lie at overlapping distances. A gate with a far boundary therefore decides
   variants against the non-X-ray images of :mod:`pneumo.gatefit.negatives`, its logit plus a margin): above
   0, UNKNOWN at any distance. With the margin of 2 the gate refuses what the regression gives a 12% chance
   or more of not being a chest X-ray: on held-out images that caught 98% of non-X-rays for 0.1% of X-rays,
-  against 92-96% of non-X-rays at the regression's own 50%.
+  against 92-96% of non-X-rays at the regression's own 50%. The fit now defaults to 3 (from 4.7%): within
+  ``threshold`` only this score can refuse, and at 2 it read viewer screenshots showing an X-ray (issue 23).
 
 Between the boundaries a stricter limit on the non-X-ray score applies, ``warn_nonxray`` (fitted by
 :func:`fit_warning_limit`): CT slices and figures reached that zone with scores just below 0. The rule that
