@@ -57,7 +57,8 @@ class AdaptResult:
 
 
 def threshold_rule(cfg: AdaptConfig, parent: BundleMeta) -> ThresholdRule:
-    """``--target-sensitivity`` when given, else the rule the parent's threshold was chosen with."""
+    """The target sensitivity (default ``DEFAULT_SITE_SENSITIVITY``), or with ``None`` (``--parent-rule``) the
+    rule the parent's threshold was chosen with."""
     if cfg.target_sensitivity is not None:
         return ThresholdRule("sensitivity", cfg.target_sensitivity)
     stored = (parent.calibration or {}).get("rule") or {}
