@@ -28,15 +28,18 @@ from pneumo.bundle import read_meta
 from pneumo.data.acquisition import site_variant, to_pil
 from pneumo.data.decode import decode_image
 from pneumo.data.records import ImageRecord, read_manifest
+from pneumo.evaluation.calibration import ThresholdRule, choose_threshold
 from pneumo.evaluation.pipeline import EvaluationOptions, score_split
 from pneumo.evaluation.scoring import select_records
 from pneumo.training.adaptation import AdaptConfig, FinetuneConfig, adapt
 from pneumo.training.adaptation.adapt import FINE_TUNED, choose_method
-from pneumo.training.adaptation.config import DEFAULT_MIN_AUC_GAIN
+from pneumo.training.adaptation.config import DEFAULT_MIN_AUC_GAIN, DEFAULT_SITE_SENSITIVITY
 from pneumo.training.adaptation.crossfit import local_figures
 from pneumo.training.adaptation.local import patient_folds
 
-METHODS = ("parent as is", "recalibration only", "fine-tuned", "adapt (kept)")
+# "fine-tuned, unmatched": the same site bundles at the threshold fitted on the fold models' out-of-fold scores,
+# before it is matched to the final network (what adapt shipped before the matching).
+METHODS = ("parent as is", "recalibration only", "fine-tuned, unmatched", "fine-tuned", "adapt (kept)")
 
 
 def sample_patients(records: list[ImageRecord], label: str, images: int, rng: np.random.Generator) -> list[ImageRecord]:
@@ -93,38 +96,42 @@ def fold_manifests(manifest: Path, folds: int, seed: int) -> list[tuple[Path, Pa
     return pairs
 
 
-def held_out_scores(model: str | Path, manifest: Path) -> dict[str, list]:
-    """Targets, P(pneumonia), flagged at the bundle's threshold, patients and the gate's UNKNOWN, through the
-    Predictor (the model's figures count every image, as ``pneumo evaluate``'s main figures do)."""
+def held_out_scores(model: str | Path, manifest: Path, threshold: float | None = None) -> dict[str, list]:
+    """Targets, P(pneumonia), flagged at the bundle's threshold (or ``threshold``), patients and the gate's
+    UNKNOWN, through the Predictor (the model's figures count every image, as ``pneumo evaluate``'s main figures
+    do)."""
     scored = score_split(model, "", str(manifest), EvaluationOptions(split="all"))
     scores = scored.scores
     probabilities = scores.probabilities
-    return {"y": list(scores.targets), "p": list(probabilities),
-            "flag": list(probabilities >= scored.meta.threshold), "patients": scores.patient_ids,
-            "unknown": list(scores.unknown)}
+    cut = scored.meta.threshold if threshold is None else threshold
+    return {"y": list(scores.targets), "p": list(probabilities), "flag": list(probabilities >= cut),
+            "patients": scores.patient_ids, "unknown": list(scores.unknown)}
 
 
 def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bool) -> Path:
     tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=args.max_epochs,
                             finetune_last=args.finetune_last, lr=args.lr, min_auc_gain=-1.0)  # kept: compared below
+    rule = {"target_sensitivity": None if args.parent_rule else args.target_sensitivity}
     cfg = AdaptConfig(model=args.model, manifest=str(adapt_on), out=str(out), folds=args.inner_folds, seed=args.seed,
-                      threads=args.threads, n_boot=200, finetune=tuning, target_sensitivity=args.target_sensitivity)
+                      threads=args.threads, n_boot=200, finetune=tuning, **rule)
     return adapt(cfg).bundle
 
 
 def run_fold(args: argparse.Namespace, fold: int, adapt_on: Path, held: Path, pooled: dict) -> None:
     started = time.perf_counter()
-    bundles = {"parent as is": args.model,
-               "recalibration only": adapt_fold(args, adapt_on, args.out / f"fold{fold}-recal", False)}
+    bundles = {"parent as is": (args.model, None),
+               "recalibration only": (adapt_fold(args, adapt_on, args.out / f"fold{fold}-recal", False), None)}
     if args.max_epochs:
         tuned = adapt_fold(args, adapt_on, args.out / f"fold{fold}-tuned", True)
-        bundles["fine-tuned"] = tuned
-        figures = read_meta(tuned)[1].adaptation["cross_validated"]
-        kept, why = choose_method(figures, DEFAULT_MIN_AUC_GAIN)
-        bundles["adapt (kept)"] = tuned if kept == FINE_TUNED else bundles["recalibration only"]
-        print(f"fold {fold}: adapt keeps {kept} ({why})", flush=True)
-    for name, bundle in bundles.items():
-        for part, values in held_out_scores(bundle, held).items():
+        record = read_meta(tuned)[1].adaptation
+        bundles["fine-tuned, unmatched"] = (tuned, record["threshold_matching"]["out_of_fold_threshold"])
+        bundles["fine-tuned"] = (tuned, None)
+        kept, why = choose_method(record["cross_validated"], DEFAULT_MIN_AUC_GAIN)
+        bundles["adapt (kept)"] = bundles["fine-tuned" if kept == FINE_TUNED else "recalibration only"]
+        print(f"fold {fold}: adapt keeps {kept} ({why}); threshold matching {record['threshold_matching']}",
+              flush=True)
+    for name, (bundle, threshold) in bundles.items():
+        for part, values in held_out_scores(bundle, held, threshold).items():
             pooled.setdefault(name, {}).setdefault(part, []).extend(values)
     print(f"fold {fold}: {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -142,7 +149,9 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="0: recalibration only")
     parser.add_argument("--finetune-last", type=int, default=1)
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--target-sensitivity", type=float, default=None, help="default: the parent's rule")
+    parser.add_argument("--target-sensitivity", type=float, default=DEFAULT_SITE_SENSITIVITY,
+                        help="adapt's threshold rule (its default)")
+    parser.add_argument("--parent-rule", action="store_true", help="the parent's own rule (adapt --parent-rule)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a busy CPU)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -153,11 +162,23 @@ def main() -> None:
     for fold, (adapt_on, held) in enumerate(fold_manifests(manifest, args.folds, args.seed)):
         run_fold(args, fold, adapt_on, held, pooled)
     report = {name: {**local_figures(np.array(v["y"]), np.array(v["p"]), np.array(v["flag"]), v["patients"],
-                                     n_boot=1000, seed=0), "n_unknown": int(np.sum(v["unknown"]))}
+                                     n_boot=1000, seed=0), "n_unknown": int(np.sum(v["unknown"])),
+                     "best_specificity": best_specificity(np.array(v["y"]), np.array(v["p"]))}
               for name, v in pooled.items()}
     (args.out / "figures.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "pooled": report}, indent=2))
     print_table(report)
+
+
+def best_specificity(y: np.ndarray, p: np.ndarray, targets: tuple[float, ...] = (0.90, 0.95)) -> dict[str, float]:
+    """Specificity at the best single threshold for each sensitivity target, chosen on the pooled held-out
+    scores themselves (hindsight: what the ranking allows, not what a site bundle achieves)."""
+    y = y.astype(int)
+    best = {}
+    for target in targets:
+        threshold = choose_threshold(ThresholdRule("sensitivity", target), y, p)
+        best[f"{target:g}"] = float(np.mean(p[y == 0] < threshold))
+    return best
 
 
 def print_table(report: dict) -> None:
@@ -165,12 +186,17 @@ def print_table(report: dict) -> None:
         interval = figures["ci95"][key]
         return f"{figures[key]:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else f"{figures[key]:.3f}"
 
-    print(f"{'method':<20} {'AUC':<22} {'sensitivity':<22} {'specificity':<22} UNKNOWN (gate)")
+    print(f"{'method':<22} {'AUC':<22} {'sensitivity':<22} {'specificity':<22} UNKNOWN (gate)")
     for name in METHODS:
         if name in report:
             figures = report[name]
-            print(f"{name:<20} {shown(figures, 'auc'):<22} {shown(figures, 'sensitivity'):<22} "
+            print(f"{name:<22} {shown(figures, 'auc'):<22} {shown(figures, 'sensitivity'):<22} "
                   f"{shown(figures, 'specificity'):<22} {figures['n_unknown']} of {figures['n']}")
+    print("best single threshold on the pooled held-out scores (hindsight), specificity at sensitivity >= S:")
+    for name in METHODS:
+        if name in report:
+            said = ", ".join(f"S={k}: {v:.3f}" for k, v in report[name]["best_specificity"].items())
+            print(f"  {name:<22} {said}")
 
 
 if __name__ == "__main__":

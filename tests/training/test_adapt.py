@@ -98,6 +98,7 @@ def test_recalibrated_site_bundle_records_provenance_and_predicts(tiny_bundle: P
         assert figures["n"] == 24 and set(figures["ci95"]) >= {"auc", "sensitivity", "specificity"}
     assert len(record["cross_validated"]["recalibration"]["per_fold"]) == 3
     assert (meta.threshold, meta.temperature) == (result.point.threshold, result.point.temperature)
+    assert record["threshold_matching"] is None  # fitted on the parent's own scores: nothing to match
     # Recalibration keeps the parent's weights; the operating point is the site's.
     assert read_document(directory)["files"][WEIGHTS_FILE] == parent_files[WEIGHTS_FILE]
     # The parent's gate travels with it, byte for byte.
@@ -133,6 +134,11 @@ def test_finetuning_with_replay_trains_the_top_block_only(trained_parent: Path, 
     assert len(tuned["auc_by_epoch"]) == 2 and tuned["epochs"] in (1, 2)
     directory, meta = read_meta(result.bundle)
     assert meta.adaptation["fine_tuning"]["replay_data"] == str(kermany_tree)
+    # The shipped threshold is the out-of-fold one matched to the final network: it flags as many local X-rays.
+    matching = meta.adaptation["threshold_matching"]
+    assert meta.threshold == pytest.approx(matching["threshold"]) == pytest.approx(result.point.threshold)
+    assert matching["final_flagged_at_threshold"] >= matching["flagged_out_of_fold"] >= 1
+    assert matching["n"] == 24 and "matched" in meta.adaptation["operating_point_fitted_on"]
     before, after = load_state(trained_parent), load_state(directory)
     frozen = [k for k in before if k.startswith(("features.0.", "features.1."))]
     trained = [k for k in before if k.startswith(("features.2.", "classifier.")) and "weight" in k]

@@ -19,8 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --from-history: the folder holding the reviewed images (the history keeps only their "
                         "SHA-256; files are matched by it)")
     p.add_argument("--out", required=True, metavar="SITE_BUNDLE", help="the site bundle's folder (new)")
-    p.add_argument("--target-sensitivity", type=float, default=None, metavar="S",
-                   help="threshold rule: the highest with sensitivity >= S; unset: the parent's own rule")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--target-sensitivity", type=float, default=None, metavar="S",
+                      help="threshold rule: the highest with cross-validated sensitivity >= S (unset: 0.9, the site "
+                      "target in docs/site.md)")
+    rule.add_argument("--parent-rule", action="store_true",
+                      help="use the parent's own threshold rule instead (0.95 sensitivity for default)")
     p.add_argument("--folds", type=int, default=5, help="patient-grouped folds for cross-fitting and -validation")
     p.add_argument("--min-per-class", type=int, default=20, help="refuse with fewer local labels of a class")
     p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=True,
@@ -51,10 +55,13 @@ def _config(args: argparse.Namespace):
     tuning = FinetuneConfig(enabled=args.finetune, finetune_last=args.finetune_last, lr=args.lr,
                             max_epochs=args.max_epochs, batch_size=args.batch_size, replay_data=args.replay_data,
                             replay_share=args.replay_share, min_auc_gain=args.min_auc_gain)
-    return AdaptConfig(model=args.model, manifest=args.manifest, out=args.out,
-                       target_sensitivity=args.target_sensitivity, folds=args.folds, min_per_class=args.min_per_class,
-                       seed=args.seed, device=args.device, threads=args.threads, cache_dir=args.cache_dir,
-                       n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress, finetune=tuning)
+    # Unset: AdaptConfig's default site rule; --parent-rule: None, the parent's own rule.
+    rule = {"target_sensitivity": None} if args.parent_rule else (
+        {} if args.target_sensitivity is None else {"target_sensitivity": args.target_sensitivity})
+    return AdaptConfig(model=args.model, manifest=args.manifest, out=args.out, folds=args.folds,
+                       min_per_class=args.min_per_class, seed=args.seed, device=args.device, threads=args.threads,
+                       cache_dir=args.cache_dir, n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress,
+                       finetune=tuning, **rule)
 
 
 def _line(name: str, figures: dict) -> str:
@@ -104,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
     for name, figures in result.figures.items():
         print(_line(name if name != "parent" else "parent as is", figures))
     print(f"kept: {result.method} ({result.why})")
-    print(f"operating point on all local labels: temperature {result.point.temperature:.4f}, threshold "
-          f"{result.point.threshold:.4f}")
+    print(f"operating point on all local labels ({result.rule.describe()}): temperature "
+          f"{result.point.temperature:.4f}, threshold {result.point.threshold:.4f}")
     print(f"wrote site bundle {result.bundle}. Assistive tool, not a diagnosis: check it on X-rays it never saw "
           "(pneumo evaluate) before use.", flush=True)
     for warning in result.warnings:

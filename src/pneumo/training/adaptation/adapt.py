@@ -5,7 +5,8 @@
 3. Fine-tuning (optional): out-of-fold logits after each epoch; the epoch count with the best pooled AUC, its
    operating point cross-fitted the same way.
 4. The method with the better cross-validated AUC is kept (fine-tuning must win by ``min_auc_gain``); its rule
-   is fitted on all local labels (out-of-fold scores for a fine-tuned model) and the site bundle written.
+   is fitted on all local labels (out-of-fold scores for a fine-tuned model, the threshold then matched to the
+   final network by the share of local X-rays it flags) and the site bundle written.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pneumo.inference.loading import load_bundle
 from pneumo.inference.probability import OutputHead
 from pneumo.training.adaptation.config import AdaptConfig
 from pneumo.training.adaptation.crossfit import (OperatingPoint, cross_fit, fit_operating_point, local_figures,
-                                                 summarise_points)
+                                                 matched_threshold, summarise_points)
 from pneumo.training.adaptation.finetune import FinetuneSetup, changed_gate_layers, fold_curves, train_final
 from pneumo.training.adaptation.local import LocalData, load_local
 from pneumo.training.adaptation.replay import parent_run_config, replay_records
@@ -51,11 +52,13 @@ class AdaptResult:
     why: str
     figures: dict[str, dict[str, Any]]  # cross-validated local figures per method (PARENT: as shipped)
     point: OperatingPoint
+    rule: ThresholdRule
     warnings: list[str] = field(default_factory=list)
 
 
 def threshold_rule(cfg: AdaptConfig, parent: BundleMeta) -> ThresholdRule:
-    """``--target-sensitivity`` when given, else the rule the parent's threshold was chosen with."""
+    """The target sensitivity (default ``DEFAULT_SITE_SENSITIVITY``), or with ``None`` (``--parent-rule``) the
+    rule the parent's threshold was chosen with."""
     if cfg.target_sensitivity is not None:
         return ThresholdRule("sensitivity", cfg.target_sensitivity)
     stored = (parent.calibration or {}).get("rule") or {}
@@ -151,18 +154,41 @@ def adapt(cfg: AdaptConfig) -> AdaptResult:
     method, why = choose_method(figures, cfg.finetune.min_auc_gain)
     log.info("kept %s: %s", method, why)
     if method == FINE_TUNED:
-        model, rule_scores = train_final(setup, figures[FINE_TUNED]["epochs"]), tuned_logits
+        model, point, matching = _final_fine_tuned(setup, figures[FINE_TUNED]["epochs"], tuned_logits, rule, head)
     else:
-        model, rule_scores = load_bundle(parent_dir)[0], parent_logits
-    point = fit_operating_point(rule_scores, local.targets, rule, head)
+        model, point, matching = load_bundle(parent_dir)[0], fit_operating_point(parent_logits, local.targets, rule,
+                                                                                 head), None
     warnings = _gate_warnings(model, meta, out)
     record = _record(cfg, parent_dir, meta, local, rule, method, why, figures, point, warnings)
+    record["threshold_matching"] = matching
     write_site_bundle(out, model.cpu(), parent_dir, meta, temperature=point.temperature, threshold=point.threshold,
                       description=f"site adaptation ({method}) of {meta.version} on {len(local.records)} local "
                                   "X-rays", metrics=_metrics(figures[method], method),
                       calibration=_calibration(cfg, local, rule, point, figures[method], meta),
                       adaptation=record, export_onnx=cfg.export_onnx)
-    return AdaptResult(out, method, why, figures, point, warnings)
+    return AdaptResult(out, method, why, figures, point, rule, warnings)
+
+
+def _final_fine_tuned(setup: FinetuneSetup, epochs: int, oof_logits: np.ndarray, rule: ThresholdRule,
+                      head: OutputHead) -> tuple[torch.nn.Module, OperatingPoint, dict[str, Any]]:
+    """The network trained on every local label, and its operating point: temperature and threshold fitted on
+    the fold models' out-of-fold scores, the threshold then moved to flag, on the final network's own scores, as
+    many local X-rays as it flags on those (``matched_threshold``)."""
+    y = setup.local.targets
+    model = train_final(setup, epochs)
+    fitted = fit_operating_point(oof_logits, y, rule, head)
+    prep = BatchPreprocess(setup.meta.preprocess).to(setup.device)
+    own = evaluate(model, setup.eval_loader(np.arange(len(y))), prep, setup.device)[0]
+    reference, final = head.score(oof_logits, fitted.temperature)[0], head.score(own, fitted.temperature)[0]
+    threshold = matched_threshold(reference, fitted.threshold, final)
+    log.info("threshold %.4f on the out-of-fold scores flags %d of %d local X-rays; the final network flags %d at "
+             "it, %d at the matched %.4f", fitted.threshold, (reference >= fitted.threshold).sum(), len(y),
+             (final >= fitted.threshold).sum(), (final >= threshold).sum(), threshold)
+    matching = {"out_of_fold_threshold": fitted.threshold, "threshold": threshold, "n": int(len(y)),
+                "flagged_out_of_fold": int((reference >= fitted.threshold).sum()),
+                "final_flagged_at_out_of_fold_threshold": int((final >= fitted.threshold).sum()),
+                "final_flagged_at_threshold": int((final >= threshold).sum())}
+    return model, OperatingPoint(fitted.temperature, threshold), matching
 
 
 def _gate_warnings(model: torch.nn.Module, meta: BundleMeta, out: Path) -> list[str]:
@@ -178,7 +204,9 @@ def _record(cfg: AdaptConfig, parent_dir: Path, meta: BundleMeta, local: LocalDa
             why: str, figures: dict[str, Any], point: OperatingPoint, warnings: list[str]) -> dict[str, Any]:
     """``meta.adaptation``: provenance, the method kept and why, and the cross-validated figures of each."""
     fitted_on = ("the out-of-fold scores of the fold models (the final network's own scores on its training images "
-                 "would be optimistic)" if method == FINE_TUNED else "the parent's scores")
+                 "would be optimistic); the threshold then matched to the final network so that it flags as many "
+                 "local X-rays as the fold models did (threshold_matching)" if method == FINE_TUNED
+                 else "the parent's scores")
     return {"parent": parent_provenance(parent_dir, meta), "local": local.describe(), "method": method, "why": why,
             "selection_rule": f"fine-tuned kept when its cross-validated AUC beats recalibration's by at least "
                               f"{cfg.finetune.min_auc_gain:g}",

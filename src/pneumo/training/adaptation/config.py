@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 # Fine-tuning is kept only when its cross-validated AUC beats recalibration alone by this much: its epoch count
 # was chosen on the same folds, so its figure is a little optimistic.
 DEFAULT_MIN_AUC_GAIN = 0.005
+# A site bundle's threshold rule unless stated otherwise: the highest threshold with cross-validated sensitivity
+# >= 0.90, issue 24's operating point for a site (sensitivity >= 0.90 with specificity >= 0.60). The parent's own
+# rule (0.95 for `default`) was chosen on its training hospital; at a new site it can leave most normals flagged.
+DEFAULT_SITE_SENSITIVITY = 0.90
 
 
 @dataclass
@@ -47,7 +51,7 @@ class AdaptConfig:
     model: str  # the parent bundle (directory, run directory or shipped name)
     manifest: str  # local labels: path,label,patient_id
     out: str  # the site bundle's directory (must not exist yet)
-    target_sensitivity: float | None = None  # None: the parent's own threshold rule
+    target_sensitivity: float | None = DEFAULT_SITE_SENSITIVITY  # None: the parent's own threshold rule
     folds: int = 5  # patient-grouped folds for cross-fitting and cross-validation
     min_per_class: int = 20  # fewer local labels of a class than this: refuse
     seed: int = 0

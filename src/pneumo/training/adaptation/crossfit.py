@@ -40,6 +40,24 @@ def fit_operating_point(logits: np.ndarray, targets: np.ndarray, rule: Threshold
     return OperatingPoint(temperature, choose_threshold(rule, targets, probabilities))
 
 
+def matched_threshold(reference: np.ndarray, threshold: float, scores: np.ndarray) -> float:
+    """The threshold on ``scores`` that flags as many of the same X-rays as ``threshold`` flags on ``reference``
+    (quantile matching): the k-th highest score, k the count ``reference >= threshold`` flags.
+
+    The operating point of a fine-tuned site bundle is fitted on the fold models' out-of-fold scores, but the
+    network shipped is trained on every local label, longer, and scores pneumonia higher than they did: at the
+    same threshold it flags more. Matched on the share of local X-rays flagged (its own scores on its training
+    images: their normals lower and pneumonias higher than on new X-rays, which largely cancels in the share),
+    the shipped network flags on new X-rays about the share the cross-fitting measured."""
+    reference, scores = np.asarray(reference, dtype=float), np.asarray(scores, dtype=float)
+    if reference.shape != scores.shape or reference.size == 0:
+        raise ValueError(f"matching needs the same X-rays scored twice, got {reference.shape} and {scores.shape}")
+    flagged = int(np.sum(reference >= threshold))
+    if flagged == 0:  # the rule flags nothing: no share to match
+        return float(threshold)
+    return float(np.sort(scores)[::-1][flagged - 1])
+
+
 def cross_fit(logits: np.ndarray, targets: np.ndarray, folds: np.ndarray, rule: ThresholdRule,
               head: OutputHead) -> CrossFit:
     """Each fold scored with the operating point fitted on all the other folds."""
