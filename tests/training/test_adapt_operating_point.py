@@ -53,3 +53,18 @@ def test_default_rule_is_the_site_target_and_the_parent_rule_is_a_choice() -> No
     assert _parsed("--parent-rule").target_sensitivity is None  # adapt then reads the parent's stored rule
     with pytest.raises(SystemExit):
         _parsed("--parent-rule", "--target-sensitivity", "0.95")
+
+
+def _finetuning(*extra: str) -> AdaptConfig:
+    args = build_parser().parse_args(["adapt", "--model", "default", "--manifest", "local.csv", "--out", "site",
+                                      *extra])
+    return _config(args)
+
+
+def test_issue_command_fine_tunes_without_replay_unless_the_parents_images_are_given() -> None:
+    # The command a site runs as documented (no --replay-data) must be accepted, not refused for lack of them.
+    assert _finetuning().finetune.replay_share == 0.0
+    assert _finetuning("--replay-data", "kermany").finetune.replay_share == 0.25
+    assert _finetuning("--replay-data", "kermany", "--replay-share", "0.5").finetune.replay_share == 0.5
+    with pytest.raises(ValueError, match="--replay-data ROOT"):
+        _finetuning("--replay-share", "0.25")  # asked for replay, gave no images

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=True,
                    help="also try fine-tuning, kept only when its cross-validated AUC is better")
     p.add_argument("--replay-data", default="", metavar="ROOT", help="the parent's training data (replayed)")
-    p.add_argument("--replay-share", type=float, default=0.25, help="share of each batch from --replay-data")
+    p.add_argument("--replay-share", type=float, default=None,
+                   help="share of each batch from --replay-data (unset: 0.25 with --replay-data, else 0: the site "
+                   "bundle then fine-tunes on local X-rays alone, and says so)")
     p.add_argument("--finetune-last", type=int, default=1, metavar="N", help="top backbone blocks trained")
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate (constant)")
     p.add_argument("--max-epochs", type=int, default=6, help="epoch counts tried by cross-validation: 1..N")
@@ -54,7 +56,7 @@ def _config(args: argparse.Namespace):
 
     tuning = FinetuneConfig(enabled=args.finetune, finetune_last=args.finetune_last, lr=args.lr,
                             max_epochs=args.max_epochs, batch_size=args.batch_size, replay_data=args.replay_data,
-                            replay_share=args.replay_share, min_auc_gain=args.min_auc_gain)
+                            replay_share=replay_share(args), min_auc_gain=args.min_auc_gain)
     # Unset: AdaptConfig's default site rule; --parent-rule: None, the parent's own rule.
     rule = {"target_sensitivity": None} if args.parent_rule else (
         {} if args.target_sensitivity is None else {"target_sensitivity": args.target_sensitivity})
@@ -62,6 +64,14 @@ def _config(args: argparse.Namespace):
                        min_per_class=args.min_per_class, seed=args.seed, device=args.device, threads=args.threads,
                        cache_dir=args.cache_dir, n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress,
                        finetune=tuning, **rule)
+
+
+def replay_share(args: argparse.Namespace) -> float:
+    """Replay by default only where the parent's training images are at hand: a site rarely has them, and
+    fine-tuning without them is still chosen only when it beats recalibration on the site's own folds."""
+    if args.replay_share is not None:
+        return args.replay_share
+    return 0.25 if args.replay_data else 0.0
 
 
 def _line(name: str, figures: dict) -> str:
@@ -104,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
         args.manifest = manifest_from_history(args)
     from pneumo.training.adaptation import adapt
 
-    result = adapt(_config(args))
+    config = _config(args)
+    if config.finetune.enabled and config.finetune.replay_share == 0:
+        print("fine-tuning without replaying the parent's training images (no --replay-data): a fine-tuned site "
+              "bundle is fitted to this site and may read the parent's population worse", file=sys.stderr)
+    result = adapt(config)
     first = next(iter(result.figures.values()))
     print(f"local X-rays: {first['n']} ({first['n_pneumonia']} pneumonia, {first['n_normal']} normal); "
           f"figures pooled over {args.folds} patient-grouped folds, each fold's operating point fitted without it:")
