@@ -29,6 +29,7 @@ from pneumo.data.cache import ImageCache
 from pneumo.data.dataset import XrayDataset
 from pneumo.evaluation.calibration import ThresholdRule
 from pneumo.evaluation.metrics import auc_or_none
+from pneumo.inference.decision import is_pneumonia
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.probability import OutputHead
 from pneumo.training.adaptation.config import AdaptConfig
@@ -145,7 +146,7 @@ def adapt(cfg: AdaptConfig) -> AdaptResult:
     parent_logits = _score_parent(setup)
     as_is = head.score(parent_logits, meta.temperature)[0]
     crossed = cross_fit(parent_logits, local.targets, local.folds, rule, head)
-    figures = {PARENT: _figures(local, as_is, as_is >= meta.threshold, cfg),
+    figures = {PARENT: _figures(local, as_is, is_pneumonia(as_is, meta.threshold), cfg),
                RECALIBRATION: {**_figures(local, crossed.probabilities, crossed.flagged, cfg),
                                "per_fold": summarise_points(crossed.points)}}
     tuned_logits = None
@@ -181,13 +182,13 @@ def _final_fine_tuned(setup: FinetuneSetup, epochs: int, oof_logits: np.ndarray,
     own = evaluate(model, setup.eval_loader(np.arange(len(y))), prep, setup.device)[0]
     reference, final = head.score(oof_logits, fitted.temperature)[0], head.score(own, fitted.temperature)[0]
     threshold = matched_threshold(reference, fitted.threshold, final)
-    log.info("threshold %.4f on the out-of-fold scores flags %d of %d local X-rays; the final network flags %d at "
-             "it, %d at the matched %.4f", fitted.threshold, (reference >= fitted.threshold).sum(), len(y),
-             (final >= fitted.threshold).sum(), (final >= threshold).sum(), threshold)
     matching = {"out_of_fold_threshold": fitted.threshold, "threshold": threshold, "n": int(len(y)),
-                "flagged_out_of_fold": int((reference >= fitted.threshold).sum()),
-                "final_flagged_at_out_of_fold_threshold": int((final >= fitted.threshold).sum()),
-                "final_flagged_at_threshold": int((final >= threshold).sum())}
+                "flagged_out_of_fold": int(is_pneumonia(reference, fitted.threshold).sum()),
+                "final_flagged_at_out_of_fold_threshold": int(is_pneumonia(final, fitted.threshold).sum()),
+                "final_flagged_at_threshold": int(is_pneumonia(final, threshold).sum())}
+    log.info("threshold %.4f on the out-of-fold scores flags %d of %d local X-rays; the final network flags %d at "
+             "it, %d at the matched %.4f", fitted.threshold, matching["flagged_out_of_fold"], len(y),
+             matching["final_flagged_at_out_of_fold_threshold"], matching["final_flagged_at_threshold"], threshold)
     return model, OperatingPoint(fitted.temperature, threshold), matching
 
 

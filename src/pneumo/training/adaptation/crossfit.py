@@ -15,6 +15,7 @@ import numpy as np
 
 from pneumo.evaluation.calibration import ThresholdRule, choose_threshold, fit_temperature
 from pneumo.evaluation.metrics import auc_or_none, bootstrap_ci, confusion, sensitivity_specificity
+from pneumo.inference.decision import is_pneumonia
 from pneumo.inference.probability import OutputHead
 
 
@@ -52,7 +53,7 @@ def matched_threshold(reference: np.ndarray, threshold: float, scores: np.ndarra
     reference, scores = np.asarray(reference, dtype=float), np.asarray(scores, dtype=float)
     if reference.shape != scores.shape or reference.size == 0:
         raise ValueError(f"matching needs the same X-rays scored twice, got {reference.shape} and {scores.shape}")
-    flagged = int(np.sum(reference >= threshold))
+    flagged = int(np.sum(is_pneumonia(reference, threshold)))
     if flagged == 0:  # the rule flags nothing: no share to match
         return float(threshold)
     return float(np.sort(scores)[::-1][flagged - 1])
@@ -69,7 +70,7 @@ def cross_fit(logits: np.ndarray, targets: np.ndarray, folds: np.ndarray, rule: 
         held_out = folds == fold
         point = fit_operating_point(logits[~held_out], targets[~held_out], rule, head)
         probabilities[held_out] = head.score(logits[held_out], point.temperature)[0]
-        flagged[held_out] = probabilities[held_out] >= point.threshold
+        flagged[held_out] = is_pneumonia(probabilities[held_out], point.threshold)
         points.append(point)
     return CrossFit(probabilities, flagged, points)
 
