@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="add model.onnx to the site bundle (pneumo export --into-bundle)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="progress bars")
+    p.add_argument("--keep-parent-gate", action="store_true",
+                   help="copy the parent's gate unchanged (default: its far boundary widened to the local X-rays, "
+                        "unless held-out non-X-ray images would then pass)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +66,7 @@ def _config(args: argparse.Namespace):
     return AdaptConfig(model=args.model, manifest=args.manifest, out=args.out, folds=args.folds,
                        min_per_class=args.min_per_class, seed=args.seed, device=args.device, threads=args.threads,
                        cache_dir=args.cache_dir, n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress,
-                       finetune=tuning, **rule)
+                       keep_parent_gate=args.keep_parent_gate, finetune=tuning, **rule)
 
 
 def replay_share(args: argparse.Namespace) -> float:
@@ -127,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"kept: {result.method} ({result.why})")
     print(f"operating point on all local labels ({result.rule.describe()}): temperature "
           f"{result.point.temperature:.4f}, threshold {result.point.threshold:.4f}")
+    gate = result.gate
+    if "unknown_parent" in gate.get("local_xrays", {}):
+        xrays, bounds = gate["local_xrays"], gate["widened_to"]
+        print(f"gate: {'widened' if gate['widened'] else 'kept'}; local X-rays answered UNKNOWN: "
+              f"{xrays['unknown_parent']} of {xrays['n']} by the parent's gate, {xrays['unknown_widened_cross_fitted']} "
+              f"by the widened one (cross-fitted; far boundary {gate['parent']['far_threshold']:.2f} -> "
+              f"{bounds['far_threshold']:.2f})")
+    else:
+        print(f"gate: the parent's, unchanged ({gate.get('why')})")
     print(f"wrote site bundle {result.bundle}. Assistive tool, not a diagnosis: check it on X-rays it never saw "
           "(pneumo evaluate) before use.", flush=True)
     for warning in result.warnings:
