@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 from tests.inference.bundles import add_gate, noise_png, xray_png
 from tests.training.adapt_support import write_site
 from pneumo.bundle import file_sha256, read_meta, write_meta
@@ -16,7 +14,6 @@ from pneumo.data.records import read_manifest
 from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, save_gate
 from pneumo.inference.predictor import Predictor
 from pneumo.training.adaptation import AdaptConfig, FinetuneConfig, adapt
-from pneumo.training.adaptation import site_gate as site_gate_module
 from pneumo.training.adaptation.site_gate import Scores, cross_fitted, unknown, widen
 
 
@@ -83,14 +80,12 @@ def _site(tmp_path: Path) -> tuple[Path, list[str]]:
     return manifest, [str(manifest.parent / r.path) for r in read_manifest(manifest)]
 
 
-def test_site_bundle_gate_admits_local_xrays_and_still_refuses_non_xrays(tiny_bundle: Path, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_site_bundle_gate_admits_local_xrays_and_still_refuses_non_xrays(tiny_bundle: Path, tmp_path: Path) -> None:
     manifest, images = _site(tmp_path)
     parent = _two_boundary_gate(tiny_bundle, images)
     # An untrained network cannot tell gate fit's rendered non-X-rays from X-rays; noise it can (its score).
-    monkeypatch.setattr(site_gate_module, "_negatives",
-                        lambda meta, paths: ([noise_png(s) for s in range(200, 220)], ["noise"] * 20))
-    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site"))
+    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site"),
+                   negatives=lambda gate, paths: ([noise_png(s) for s in range(200, 220)], ["noise"] * 20))
     gate = result.gate
     assert gate["widened"], gate
     assert gate["local_xrays"]["unknown_parent"] >= 0.8 * len(images)
@@ -107,14 +102,13 @@ def test_site_bundle_gate_admits_local_xrays_and_still_refuses_non_xrays(tiny_bu
     assert all(a.label == "UNKNOWN" for a in predictor.predict_many([noise_png(s) for s in range(100, 110)]))
 
 
-def test_widening_is_refused_when_held_out_non_xrays_would_pass(tiny_bundle: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_widening_is_refused_when_held_out_non_xrays_would_pass(tiny_bundle: Path, tmp_path: Path) -> None:
     manifest, images = _site(tmp_path)
     _two_boundary_gate(tiny_bundle, images)
     parent_sha = read_meta(tiny_bundle)[1].gate["sha256"]
     # "viewer screenshots" that are the local X-rays themselves: the widened gate reads them
-    monkeypatch.setattr(site_gate_module, "_negatives", lambda meta, paths: (paths[:10], ["viewer"] * 10))
-    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site"))
+    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site"),
+                   negatives=lambda gate, paths: (paths[:10], ["viewer"] * 10))
     assert not result.gate["widened"] and "viewer" in result.gate["why"]
     assert any("viewer" in w for w in result.warnings)
     meta = read_meta(result.bundle)[1]
@@ -124,6 +118,7 @@ def test_widening_is_refused_when_held_out_non_xrays_would_pass(tiny_bundle: Pat
 def test_keep_parent_gate_copies_it_unchanged(tiny_bundle: Path, tmp_path: Path) -> None:
     manifest, images = _site(tmp_path)
     _two_boundary_gate(tiny_bundle, images)
-    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site", keep_parent_gate=True))
+    result = adapt(_config(tiny_bundle, manifest, tmp_path / "site", keep_parent_gate=True),
+                   negatives=lambda gate, paths: ([noise_png(1)], ["noise"]))
     assert result.gate == {"widened": False, "why": "--keep-parent-gate"}
     assert read_meta(result.bundle)[1].gate == read_meta(tiny_bundle)[1].gate

@@ -115,13 +115,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--images goes with --from-history (a --manifest names its own image paths)")
     if args.from_history:
         args.manifest = manifest_from_history(args)
+    from pneumo.gatefit.site_check import held_out_negatives
     from pneumo.training.adaptation import adapt
 
     config = _config(args)
     if config.finetune.enabled and config.finetune.replay_share == 0:
         print("fine-tuning without replaying the parent's training images (no --replay-data): a fine-tuned site "
               "bundle is fitted to this site and may read the parent's population worse", file=sys.stderr)
-    result = adapt(config)
+    result = adapt(config, negatives=None if config.keep_parent_gate else held_out_negatives)
     first = next(iter(result.figures.values()))
     print(f"local X-rays: {first['n']} ({first['n_pneumonia']} pneumonia, {first['n_normal']} normal); "
           f"figures pooled over {args.folds} patient-grouped folds, each fold's operating point fitted without it:")

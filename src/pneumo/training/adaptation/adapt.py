@@ -41,7 +41,7 @@ from pneumo.training.adaptation.finetune import FinetuneSetup, changed_gate_laye
 from pneumo.training.adaptation.local import LocalData, load_local
 from pneumo.training.adaptation.replay import parent_run_config, replay_records
 from pneumo.training.adaptation.site_bundle import parent_provenance, write_site_bundle
-from pneumo.training.adaptation.site_gate import SiteGate, save_site_gate, site_gate
+from pneumo.training.adaptation.site_gate import Negatives, SiteGate, save_site_gate, site_gate
 from pneumo.training.loop import evaluate
 from pneumo.training.runtime import pick_device, seed_everything
 
@@ -134,8 +134,10 @@ def _auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def adapt(cfg: AdaptConfig) -> AdaptResult:
-    """Adapt ``cfg.model`` to the site's labels in ``cfg.manifest``; writes the site bundle to ``cfg.out``."""
+def adapt(cfg: AdaptConfig, negatives: Negatives | None = None) -> AdaptResult:
+    """Adapt ``cfg.model`` to the site's labels in ``cfg.manifest``; writes the site bundle to ``cfg.out``. With
+    ``negatives`` (``pneumo.gatefit.site_check.held_out_negatives``) the copied gate is widened to the local
+    X-rays where those non-X-ray images stay refused; without, it is copied unchanged."""
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {out} already exists and is not empty; choose a new folder")
@@ -166,7 +168,7 @@ def adapt(cfg: AdaptConfig) -> AdaptResult:
     # Recalibration keeps the parent's weights (loaded trainable, but untouched): its gate layers are unchanged.
     warnings = _gate_warnings(model, meta, out) if method == FINE_TUNED else []
     gate = site_gate(parent_dir, meta, [r.path for r in local.records], local.folds, keep_parent=cfg.keep_parent_gate,
-                     layers_changed=bool(warnings), device=str(setup.device))
+                     layers_changed=bool(warnings), negatives=negatives, device=str(setup.device))
     warnings += gate.warnings
     record = _record(cfg, parent_dir, meta, local, rule, method, why, figures, point, warnings)
     record.update(threshold_matching=matching, gate=gate.record)

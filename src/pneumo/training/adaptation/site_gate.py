@@ -21,16 +21,13 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from pneumo.bundle import BundleMeta
-from pneumo.data.decode import decode_image
 from pneumo.gate.mahalanobis import GateParams, load_gate, mahalanobis, nonxray_score, save_gate
 from pneumo.gate.verdict import GateRule, Reading
-from pneumo.gatefit.holdout import kind, split_negatives
-from pneumo.gatefit.negatives import negative_images
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor
@@ -39,7 +36,10 @@ log = logging.getLogger("pneumo.adapt")
 # Every kind of held-out non-X-ray image must still be answered UNKNOWN at least this often by the widened gate.
 MIN_NONXRAY_REFUSED = 0.97
 # gatefit's defaults (GateFitConfig), used when the parent's meta.gate does not record them.
-FAR_PERCENTILE, WARN_PERCENTILE, HELD_OUT, INSET = 99.8, 87.5, 0.5, 40
+FAR_PERCENTILE, WARN_PERCENTILE = 99.8, 87.5
+# (the parent's meta.gate, the local X-rays' paths) -> (non-X-ray images the Predictor accepts, the kind of each):
+# pneumo.gatefit.site_check.held_out_negatives, passed in from above (training may not import gatefit).
+Negatives = Callable[[dict[str, Any], list[str]], tuple[list[Any], list[str]]]
 
 
 @dataclass
@@ -118,28 +118,18 @@ def _predictor(parent_dir: Path, meta: BundleMeta, params: GateParams, device: s
     return Predictor(meta, backend, bundle_dir=parent_dir)
 
 
-def _negatives(meta: BundleMeta, paths: list[str]) -> tuple[list[Any], list[str]]:
-    """The non-X-ray images ``pneumo gate fit`` held out of its score (its seed and share), the composites made
-    with site X-rays inset (``INSET`` of them, evenly spread)."""
-    summary = meta.gate or {}
-    chosen = paths[:: max(1, len(paths) // INSET)][:INSET]
-    images = negative_images(int(summary.get("seed", 0)), xrays=[decode_image(p) for p in chosen],
-                             scale=float(summary.get("negatives_scale", 1.0)))
-    _, held_out = split_negatives(images, float(summary.get("nonxray_held_out", HELD_OUT)),
-                                  int(summary.get("seed", 0)))
-    return [i.source for i in held_out], [kind(i) for i in held_out]
-
-
 def _skip(why: str) -> SiteGate:
     log.info("the parent's gate is copied unchanged: %s", why)
     return SiteGate(None, {"widened": False, "why": why}, [])
 
 
 def site_gate(parent_dir: Path, meta: BundleMeta, paths: list[str], folds: np.ndarray, *, keep_parent: bool,
-              layers_changed: bool, device: str = "cpu") -> SiteGate:
+              layers_changed: bool, negatives: Negatives | None, device: str = "cpu") -> SiteGate:
     """The gate a site bundle ships (see the module docstring), and what ``meta.adaptation.gate`` records."""
     if keep_parent:
         return _skip("--keep-parent-gate")
+    if negatives is None:
+        return _skip("no non-X-ray images were given to check a widened gate against")
     if layers_changed:
         return _skip("fine-tuning trained the gate's feature layers: the gate must be refitted, not widened")
     params = load_gate(parent_dir, meta.gate or {})
@@ -153,7 +143,7 @@ def site_gate(parent_dir: Path, meta: BundleMeta, paths: list[str], folds: np.nd
     before = unknown(params.rule(), xrays)
     after, per_fold = cross_fitted(params, xrays, folds, percentiles)
     wide = widen(params, xrays, percentiles)
-    sources, kinds = _negatives(meta, list(paths))
+    sources, kinds = negatives(meta.gate or {}, list(paths))
     negatives = _embed(predictor, sources, params)
     refused_before = refusal_by_kind(params.rule(), negatives, kinds)
     refused_after = refusal_by_kind(wide.rule(), negatives, kinds)
