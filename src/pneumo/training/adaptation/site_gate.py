@@ -118,6 +118,21 @@ def _predictor(parent_dir: Path, meta: BundleMeta, params: GateParams, device: s
     return Predictor(meta, backend, bundle_dir=parent_dir)
 
 
+RULE = ("far boundary at the {:g}th percentile of the local X-rays' feature distances and warning-zone limit at the "
+        "{:g}th percentile of their non-X-ray scores there (gate fit's rule), never narrower than the parent's; "
+        "in-distribution boundary and non-X-ray score kept")
+
+
+def _bounds(parent: GateParams, wide: GateParams) -> dict[str, dict[str, float | None]]:
+    return {name: {"threshold": p.threshold, "far_threshold": p.far_threshold, "warn_nonxray": p.warn_nonxray}
+            for name, p in (("parent", parent), ("widened_to", wide))}
+
+
+def _median(scores: Scores) -> float | None:
+    usable = scores.distance[~scores.refused]
+    return float(np.median(usable)) if usable.size else None
+
+
 def _skip(why: str) -> SiteGate:
     log.info("the parent's gate is copied unchanged: %s", why)
     return SiteGate(None, {"widened": False, "why": why}, [])
@@ -137,31 +152,22 @@ def site_gate(parent_dir: Path, meta: BundleMeta, paths: list[str], folds: np.nd
         return _skip("the parent has no two-boundary gate to widen")
     summary = meta.gate or {}
     percentiles = (float(summary.get("far_percentile", FAR_PERCENTILE)),
-                     float(summary.get("warn_percentile", WARN_PERCENTILE)))
+                   float(summary.get("warn_percentile", WARN_PERCENTILE)))
     predictor = _predictor(parent_dir, meta, params, device)
     xrays = _embed(predictor, list(paths), params)
     before = unknown(params.rule(), xrays)
     after, per_fold = cross_fitted(params, xrays, folds, percentiles)
     wide = widen(params, xrays, percentiles)
-    sources, kinds = negatives(meta.gate or {}, list(paths))
-    negatives = _embed(predictor, sources, params)
-    refused_before = refusal_by_kind(params.rule(), negatives, kinds)
-    refused_after = refusal_by_kind(wide.rule(), negatives, kinds)
+    sources, kinds = negatives(summary, list(paths))
+    nonxrays = _embed(predictor, sources, params)
+    refused_after = refusal_by_kind(wide.rule(), nonxrays, kinds)
     weakest = min(refused_after, key=lambda k: refused_after[k]["unknown"])
-    record = {"rule": f"far boundary at the {percentiles[0]:g}th percentile of the local X-rays' feature distances "
-                      f"and warning-zone limit at the {percentiles[1]:g}th percentile of their non-X-ray scores "
-                      "there (gate fit's rule), never narrower than the parent's; in-distribution boundary and "
-                      "non-X-ray score kept",
-              "parent": {"threshold": params.threshold, "far_threshold": params.far_threshold,
-                         "warn_nonxray": params.warn_nonxray},
-              "widened_to": {"threshold": wide.threshold, "far_threshold": wide.far_threshold,
-                             "warn_nonxray": wide.warn_nonxray},
+    record = {"rule": RULE.format(*percentiles), **_bounds(params, wide),
               "local_xrays": {"n": int(len(paths)), "unknown_parent": int(before.sum()),
                               "unknown_widened_cross_fitted": int(after.sum()), "per_fold": per_fold,
-                              "distance_median": float(np.median(xrays.distance[~xrays.refused]))
-                              if (~xrays.refused).any() else None},
-              "nonxray_held_out_unknown": {"parent": refused_before, "widened": refused_after,
-                                           "min_required": MIN_NONXRAY_REFUSED}}
+                              "distance_median": _median(xrays)},
+              "nonxray_held_out_unknown": {"parent": refusal_by_kind(params.rule(), nonxrays, kinds),
+                                           "widened": refused_after, "min_required": MIN_NONXRAY_REFUSED}}
     log.info("gate: the parent answers UNKNOWN for %d of %d local X-rays, the widened gate (cross-fitted) for %d; "
              "far boundary %.2f -> %.2f; held-out non-X-rays UNKNOWN at least %.3f (%s)", before.sum(), len(paths),
              after.sum(), params.far_threshold, wide.far_threshold, refused_after[weakest]["unknown"], weakest)
