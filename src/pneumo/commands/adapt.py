@@ -135,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     if "unknown_parent" in gate.get("local_xrays", {}):
         xrays, bounds = gate["local_xrays"], gate["widened_to"]
         print(f"gate: {'widened' if gate['widened'] else 'kept'}; local X-rays answered UNKNOWN: "
-              f"{xrays['unknown_parent']} of {xrays['n']} by the parent's gate, {xrays['unknown_widened_cross_fitted']} "
-              f"by the widened one (cross-fitted; far boundary {gate['parent']['far_threshold']:.2f} -> "
+              f"{xrays['unknown_parent']} of {xrays['n']} by the parent's gate, "
+              f"{xrays['unknown_widened_cross_fitted']} by the widened one (cross-fitted; far boundary {gate['parent']['far_threshold']:.2f} -> "
               f"{bounds['far_threshold']:.2f})")
     else:
         print(f"gate: the parent's, unchanged ({gate.get('why')})")

@@ -58,7 +58,8 @@ class SiteGate:
     warnings: list[str]
 
 
-def _embed(predictor: Predictor, sources: list[Any], params: GateParams) -> Scores:
+def embed_scores(predictor: Predictor, sources: list[Any], params: GateParams) -> Scores:
+    """The gate's two scores on each source (features through ``predictor``, cheap checks included)."""
     embedded = predictor.embed_many(sources, batch_size=16)
     refused = np.array([e.features is None for e in embedded], dtype=bool)
     dim = params.dim
@@ -112,7 +113,8 @@ def refusal_by_kind(rule: GateRule, scores: Scores, kinds: list[str]) -> dict[st
             for k in dict.fromkeys(kinds)}
 
 
-def _predictor(parent_dir: Path, meta: BundleMeta, params: GateParams, device: str) -> Predictor:
+def gate_predictor(parent_dir: Path, meta: BundleMeta, params: GateParams, device: str) -> Predictor:
+    """A Predictor that embeds with the gate's feature layers and pooling (torch: features, not verdicts)."""
     model = load_bundle(parent_dir, device=device)[0]
     backend = TorchBackend(InferenceNetwork(model, params.feature_layers, params.pooling, None), device)
     return Predictor(meta, backend, bundle_dir=parent_dir)
@@ -153,13 +155,13 @@ def site_gate(parent_dir: Path, meta: BundleMeta, paths: list[str], folds: np.nd
     summary = meta.gate or {}
     percentiles = (float(summary.get("far_percentile", FAR_PERCENTILE)),
                    float(summary.get("warn_percentile", WARN_PERCENTILE)))
-    predictor = _predictor(parent_dir, meta, params, device)
-    xrays = _embed(predictor, list(paths), params)
+    predictor = gate_predictor(parent_dir, meta, params, device)
+    xrays = embed_scores(predictor, list(paths), params)
     before = unknown(params.rule(), xrays)
     after, per_fold = cross_fitted(params, xrays, folds, percentiles)
     wide = widen(params, xrays, percentiles)
     sources, kinds = negatives(summary, list(paths))
-    nonxrays = _embed(predictor, sources, params)
+    nonxrays = embed_scores(predictor, sources, params)
     refused_after = refusal_by_kind(wide.rule(), nonxrays, kinds)
     weakest = min(refused_after, key=lambda k: refused_after[k]["unknown"])
     record = {"rule": RULE.format(*percentiles), **_bounds(params, wide),
