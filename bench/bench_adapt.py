@@ -110,7 +110,7 @@ def held_out_scores(model: str | Path, manifest: Path, threshold: float | None =
 
 
 def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bool) -> Path:
-    tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=args.max_epochs,
+    tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=max(1, args.max_epochs),
                             finetune_last=args.finetune_last, lr=args.lr, min_auc_gain=-1.0)  # kept: compared below
     rule = {"target_sensitivity": None if args.parent_rule else args.target_sensitivity}
     cfg = AdaptConfig(model=args.model, manifest=str(adapt_on), out=str(out), folds=args.inner_folds, seed=args.seed,
