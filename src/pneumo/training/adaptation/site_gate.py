@@ -179,6 +179,9 @@ def site_gate(parent_dir: Path, meta: BundleMeta, paths: list[str], folds: np.nd
                    f"{MIN_NONXRAY_REFUSED:.0%} of every kind required); the parent's gate is kept, and answers "
                    f"UNKNOWN for {int(before.sum())} of the {len(paths)} local X-rays")
         return SiteGate(None, {"widened": False, "why": warning, **record}, [warning])
+    if (wide.far_threshold, wide.warn_nonxray) == (params.far_threshold, params.warn_nonxray):
+        return SiteGate(None, {"widened": False, "why": "the local X-rays lie within the parent's boundaries",
+                               **record}, [])
     return SiteGate(wide, {"widened": True, **record}, [])
 
 
