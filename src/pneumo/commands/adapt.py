@@ -136,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
         xrays, bounds = gate["local_xrays"], gate["widened_to"]
         print(f"gate: {'widened' if gate['widened'] else 'kept'}; local X-rays answered UNKNOWN: "
               f"{xrays['unknown_parent']} of {xrays['n']} by the parent's gate, "
-              f"{xrays['unknown_widened_cross_fitted']} by the widened one (cross-fitted; far boundary {gate['parent']['far_threshold']:.2f} -> "
-              f"{bounds['far_threshold']:.2f})")
+              f"{xrays['unknown_widened_cross_fitted']} by the widened one (cross-fitted; far boundary "
+              f"{gate['parent']['far_threshold']:.2f} -> {bounds['far_threshold']:.2f})")
     else:
         print(f"gate: the parent's, unchanged ({gate.get('why')})")
     print(f"wrote site bundle {result.bundle}. Assistive tool, not a diagnosis: check it on X-rays it never saw "
