@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     gate = result.gate
     if "unknown_parent" in gate.get("local_xrays", {}):
         xrays, bounds = gate["local_xrays"], gate["widened_to"]
-        print(f"gate: {'widened' if gate['widened'] else 'kept'}; local X-rays answered UNKNOWN: "
-              f"{xrays['unknown_parent']} of {xrays['n']} by the parent's gate, "
+        done = "widened" if gate["widened"] else f"the parent's, kept ({gate['why']})"
+        print(f"gate: {done}; local X-rays answered UNKNOWN: {xrays['unknown_parent']} of {xrays['n']} by the "
+              "parent's gate, "
               f"{xrays['unknown_widened_cross_fitted']} by the widened one (cross-fitted; far boundary "
               f"{gate['parent']['far_threshold']:.2f} -> {bounds['far_threshold']:.2f})")
     else:
