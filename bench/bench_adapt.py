@@ -31,6 +31,7 @@ from pneumo.data.records import ImageRecord, read_manifest
 from pneumo.evaluation.calibration import ThresholdRule, choose_threshold
 from pneumo.evaluation.pipeline import EvaluationOptions, score_split
 from pneumo.evaluation.scoring import select_records
+from pneumo.gatefit.site_check import held_out_negatives
 from pneumo.training.adaptation import AdaptConfig, FinetuneConfig, adapt
 from pneumo.training.adaptation.adapt import FINE_TUNED, choose_method
 from pneumo.training.adaptation.config import DEFAULT_MIN_AUC_GAIN, DEFAULT_SITE_SENSITIVITY
@@ -109,12 +110,12 @@ def held_out_scores(model: str | Path, manifest: Path, threshold: float | None =
 
 
 def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bool) -> Path:
-    tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=args.max_epochs,
+    tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=max(1, args.max_epochs),
                             finetune_last=args.finetune_last, lr=args.lr, min_auc_gain=-1.0)  # kept: compared below
     rule = {"target_sensitivity": None if args.parent_rule else args.target_sensitivity}
     cfg = AdaptConfig(model=args.model, manifest=str(adapt_on), out=str(out), folds=args.inner_folds, seed=args.seed,
                       threads=args.threads, n_boot=200, finetune=tuning, **rule)
-    return adapt(cfg).bundle
+    return adapt(cfg, negatives=held_out_negatives).bundle  # as `pneumo adapt`: the gate widened to the site
 
 
 def run_fold(args: argparse.Namespace, fold: int, adapt_on: Path, held: Path, pooled: dict) -> None:

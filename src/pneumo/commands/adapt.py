@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="add model.onnx to the site bundle (pneumo export --into-bundle)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="progress bars")
+    p.add_argument("--keep-parent-gate", action="store_true",
+                   help="copy the parent's gate unchanged (default: its far boundary widened to the local X-rays, "
+                        "unless held-out non-X-ray images would then pass)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +66,7 @@ def _config(args: argparse.Namespace):
     return AdaptConfig(model=args.model, manifest=args.manifest, out=args.out, folds=args.folds,
                        min_per_class=args.min_per_class, seed=args.seed, device=args.device, threads=args.threads,
                        cache_dir=args.cache_dir, n_boot=args.bootstrap, export_onnx=args.onnx, progress=args.progress,
-                       finetune=tuning, **rule)
+                       keep_parent_gate=args.keep_parent_gate, finetune=tuning, **rule)
 
 
 def replay_share(args: argparse.Namespace) -> float:
@@ -112,13 +115,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--images goes with --from-history (a --manifest names its own image paths)")
     if args.from_history:
         args.manifest = manifest_from_history(args)
+    from pneumo.gatefit.site_check import held_out_negatives
     from pneumo.training.adaptation import adapt
 
     config = _config(args)
     if config.finetune.enabled and config.finetune.replay_share == 0:
         print("fine-tuning without replaying the parent's training images (no --replay-data): a fine-tuned site "
               "bundle is fitted to this site and may read the parent's population worse", file=sys.stderr)
-    result = adapt(config)
+    result = adapt(config, negatives=None if config.keep_parent_gate else held_out_negatives)
     first = next(iter(result.figures.values()))
     print(f"local X-rays: {first['n']} ({first['n_pneumonia']} pneumonia, {first['n_normal']} normal); "
           f"figures pooled over {args.folds} patient-grouped folds, each fold's operating point fitted without it:")
@@ -127,6 +131,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"kept: {result.method} ({result.why})")
     print(f"operating point on all local labels ({result.rule.describe()}): temperature "
           f"{result.point.temperature:.4f}, threshold {result.point.threshold:.4f}")
+    gate = result.gate
+    if "unknown_parent" in gate.get("local_xrays", {}):
+        xrays, bounds = gate["local_xrays"], gate["widened_to"]
+        done = "widened" if gate["widened"] else f"the parent's, kept ({gate['why']})"
+        print(f"gate: {done}; local X-rays answered UNKNOWN: {xrays['unknown_parent']} of {xrays['n']} by the "
+              "parent's gate, "
+              f"{xrays['unknown_widened_cross_fitted']} by the widened one (cross-fitted; far boundary "
+              f"{gate['parent']['far_threshold']:.2f} -> {bounds['far_threshold']:.2f})")
+    else:
+        print(f"gate: the parent's, unchanged ({gate.get('why')})")
     print(f"wrote site bundle {result.bundle}. Assistive tool, not a diagnosis: check it on X-rays it never saw "
           "(pneumo evaluate) before use.", flush=True)
     for warning in result.warnings:

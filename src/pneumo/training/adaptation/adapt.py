@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from pneumo.data.augment import BatchPreprocess, geometric_transform
 from pneumo.data.cache import ImageCache
 from pneumo.data.dataset import XrayDataset
 from pneumo.evaluation.calibration import ThresholdRule
+from pneumo.gate.mahalanobis import GATE_FILE
 from pneumo.evaluation.metrics import auc_or_none
 from pneumo.inference.decision import is_pneumonia
 from pneumo.inference.loading import load_bundle
@@ -39,6 +41,7 @@ from pneumo.training.adaptation.finetune import FinetuneSetup, changed_gate_laye
 from pneumo.training.adaptation.local import LocalData, load_local
 from pneumo.training.adaptation.replay import parent_run_config, replay_records
 from pneumo.training.adaptation.site_bundle import parent_provenance, write_site_bundle
+from pneumo.training.adaptation.site_gate import Negatives, SiteGate, save_site_gate, site_gate
 from pneumo.training.loop import evaluate
 from pneumo.training.runtime import pick_device, seed_everything
 
@@ -55,6 +58,7 @@ class AdaptResult:
     point: OperatingPoint
     rule: ThresholdRule
     warnings: list[str] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)  # meta.adaptation.gate
 
 
 def threshold_rule(cfg: AdaptConfig, parent: BundleMeta) -> ThresholdRule:
@@ -130,8 +134,10 @@ def _auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def adapt(cfg: AdaptConfig) -> AdaptResult:
-    """Adapt ``cfg.model`` to the site's labels in ``cfg.manifest``; writes the site bundle to ``cfg.out``."""
+def adapt(cfg: AdaptConfig, negatives: Negatives | None = None) -> AdaptResult:
+    """Adapt ``cfg.model`` to the site's labels in ``cfg.manifest``; writes the site bundle to ``cfg.out``. With
+    ``negatives`` (``pneumo.gatefit.site_check.held_out_negatives``) the copied gate is widened to the local
+    X-rays where those non-X-ray images stay refused; without, it is copied unchanged."""
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"--out {out} already exists and is not empty; choose a new folder")
@@ -159,15 +165,32 @@ def adapt(cfg: AdaptConfig) -> AdaptResult:
     else:
         model, point, matching = load_bundle(parent_dir)[0], fit_operating_point(parent_logits, local.targets, rule,
                                                                                  head), None
-    warnings = _gate_warnings(model, meta, out)
+    # Recalibration keeps the parent's weights (loaded trainable, but untouched): its gate layers are unchanged.
+    warnings = _gate_warnings(model, meta, out) if method == FINE_TUNED else []
+    gate = site_gate(parent_dir, meta, [r.path for r in local.records], local.folds, keep_parent=cfg.keep_parent_gate,
+                     layers_changed=bool(warnings), negatives=negatives, device=str(setup.device))
+    warnings += gate.warnings
     record = _record(cfg, parent_dir, meta, local, rule, method, why, figures, point, warnings)
-    record["threshold_matching"] = matching
-    write_site_bundle(out, model.cpu(), parent_dir, meta, temperature=point.temperature, threshold=point.threshold,
-                      description=f"site adaptation ({method}) of {meta.version} on {len(local.records)} local "
-                                  "X-rays", metrics=_metrics(figures[method], method),
-                      calibration=_calibration(cfg, local, rule, point, figures[method], meta),
-                      adaptation=record, export_onnx=cfg.export_onnx)
-    return AdaptResult(out, method, why, figures, point, rule, warnings)
+    record.update(threshold_matching=matching, gate=gate.record)
+    _write(cfg, out, model, parent_dir, meta, local, method, figures, point, rule, record, gate)
+    return AdaptResult(out, method, why, figures, point, rule, warnings, gate.record)
+
+
+def _write(cfg: AdaptConfig, out: Path, model: torch.nn.Module, parent_dir: Path, meta: BundleMeta, local: LocalData,
+           method: str, figures: dict[str, Any], point: OperatingPoint, rule: ThresholdRule, record: dict[str, Any],
+           gate: SiteGate) -> None:
+    """The site bundle, with the widened gate (written to a scratch folder first) when there is one."""
+    with tempfile.TemporaryDirectory() as scratch:
+        widened = None
+        if gate.params is not None:
+            widened = (save_site_gate(Path(scratch), gate.params, meta.gate or {}, gate.record),
+                       Path(scratch) / GATE_FILE)
+        write_site_bundle(out, model.cpu(), parent_dir, meta, temperature=point.temperature,
+                          threshold=point.threshold, description=f"site adaptation ({method}) of {meta.version} on "
+                                                                 f"{len(local.records)} local X-rays",
+                          metrics=_metrics(figures[method], method),
+                          calibration=_calibration(cfg, local, rule, point, figures[method], meta),
+                          adaptation=record, export_onnx=cfg.export_onnx, gate=widened)
 
 
 def _final_fine_tuned(setup: FinetuneSetup, epochs: int, oof_logits: np.ndarray, rule: ThresholdRule,

@@ -61,6 +61,7 @@ class AdaptConfig:
     n_boot: int = 1000  # bootstrap resamples (of patients) for the intervals
     export_onnx: bool = True  # add model.onnx, so the site bundle runs on ONNX Runtime like the shipped ones
     progress: bool = False
+    keep_parent_gate: bool = False  # True: copy the parent's gate unchanged instead of widening it to the site
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:

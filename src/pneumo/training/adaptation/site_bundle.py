@@ -35,13 +35,18 @@ def _gate_file(parent_dir: Path, meta: BundleMeta) -> dict[str, Path]:
 
 def write_site_bundle(out: Path, model: nn.Module, parent_dir: Path, parent: BundleMeta, *, temperature: float,
                       threshold: float, description: str, metrics: dict[str, Any], calibration: dict[str, Any],
-                      adaptation: dict[str, Any], export_onnx: bool) -> Path:
-    """Save the site bundle atomically with the parent's gate copied (checksum unchanged), then add
-    ``model.onnx`` exported from the site's own weights and checked against PyTorch."""
+                      adaptation: dict[str, Any], export_onnx: bool,
+                      gate: tuple[dict[str, Any], Path] | None = None) -> Path:
+    """Save the site bundle atomically with the parent's gate copied (checksum unchanged), or ``gate`` (its
+    ``meta.gate`` and file: the gate widened to the site), then add ``model.onnx`` exported from the site's own
+    weights and checked against PyTorch."""
     meta = dataclasses.replace(parent, threshold=float(threshold), temperature=float(temperature),
                                description=description, created="", metrics=metrics, calibration=calibration,
                                adaptation=adaptation, pneumo_version=adaptation["pneumo_version"])
-    save_bundle(out, model, meta, _gate_file(parent_dir, parent))
+    files = _gate_file(parent_dir, parent)
+    if gate is not None:
+        meta.gate, files = gate[0], {str(gate[0]["file"]): gate[1]}
+    save_bundle(out, model, meta, files)
     if export_onnx:
         add_onnx_to_bundle(out)
     return out
