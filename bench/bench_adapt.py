@@ -110,7 +110,9 @@ def held_out_scores(model: str | Path, manifest: Path, threshold: float | None =
 
 
 def adapt_fold(args: argparse.Namespace, adapt_on: Path, out: Path, finetune: bool) -> Path:
-    tuning = FinetuneConfig(enabled=finetune, replay_data=args.data, max_epochs=max(1, args.max_epochs),
+    # --no-replay: as `pneumo adapt` without --replay-data (a site without the parent's training images).
+    tuning = FinetuneConfig(enabled=finetune, replay_data="" if args.no_replay else args.data,
+                            replay_share=0.0 if args.no_replay else 0.25, max_epochs=max(1, args.max_epochs),
                             finetune_last=args.finetune_last, lr=args.lr, min_auc_gain=-1.0)  # kept: compared below
     rule = {"target_sensitivity": None if args.parent_rule else args.target_sensitivity}
     cfg = AdaptConfig(model=args.model, manifest=str(adapt_on), out=str(out), folds=args.inner_folds, seed=args.seed,
@@ -150,6 +152,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="0: recalibration only")
     parser.add_argument("--finetune-last", type=int, default=1)
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--no-replay", action="store_true",
+                        help="fine-tune on the local X-rays alone, as `pneumo adapt` does without --replay-data")
     parser.add_argument("--target-sensitivity", type=float, default=DEFAULT_SITE_SENSITIVITY,
                         help="adapt's threshold rule (its default)")
     parser.add_argument("--parent-rule", action="store_true", help="the parent's own rule (adapt --parent-rule)")
