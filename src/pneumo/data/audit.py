@@ -17,8 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pneumo.data.audit_probe import hide_lungs
-from pneumo.data.decode import decode_image
-from pneumo.data.errors import ImageDecodeError
+from pneumo.data.decode import decoded_each
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import temporal_position
 from pneumo.data.thorax import find_thorax
@@ -102,12 +101,7 @@ def measure(records: list[ImageRecord]) -> AttributeTable:
     """Every attribute of every readable record, and its lungs-hidden frame for the probe, from one decode
     per file; unreadable files are named and skipped."""
     kept, rows, frames, skipped = [], [], [], []
-    for record in records:
-        try:
-            image = decode_image(record.path)
-        except ImageDecodeError as exc:
-            skipped.append((record.path, str(exc)))
-            continue
+    for record, image in decoded_each(records, skipped):
         rows.append(attributes(image))
         frames.append(hide_lungs(image))
         kept.append(record)

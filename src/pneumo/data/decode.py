@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Iterator, Protocol, TypeVar, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -86,6 +86,25 @@ def decode_image(source: Source, *, limits: DecodeLimits = DecodeLimits(), name:
             return decode_dicom_bytes(data, label, limits)
         raise UnsupportedFormatError(label, "not a recognised image (expected JPEG, PNG or DICOM content)")
     return decode_raster_bytes(data, label, limits)
+
+
+class _HasPath(Protocol):
+    path: str
+
+
+Item = TypeVar("Item", bound=_HasPath)
+
+
+def decoded_each(records: Iterable[Item], skipped: list[tuple[str, str]]) -> Iterator[tuple[Item, np.ndarray]]:
+    """Each record with its decoded image; a file that cannot be decoded is appended to ``skipped`` (its path and
+    why) and passed over, so one corrupt file in a folder of thousands costs only itself."""
+    for record in records:
+        try:
+            image = decode_image(record.path)
+        except ImageDecodeError as exc:
+            skipped.append((record.path, str(exc)))
+            continue
+        yield record, image
 
 
 def decode_raster_bytes(data: bytes, label: str, limits: DecodeLimits) -> np.ndarray:

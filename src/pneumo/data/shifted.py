@@ -20,7 +20,7 @@ from pneumo.atomic import replacing, write_text
 from pneumo.config import PreprocessConfig
 from pneumo.data.acquisition import confound_swap, to_pil
 from pneumo.data.cache import default_cache_dir
-from pneumo.data.decode import decode_image
+from pneumo.data.decode import decode_image, decoded_each
 from pneumo.data.errors import ImageDecodeError
 from pneumo.data.preprocess import preprocess_array
 from pneumo.data.records import ImageRecord
@@ -43,12 +43,7 @@ def shifted_image(image: np.ndarray, record: ImageRecord, seed: int = 0) -> np.n
 def render_shifted_block(records: list[ImageRecord], cfg: PreprocessConfig, seed: int = 0) -> ShiftedBlock:
     """Decode, shift and preprocess every record; files that cannot be decoded are skipped and named."""
     kept, images, skipped = [], [], []
-    for record in records:
-        try:
-            image = decode_image(record.path)
-        except ImageDecodeError as exc:
-            skipped.append((record.path, str(exc)))
-            continue
+    for record, image in decoded_each(records, skipped):
         kept.append(record)
         images.append(preprocess_array(shifted_image(image, record, seed), cfg))
     size = cfg.image_size
