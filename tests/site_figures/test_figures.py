@@ -14,6 +14,7 @@ def test_wilson_interval_matches_the_textbook_values():
     low, high = wilson(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
+    assert wilson(0, 50)[0] == 0.0 and wilson(25, 25)[1] == 1.0  # exact, not rounding noise
     assert wilson(0, 0) is None
 
 
