@@ -107,6 +107,29 @@ def test_train_cli_config_file_and_flags(kermany_tree: Path, tmp_path: Path) -> 
         build_config(build_parser().parse_args(["train", "--config", str(config)]))
 
 
+def test_set_changes_one_value_of_a_config_file(tmp_path: Path) -> None:
+    """An ablation is the shipped recipe with one value changed, not a second copy of the file."""
+    recipe = Path(__file__).parents[1] / "configs" / "lungs.yaml"
+    plain = build_config(build_parser().parse_args(["train", "--config", str(recipe)]))
+    args = build_parser().parse_args(["train", "--config", str(recipe), "--set", "preprocess.clahe=true",
+                                      "--set", "preprocess.thorax_crop=yes", "--set", "train.lr=0.001",
+                                      "--lr", "0.003"])
+    changed = build_config(args)
+    assert changed.preprocess.clahe and changed.preprocess.thorax_crop and not plain.preprocess.clahe
+    assert changed.train.lr == 0.003  # a flag wins over --set
+    changed.preprocess.clahe = changed.preprocess.thorax_crop = False
+    changed.train.lr = plain.train.lr
+    assert changed.to_dict() == plain.to_dict()  # nothing else moved
+    for bad, message in (("preprocess.clahe", "SECTION.NAME=VALUE"), ("clahe=true", "SECTION.NAME=VALUE"),
+                         ("prepro.clahe=true", "no config section 'prepro'"),
+                         ("preprocess.clahee=true", r"unknown PreprocessConfig keys \['clahee'\]"),
+                         ("preprocess.clahe=maybe", "not a boolean")):
+        with pytest.raises(ValueError, match=message):
+            build_config(build_parser().parse_args(["train", "--config", str(recipe), "--set", bad]))
+    with pytest.raises(SystemExit, match="not --set"):  # a resumed run keeps its saved config
+        main(["train", "--resume", str(tmp_path / "run"), "--set", "train.lr=0.1"])
+
+
 def test_train_cli_errors(kermany_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit, match="--out RUN_DIR is required"):
         main(["train", "--data", str(kermany_tree)])

@@ -280,6 +280,24 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def apply_settings(raw: dict[str, Any], settings: list[str]) -> dict[str, Any]:
+    """``raw`` with each ``section.name=value`` of ``settings`` set (the value read as YAML, so ``true``, ``0.5``
+    and ``[1, 2]`` keep their types); :func:`from_dict` then refuses what it does not know."""
+    import yaml
+
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name or "." in name:
+            raise ValueError(f"--set {setting!r}: expected SECTION.NAME=VALUE, e.g. preprocess.clahe=true")
+        if section not in {f.name for f in fields(RunConfig)}:
+            raise ValueError(f"--set {setting!r}: no config section {section!r}; sections: "
+                             f"{sorted(f.name for f in fields(RunConfig))}")
+        out.setdefault(section, {})[name] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON run configuration into a plain dict."""
     path = Path(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pneumo.config import RunConfig, load_config_file
+from pneumo.config import RunConfig, apply_settings, load_config_file
 from pneumo.optional import require_extra
 
 
@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="where decoded images are cached (default ~/.cache/pneumo)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap batches per epoch (smoke runs)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars")
+    p.add_argument("--set", action="append", default=None, metavar="SECTION.NAME=VALUE",
+                   help="set one config value over --config (repeatable), e.g. --set preprocess.clahe=true; "
+                   "flags above win over both")
     p.set_defaults(func=run)
 
 
@@ -66,7 +69,7 @@ _FLAG_TO_FIELD = {
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    raw = load_config_file(args.config) if args.config else {}
+    raw = apply_settings(load_config_file(args.config) if args.config else {}, args.set or [])
     for flag, (section, name) in _FLAG_TO_FIELD.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -87,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         ignored = sorted(f"--{flag.replace('_', '-')}" for flag in _FLAG_TO_FIELD
                          if flag not in ("epochs", "progress") and getattr(args, flag, None) is not None)
-        if ignored or args.out or args.config:
-            extra = ignored + (["--out"] if args.out else []) + (["--config"] if args.config else [])
+        if ignored or args.out or args.config or args.set:
+            extra = ignored + (["--out"] if args.out else []) + (["--config"] if args.config else []) + (
+                ["--set"] if args.set else [])
             raise SystemExit(f"pneumo train: --resume continues {run_dir} with its saved config.json; "
                              f"only --epochs and --progress may change, not {' '.join(extra)}")
         cfg = load_run_config(run_dir)
