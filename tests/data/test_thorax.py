@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from pneumo.config import PreprocessConfig
+from pneumo.data.decode import decode_image
 from pneumo.data.preprocess import preprocess_array
 from pneumo.data.thorax import crop_to_thorax, find_thorax
 
@@ -44,3 +48,68 @@ def test_preprocessing_crops_only_when_asked():
     assert plain.shape == cropped.shape == (64, 64)
     # Cropped, the lungs fill more of the square: fewer black-air pixels remain.
     assert (cropped < 20).mean() < (plain < 20).mean()
+
+
+# The crop is NumPy so that a bundle trained with it predicts without OpenCV; each step is OpenCV's own
+# computation, checked here against OpenCV (a dev dependency) on the repo's real X-rays and on hard masks.
+cv2 = pytest.importorskip("cv2")
+ASSETS = sorted((Path(__file__).parents[1] / "assets").glob("*.jpeg"))
+
+
+@pytest.mark.parametrize("path", ASSETS, ids=lambda p: p.name)
+def test_each_step_is_opencvs_on_real_films(path):
+    from pneumo.data import thorax
+
+    film = decode_image(str(path))
+    small = cv2.resize(film.astype(np.float32), (thorax.WORK_SIZE, thorax.WORK_SIZE), interpolation=cv2.INTER_AREA)
+    reference = np.round(cv2.GaussianBlur(small, (5, 5), 0) * 255).astype(np.uint8)
+    ours = thorax._work_copy(film)
+    assert np.abs(ours.astype(int) - reference).max() <= 1 and (ours != reference).mean() < 0.01
+    level, _ = cv2.threshold(reference.reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    assert thorax.otsu_threshold(reference) == level
+    dark = (reference < level).astype(np.uint8)
+    opened = cv2.morphologyEx(dark, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    assert np.array_equal(thorax._opened(dark.astype(bool)), opened.astype(bool))
+    _assert_same_components(opened.astype(bool))
+
+
+def _assert_same_components(mask):
+    from pneumo.data.thorax import components
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    ours_labels, ours_stats, ours_count = components(mask)
+    assert ours_count == count
+    assert np.array_equal(ours_labels, labels)
+    assert np.array_equal(ours_stats[1:], stats[1:])  # the background's row is never read
+
+
+def test_components_join_only_through_edges_whatever_the_shape():
+    rng = np.random.default_rng(3)
+    for density in (0.3, 0.5, 0.6):
+        _assert_same_components(rng.random((64, 80)) < density)
+    spiral = np.zeros((41, 41), bool)  # one long winding component
+    spiral[::4, :] = True
+    spiral[:, 0] = spiral[:, -1] = True
+    spiral[[r for r in range(2, 41, 4)], 1:-1] = False
+    _assert_same_components(spiral)
+    diagonal = np.eye(20, dtype=bool)  # corners only touch: 20 components under 4-connectivity
+    _assert_same_components(diagonal)
+    assert _count(np.zeros((5, 5), bool)) == 1 and _count(np.ones((5, 5), bool)) == 2
+
+
+def _count(mask):
+    from pneumo.data.thorax import components
+
+    return components(mask)[2]
+
+
+def test_otsu_matches_opencv_on_skewed_and_flat_histograms():
+    from pneumo.data.thorax import otsu_threshold
+
+    rng = np.random.default_rng(5)
+    cases = [rng.integers(0, 256, 500), np.concatenate([rng.normal(40, 5, 900), rng.normal(200, 20, 100)]),
+             np.full(50, 7), np.array([0, 255] * 10)]
+    for values in cases:
+        values = np.clip(values, 0, 255).astype(np.uint8)
+        level, _ = cv2.threshold(values.reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        assert otsu_threshold(values) == level
