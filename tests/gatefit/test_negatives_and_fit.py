@@ -127,7 +127,7 @@ def test_the_command_fits_at_the_configs_operating_point():
     args = build_parser().parse_args(["gate", "fit", "--model", "bundle"])
     cfg = GateFitConfig()
     for name in ("percentile", "calibration_fraction", "variants", "site_variants", "far_percentile",
-                 "nonxray_margin", "warn_percentile", "inset_xrays", "seed"):
+                 "nonxray_margin", "warn_percentile", "inset_xrays", "negative_draws", "seed"):
         assert getattr(args, name) == getattr(cfg, name), name
     assert (cfg.far_percentile, cfg.nonxray_margin, cfg.warn_percentile) == (99.8, 3.0, 87.5)
 
@@ -164,3 +164,27 @@ def test_the_fit_measures_with_the_stored_rule(tmp_path, monkeypatch):
         gate.threshold, gate.far_threshold, gate.warn_nonxray)
     loaded = Predictor.load(bundle, backend="torch")
     assert loaded.gate_warn_nonxray == pytest.approx(stored["warn_nonxray"])
+
+
+def test_the_score_is_fitted_on_several_renders_of_the_fitting_origins_only(monkeypatch):
+    """Each extra draw renders the fitting side's origins again (other noise, other crops), never a held-out
+    origin, from seeds the bench's small ones cannot reach; the held-out side is draw 0's alone."""
+    seeds = []
+
+    def rendered(seed=0, *, xrays=(), scale=1.0):
+        seeds.append(seed)
+        return [negatives.NegativeImage("noise", f"n{i}", noise_png(1000 * (seed % 97) + i)) for i in range(10)]
+
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", rendered)
+    from pneumo.gatefit.fit import fitting_negatives
+
+    one = fitting_negatives([], GateFitConfig(negative_draws=1))
+    three = fitting_negatives([], GateFitConfig(negative_draws=3))
+    assert three.held_out == one.held_out and three.first_draw == one.first_draw and len(one.first_draw) == 10
+    held = {holdout.origin(i) for i in three.held_out}
+    assert held and not held & {holdout.origin(i) for i in three.fit}
+    assert len(three.fit) == 3 * len(one.fit)
+    assert len({i.source for i in three.fit}) == len(three.fit)  # every render is a new image
+    assert seeds[0] == 0 and all(seed > 1000 for seed in seeds[2:]) and len(set(seeds[2:])) == 2
+    with pytest.raises(ValueError, match="negative_draws"):
+        GateFitConfig(negative_draws=0)

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
     fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",
                      help="training X-rays inset into the figures, slides and viewer screenshots among the negatives")
+    fit.add_argument("--negative-draws", type=int, default=1, metavar="K",
+                     help="render the non-X-ray images the score is fitted on K times (other photo crops, phantom "
+                     "patients, figure layouts); the held-out ones are measured on the first render")
     fit.add_argument("--batch-size", type=int, default=32)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
@@ -75,7 +78,8 @@ def run_fit(args: argparse.Namespace) -> int:
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
                         site_variants=args.site_variants, far_percentile=args.far_percentile,
                         nonxray_margin=args.nonxray_margin, warn_percentile=args.warn_percentile,
-                        inset_xrays=args.inset_xrays, feature_layers=tuple(args.feature_layers),
+                        inset_xrays=args.inset_xrays, negative_draws=args.negative_draws,
+                        feature_layers=tuple(args.feature_layers),
                         pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)
     s = report.summary
