@@ -111,13 +111,15 @@ def test_set_changes_one_value_of_a_config_file(tmp_path: Path) -> None:
     """An ablation is the shipped recipe with one value changed, not a second copy of the file."""
     recipe = Path(__file__).parents[1] / "configs" / "lungs.yaml"
     plain = build_config(build_parser().parse_args(["train", "--config", str(recipe)]))
+    crop = "no" if plain.preprocess.thorax_crop else "yes"
     args = build_parser().parse_args(["train", "--config", str(recipe), "--set", "preprocess.clahe=true",
-                                      "--set", "preprocess.thorax_crop=yes", "--set", "train.lr=0.001",
+                                      "--set", f"preprocess.thorax_crop={crop}", "--set", "train.lr=0.001",
                                       "--lr", "0.003"])
     changed = build_config(args)
-    assert changed.preprocess.clahe and changed.preprocess.thorax_crop and not plain.preprocess.clahe
+    assert changed.preprocess.clahe and not plain.preprocess.clahe
+    assert changed.preprocess.thorax_crop != plain.preprocess.thorax_crop
     assert changed.train.lr == 0.003  # a flag wins over --set
-    changed.preprocess.clahe = changed.preprocess.thorax_crop = False
+    changed.preprocess.clahe, changed.preprocess.thorax_crop = False, plain.preprocess.thorax_crop
     changed.train.lr = plain.train.lr
     assert changed.to_dict() == plain.to_dict()  # nothing else moved
     for bad, message in (("preprocess.clahe", "SECTION.NAME=VALUE"), ("clahe=true", "SECTION.NAME=VALUE"),
