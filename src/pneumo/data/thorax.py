@@ -95,7 +95,7 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
     rows, starts = np.nonzero(edges == 1)
     stops = np.nonzero(edges == -1)[1]
-    parent = np.arange(len(rows))
+    parent = list(range(len(rows)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -103,14 +103,15 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
             i = parent[i]
         return i
 
-    row_start = np.searchsorted(rows, np.arange(h + 1))
+    begin, end = starts.tolist(), stops.tolist()  # Python ints: this loop is the function's cost
+    row_start = np.searchsorted(rows, np.arange(h + 1)).tolist()
     for r in range(1, h):
         a, b = row_start[r - 1], row_start[r]
         while a < row_start[r] and b < row_start[r + 1]:
-            if starts[a] < stops[b] and starts[b] < stops[a]:
+            if begin[a] < end[b] and begin[b] < end[a]:
                 ra, rb = root(a), root(b)
                 parent[max(ra, rb)] = min(ra, rb)
-            if stops[a] < stops[b]:
+            if end[a] < end[b]:
                 a += 1
             else:
                 b += 1
@@ -118,12 +119,14 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     _, first, numbered = np.unique(roots, return_index=True, return_inverse=True)
     run_label = np.argsort(np.argsort(first))[numbered] + 1  # numbered in raster order, as OpenCV does
     count = len(first) + 1
-    labels = np.zeros((h, w), dtype=np.int32)
+    # Each run painted at once: its label added where it starts and taken away where it ends, then summed.
+    painted = np.zeros(h * w + 1, dtype=np.int64)
+    np.add.at(painted, rows * w + starts, run_label)
+    np.add.at(painted, rows * w + stops, -run_label)
+    labels = np.cumsum(painted[:-1]).reshape(h, w).astype(np.int32)
     stats = np.zeros((count, 5), dtype=np.int64)
     stats[:, 0], stats[:, 1] = w, h
     right, bottom = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
-    for label, r, s, e in zip(run_label, rows, starts, stops):
-        labels[r, s:e] = label
     np.minimum.at(stats[:, 0], run_label, starts)
     np.minimum.at(stats[:, 1], run_label, rows)
     np.maximum.at(right, run_label, stops)
