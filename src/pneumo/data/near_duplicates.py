@@ -16,6 +16,8 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
+from pneumo.data.disjoint_sets import DisjointSets
+
 HASH_SIDE = 16
 MAX_DISTANCE = 8  # bits of HASH_SIDE**2
 _ROWS = 1024
@@ -36,14 +38,7 @@ def near_duplicate_groups(hashes: list[np.ndarray | None], max_distance: int = M
         return []
     bits = np.stack([hashes[i] for i in present]).astype(bool)
     bands = np.array_split(np.arange(bits.shape[1]), max_distance + 1)
-    parent = list(range(len(present)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(present))
     for band in bands:
         buckets: dict[bytes, list[int]] = defaultdict(list)
         for row, key in enumerate(np.packbits(bits[:, band], axis=1)):
@@ -57,8 +52,8 @@ def near_duplicate_groups(hashes: list[np.ndarray | None], max_distance: int = M
                 distance = rows @ (1 - block).T + (1 - rows) @ block.T  # Hamming distances, exact in float32
                 for a, b in zip(*np.nonzero(distance <= max_distance)):
                     if start + a < b:
-                        parent[root(members[start + a])] = root(members[b])
+                        sets.join(members[start + a], members[b])
     groups: dict[int, list[int]] = defaultdict(list)
     for row in range(len(present)):
-        groups[root(row)].append(present[row])
+        groups[sets.root(row)].append(present[row])
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])

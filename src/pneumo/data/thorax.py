@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pneumo.data.disjoint_sets import DisjointSets
+
 WORK_SIZE = 128
 MARGIN = 0.12  # of the box's height and width, added on each side: the lung edges and costophrenic angles
 MIN_LUNG_AREA = 0.01  # of the film, per lung field candidate
@@ -95,27 +97,19 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
     rows, starts = np.nonzero(edges == 1)
     stops = np.nonzero(edges == -1)[1]
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(len(rows))
     begin, end = starts.tolist(), stops.tolist()  # Python ints: this loop is the function's cost
     row_start = np.searchsorted(rows, np.arange(h + 1)).tolist()
     for r in range(1, h):
         a, b = row_start[r - 1], row_start[r]
         while a < row_start[r] and b < row_start[r + 1]:
             if begin[a] < end[b] and begin[b] < end[a]:
-                ra, rb = root(a), root(b)
-                parent[max(ra, rb)] = min(ra, rb)
+                sets.join(a, b)
             if end[a] < end[b]:
                 a += 1
             else:
                 b += 1
-    roots = np.array([root(i) for i in range(len(rows))], dtype=np.int64)
+    roots = np.array([sets.root(i) for i in range(len(rows))], dtype=np.int64)
     _, first, numbered = np.unique(roots, return_index=True, return_inverse=True)
     run_label = np.argsort(np.argsort(first))[numbered] + 1  # numbered in raster order, as OpenCV does
     count = len(first) + 1
