@@ -70,3 +70,37 @@ def test_the_command_writes_json_and_a_report_and_names_unreadable_files(tmp_pat
     by_name = {a["name"]: a for a in audit["attributes"]}
     assert by_name["corner_text"]["auc"] > 0.95 and audit["lungs_hidden_probe"]["auc"] > 0.8
     assert "| corner_text |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _chest(seed: int, marker: bool) -> np.ndarray:
+    """A body with two darker lung fields on black air; ``marker``: a white corner marker in the air."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:120, 0:120] / 120
+    film = np.zeros((120, 120), np.float32)
+    film[(np.abs(xx - 0.5) < 0.33) & (yy > 0.18)] = rng.uniform(0.7, 0.85)
+    for cx in (0.37, 0.63):
+        film[((xx - cx) / 0.1) ** 2 + ((yy - 0.52) / 0.18) ** 2 < 1] = rng.uniform(0.35, 0.5)
+    if marker:
+        film[3:13, 3:13] = 1.0
+    return np.round(np.clip(film + rng.normal(0, 0.02, film.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def test_the_probe_on_the_thorax_crop_no_longer_sees_a_marker_outside_it(tmp_path: Path):
+    """`--probe-on thorax` measures what a model trained with the crop can still read off the acquisition: a
+    marker in the air beside the body is cropped away with it."""
+    from pneumo.data.thorax import find_thorax
+
+    root = tmp_path / "k"
+    for label in ("NORMAL", "PNEUMONIA"):
+        (root / "train" / label).mkdir(parents=True)
+    for p in range(16):
+        Image.fromarray(_chest(2 * p, marker=False)).save(root / "train" / "NORMAL" / f"IM-{p:04d}-0001.jpeg")
+        Image.fromarray(_chest(2 * p + 1, marker=True)).save(
+            root / "train" / "PNEUMONIA" / f"person{p}_bacteria_{p}.jpeg")
+    assert find_thorax(_chest(1, marker=True) / 255.0) is not None
+    records = scan_kermany(root)
+    sequences = [sequence_of(r) for r in records]
+    whole = run_probe(records, measure(records).frames, sequences, folds=4)
+    cropped = run_probe(records, measure(records, probe_on_thorax=True).frames, sequences, folds=4,
+                        source="thorax crop")
+    assert whole.auc > 0.9 and cropped.auc < 0.75 and cropped.source == "thorax crop"

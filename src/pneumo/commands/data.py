@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     audit.add_argument("--out", required=True, help="folder for audit.json and report.md")
     audit.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                        help="run the lungs-hidden probe (a small model on the film's frame)")
+    audit.add_argument("--probe-on", choices=("film", "thorax"), default="film",
+                       help="the probe's frame from the whole film, or from the film cropped to its thorax (what a "
+                       "model trained with preprocess.thorax_crop sees)")
     audit.set_defaults(func=run_audit)
 
 
@@ -51,11 +54,12 @@ def run_audit(args: argparse.Namespace) -> int:
     if not records:
         raise SystemExit(f"no images to audit in {args.root or args.manifest}"
                          + (f" (split {args.split!r})" if args.split else ""))
-    table = measure(records)
+    table = measure(records, probe_on_thorax=args.probe_on == "thorax")
     for path, reason in table.skipped:
         print(f"skipped unreadable image {path}: {reason}")
     sequences = [sequence_of(r) for r in table.records]
-    probe = run_probe(table.records, table.frames, sequences) if args.probe else None
+    source = "thorax crop" if args.probe_on == "thorax" else "film"
+    probe = run_probe(table.records, table.frames, sequences, source=source) if args.probe else None
     json_path, md_path = write_audit(Path(args.out), audit_dict(table, score_attributes(table), probe))
     print(md_path.read_text(), end="")
     print(f"wrote {json_path} and {md_path}")

@@ -20,7 +20,7 @@ from pneumo.data.audit_probe import hide_lungs
 from pneumo.data.decode import decoded_each
 from pneumo.data.records import ImageRecord
 from pneumo.data.splits import temporal_position
-from pneumo.data.thorax import find_thorax
+from pneumo.data.thorax import crop_to_thorax, find_thorax
 
 # What each attribute measures, for the report.
 ATTRIBUTES = {
@@ -97,13 +97,15 @@ class AttributeTable:
     frames: np.ndarray  # per record, the film's frame with the lungs hidden (the probe's input)
 
 
-def measure(records: list[ImageRecord]) -> AttributeTable:
+def measure(records: list[ImageRecord], probe_on_thorax: bool = False) -> AttributeTable:
     """Every attribute of every readable record, and its lungs-hidden frame for the probe, from one decode
-    per file; unreadable files are named and skipped."""
+    per file; unreadable files are named and skipped. ``probe_on_thorax``: the probe's frame is taken from the
+    film cropped to its thorax (what a model trained with ``preprocess.thorax_crop`` sees), the attributes from
+    the whole film either way."""
     kept, rows, frames, skipped = [], [], [], []
     for record, image in decoded_each(records, skipped):
         rows.append(attributes(image))
-        frames.append(hide_lungs(image))
+        frames.append(hide_lungs(crop_to_thorax(image) if probe_on_thorax else image))
         kept.append(record)
     values = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in ATTRIBUTES}
     return AttributeTable(kept, values, skipped, np.stack(frames) if frames else np.zeros((0, 0), np.float32))

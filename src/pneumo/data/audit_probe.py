@@ -31,6 +31,7 @@ class ProbeResult:
     folds: int
     images: int
     visible_share: float  # share of the square the probe sees
+    source: str = "film"  # "film", or "thorax crop": the film cropped to its thorax first (pneumo.data.thorax)
 
 
 def hide_lungs(image: np.ndarray, size: int = PROBE_SIZE) -> np.ndarray:
@@ -48,7 +49,7 @@ def _hidden_mask(size: int) -> np.ndarray:
 
 
 def run_probe(records: list[ImageRecord], frames: np.ndarray, sequences: list[str], folds: int = 5,
-              seed: int = 0) -> ProbeResult:
+              seed: int = 0, source: str = "film") -> ProbeResult:
     """Out-of-fold AUC of a logistic regression on the lungs-hidden ``frames`` of ``records`` (one row each,
     from :func:`hide_lungs`; :func:`pneumo.data.audit.measure` makes them)."""
     if len(frames) != len(records):
@@ -70,4 +71,5 @@ def run_probe(records: list[ImageRecord], frames: np.ndarray, sequences: list[st
         chosen = labels | (seq == sequence)
         by_sequence[sequence] = float(roc_auc_score(labels[chosen], scores[chosen]))
     visible = 1.0 - _hidden_mask(PROBE_SIZE).mean()
-    return ProbeResult(float(roc_auc_score(labels, scores)), by_sequence, chosen_folds, len(records), float(visible))
+    return ProbeResult(float(roc_auc_score(labels, scores)), by_sequence, chosen_folds, len(records), float(visible),
+                       source)

@@ -50,7 +50,9 @@ def report_markdown(audit: dict) -> str:
     probe = audit["lungs_hidden_probe"]
     if probe:
         lines += ["", "## Lungs-hidden probe", "",
-                  f"A logistic regression on {probe['images']} films stretched to 32 x 32 with the central box "
+                  f"A logistic regression on {probe['images']} films"
+                  f"{' cropped to their thorax and' if probe.get('source') == 'thorax crop' else ''} stretched to "
+                  f"32 x 32 with the central box "
                   f"hidden ({probe['visible_share']:.0%} of the square visible: borders, neck, abdomen, "
                   f"corners), {probe['folds']} folds grouped by patient: out-of-fold AUC **{probe['auc']:.3f}**."]
         lines += [f"- normal {s} against all pneumonia: {_cell(v)}" for s, v in probe["by_sequence"].items()]
