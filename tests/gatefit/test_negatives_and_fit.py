@@ -12,13 +12,14 @@ from pneumo.bundle import read_meta
 from pneumo.evaluation.scoring import select_records
 from pneumo.cli import build_parser, main
 from pneumo.data.decode import decode_image
-from pneumo.gatefit import holdout, negatives
+from pneumo.gate.checks import cheap_reason
+from pneumo.gatefit import holdout, micrograph, negatives
 from pneumo.gatefit.fit import GateFitConfig, fit_bundle_gate
 from pneumo.inference.predictor import Predictor
 
 
 @pytest.mark.parametrize("make", [negatives.document, negatives.screenshot, negatives.blank, negatives.noise,
-                                  negatives.gradient, negatives.pattern])
+                                  negatives.gradient, negatives.pattern, micrograph.micrograph])
 def test_synthetic_negatives_decode_and_are_deterministic(make):
     first = [make(np.random.default_rng(5), i) for i in range(4)]
     again = [make(np.random.default_rng(5), i) for i in range(4)]
@@ -26,6 +27,28 @@ def test_synthetic_negatives_decode_and_are_deterministic(make):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.uint8 and min(a.shape[:2]) >= 64
         assert decode_image(png(a)).shape == a.shape[:2]
+
+
+def test_micrographs_cover_every_kind_in_colour_and_grey_and_pass_the_cheap_checks_in_grey():
+    """Grey micrographs must reach the feature gate: refusing them is the non-X-ray score's job."""
+    images = [micrograph.micrograph(np.random.default_rng([2, i]), i) for i in range(2 * len(micrograph.KINDS))]
+    colour, grey = images[:len(micrograph.KINDS)], images[len(micrograph.KINDS):]
+    assert all(a.ndim == 3 and a.shape[2] == 3 for a in colour) and all(a.ndim == 2 for a in grey)
+    assert colour[2].mean() < 80 < colour[0].mean()  # fluorescence is dark, brightfield stains are light
+    for a in grey:
+        pixels = decode_image(png(a))
+        assert cheap_reason(pixels, 0.0) is None and pixels.std() > 0.05
+
+
+def test_micrographs_are_a_kind_with_a_held_out_share_and_render_deterministically():
+    with_them = negatives.negative_images(3, xrays=[np.full((64, 64), 0.5, np.float32)], scale=0.05)
+    kinds = {i.category for i in with_them}
+    assert "micrograph" in kinds
+    held = {holdout.origin(i) for i in holdout.split_negatives(with_them, seed=3)[1]}
+    assert any(o.startswith("micrograph:") for o in held)
+    again = negatives.negative_images(3, xrays=[np.full((64, 64), 0.5, np.float32)], scale=0.05)
+    assert [i.source for i in again if i.category == "micrograph"] == [
+        i.source for i in with_them if i.category == "micrograph"]
 
 
 def test_shipped_samples_are_found_offline():
