@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from inference.bundles import make_bundle, noise_png, png, xray_png
@@ -38,6 +39,19 @@ def test_micrographs_cover_every_kind_in_colour_and_grey_and_pass_the_cheap_chec
     for a in grey:
         pixels = decode_image(png(a))
         assert cheap_reason(pixels, 0.0) is None and pixels.std() > 0.05
+
+
+def test_lobes_lay_large_regions_of_packed_cells_over_the_stroma():
+    """Low-magnification epithelium: large regions, not scattered cells, so the image varies at a coarse scale
+    as scikit-image's immunohistochemistry photograph does (a coarse-to-fine spread ratio of 0.76)."""
+    stroma = Image.new("RGB", (320, 256), (236, 232, 226))
+    out = np.asarray(micrograph._lobes(stroma, np.random.default_rng(4), micrograph._STAINS["ihc"], 1.0))
+    changed = np.any(out != np.asarray(stroma), axis=2)
+    assert 0.05 < changed.mean() < 0.95  # lobes cover part of the field, stroma stays around them
+    grey = out.mean(axis=2)
+    coarse = grey.reshape(8, 32, 8, 40).mean(axis=(1, 3))
+    assert coarse.std() / grey.std() > 0.4
+    assert grey[changed].std() > 10  # cells with membranes and nuclei, not a flat fill
 
 
 def test_micrographs_are_a_kind_with_a_held_out_share_and_render_deterministically():

@@ -80,6 +80,32 @@ def _glands(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: tuple[int
             draw.ellipse((x - n, y - n * 1.6, x + n, y + n * 1.6), fill=_jitter(rng, colours["nucleus"], 14))
 
 
+def _lobes(image: Image.Image, rng: np.random.Generator, colours: dict[str, tuple[int, int, int]],
+           scale: float) -> Image.Image:
+    """Epithelium at low magnification: a few large lobes, each a tissue of packed cells with dark membranes
+    and nuclei, over the stroma (scikit-image's ``immunohistochemistry`` photograph looks like this). Lobes give
+    the image the large-scale light and dark regions that a field of scattered cells lacks."""
+    size = image.size
+    width, height = size
+    mask = Image.new("L", size, 0)
+    mask_draw = ImageDraw.Draw(mask)
+    for _ in range(int(rng.integers(2, 6))):  # each lobe a few overlapping ellipses
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        for _ in range(int(rng.integers(1, 4))):
+            x, y = cx + rng.normal(0, width / 10), cy + rng.normal(0, height / 10)
+            rx, ry = rng.uniform(0.08, 0.3) * width, rng.uniform(0.08, 0.3) * height
+            mask_draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=255)
+    mask = mask.filter(ImageFilter.GaussianBlur(6)).point(lambda v: 255 if v > 128 else 0)
+    membrane = colours.get("positive", colours["nucleus"])
+    epithelium = Image.new("RGB", size, _jitter(rng, colours["cytoplasm"], 10))
+    draw = ImageDraw.Draw(epithelium)
+    cell = rng.uniform(7, 14) * scale
+    _blobs(draw, rng, size, int(width * height / cell**2), (cell, cell * 1.4), membrane, 20,
+           outline=max(1, round(cell / 4)))
+    _blobs(draw, rng, size, int(width * height / (4 * cell**2)), (cell * 0.3, cell * 0.5), colours["nucleus"], 16)
+    return Image.composite(epithelium, image, mask)
+
+
 def _tissue(rng: np.random.Generator, size: tuple[int, int], stain: str) -> Image.Image:
     colours = _STAINS[stain]
     image = Image.new("RGB", size, _jitter(rng, colours["background"], 6))
@@ -93,6 +119,8 @@ def _tissue(rng: np.random.Generator, size: tuple[int, int], stain: str) -> Imag
         _blobs(draw, rng, size, int(area / (2500 * scale**2)), (5 * scale, 14 * scale), colours["positive"], 20)
     _blobs(draw, rng, size, int(area / (rng.uniform(260, 1500) * scale**2)), (2.5 * scale, 6 * scale),
            colours["nucleus"], 16)
+    if rng.random() < 0.5:
+        image = _lobes(image, rng, colours, scale)
     # Uneven staining and section thickness: a slow field darkens some regions.
     shade = 1.0 - rng.uniform(0.1, 0.35) * _smooth_field(rng, size)[..., None]
     array = np.asarray(image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.4)))), np.float32) * shade
