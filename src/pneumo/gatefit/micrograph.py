@@ -82,27 +82,45 @@ def _glands(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: tuple[int
 
 def _lobes(image: Image.Image, rng: np.random.Generator, colours: dict[str, tuple[int, int, int]],
            scale: float) -> Image.Image:
-    """Epithelium at low magnification: a few large lobes, each a tissue of packed cells with dark membranes
-    and nuclei, over the stroma (scikit-image's ``immunohistochemistry`` photograph looks like this). Lobes give
-    the image the large-scale light and dark regions that a field of scattered cells lacks."""
+    """Epithelium at low magnification: a few large lobes over the stroma, each either packed cells with dark
+    membranes or columnar cells radiating from a pale lumen (scikit-image's ``immunohistochemistry`` photograph
+    shows both). Lobes give the image the large light and dark regions that a field of scattered cells lacks."""
     size = image.size
     width, height = size
     mask = Image.new("L", size, 0)
     mask_draw = ImageDraw.Draw(mask)
-    for _ in range(int(rng.integers(2, 6))):  # each lobe a few overlapping ellipses
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        for _ in range(int(rng.integers(1, 4))):
-            x, y = cx + rng.normal(0, width / 10), cy + rng.normal(0, height / 10)
-            rx, ry = rng.uniform(0.08, 0.3) * width, rng.uniform(0.08, 0.3) * height
-            mask_draw.ellipse((x - rx, y - ry, x + rx, y + ry), fill=255)
-    mask = mask.filter(ImageFilter.GaussianBlur(6)).point(lambda v: 255 if v > 128 else 0)
     membrane = colours.get("positive", colours["nucleus"])
     epithelium = Image.new("RGB", size, _jitter(rng, colours["cytoplasm"], 10))
     draw = ImageDraw.Draw(epithelium)
     cell = rng.uniform(7, 14) * scale
-    _blobs(draw, rng, size, int(width * height / cell**2), (cell, cell * 1.4), membrane, 20,
-           outline=max(1, round(cell / 4)))
-    _blobs(draw, rng, size, int(width * height / (4 * cell**2)), (cell * 0.3, cell * 0.5), colours["nucleus"], 16)
+    for _ in range(int(rng.integers(2, 6))):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        rx, ry = rng.uniform(0.1, 0.3) * width, rng.uniform(0.1, 0.3) * height
+        mask_draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=255)
+        if rng.random() < 0.5:  # columnar: cell borders run from the lumen to the lobe's edge, nuclei at the base
+            for angle in np.linspace(0, 2 * np.pi, int(2 * np.pi * max(rx, ry) / (cell * 0.4)), endpoint=False):
+                angle += rng.normal(0, 0.02)
+                inner, outer = rng.uniform(0.05, 0.25), rng.uniform(0.9, 1.05)
+                draw.line([(cx + rx * inner * np.cos(angle), cy + ry * inner * np.sin(angle)),
+                           (cx + rx * outer * np.cos(angle), cy + ry * outer * np.sin(angle))],
+                          fill=_jitter(rng, membrane, 20), width=max(1, round(cell / 5)))
+                r = rng.uniform(0.7, 0.9)
+                x, y, n = cx + rx * r * np.cos(angle), cy + ry * r * np.sin(angle), cell * 0.3
+                draw.ellipse((x - n, y - n, x + n, y + n), fill=_jitter(rng, colours["nucleus"], 16))
+            lumen = rng.uniform(0.03, 0.12)
+            draw.ellipse((cx - rx * lumen, cy - ry * lumen * 4, cx + rx * lumen, cy + ry * lumen * 4),
+                         fill=_jitter(rng, colours["background"], 6))
+        else:  # packed cells, each with its membrane and a nucleus
+            box = (int(cx - rx), int(cy - ry), int(cx + rx), int(cy + ry))
+            cells = int(4 * rx * ry / cell**2)
+            for _ in range(cells):
+                x, y = rng.uniform(box[0], box[2]), rng.uniform(box[1], box[3])
+                a, b = cell * rng.uniform(0.8, 1.2), cell * rng.uniform(1.0, 1.5)
+                draw.ellipse((x - a, y - b, x + a, y + b), outline=_jitter(rng, membrane, 20),
+                             width=max(1, round(cell / 4)))
+                n = cell * 0.35
+                draw.ellipse((x - n, y - n, x + n, y + n), fill=_jitter(rng, colours["nucleus"], 16))
+    mask = mask.filter(ImageFilter.GaussianBlur(4)).point(lambda v: 255 if v > 128 else 0)
     return Image.composite(epithelium, image, mask)
 
 
