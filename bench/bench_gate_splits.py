@@ -12,7 +12,7 @@ depend on the split and are fitted once. The bundle's own gate is not touched.
 
     python bench/bench_gate_splits.py --model default --data ../shared/data/kermany --cache ../runs/gate-features
 
-About 25 minutes on 2 cores for the features (cached with ``--cache``), seconds per split after that.
+About 12-15 minutes on 2 cores for the features (cached with ``--cache``), seconds per split after that.
 """
 
 from __future__ import annotations
