@@ -41,7 +41,7 @@ def test_micrographs_cover_every_kind_in_colour_and_grey_and_pass_the_cheap_chec
         assert cheap_reason(pixels, 0.0) is None and pixels.std() > 0.05
 
 
-def test_lobes_lay_large_regions_of_packed_cells_over_the_stroma():
+def test_lobes_lay_large_regions_of_cells_over_the_stroma():
     """Low-magnification epithelium: large regions, not scattered cells, so the image varies at a coarse scale
     as scikit-image's immunohistochemistry photograph does (a coarse-to-fine spread ratio of 0.76)."""
     stroma = Image.new("RGB", (320, 256), (236, 232, 226))
