@@ -130,12 +130,13 @@ def test_datasets_in_memory_share_one_budget_across_associations(make_node, xray
     assoc = associate(node.port, [slow.SOPClassUID])
     send_half(assoc, slow, then="hold", fraction=0.9)  # a sender that stalls with 3 MB of its dataset sent
     deadline = time.monotonic() + 30
-    while node.guard.budget.used < 3 << 20 and time.monotonic() < deadline:
+    while node.guard.budget.used < 3_000_000 and time.monotonic() < deadline:  # 3 MB, not 3 MiB: 0.9 x 3.4 MB
         time.sleep(0.05)
     other = _sized(dx_instance(xray_files[1]), 1300)
     assert store(node.port, [other]) == [0xA700]  # no room beside the stalled one: try again later
     assoc.dul.socket.close()  # the stalled sender goes away: its bytes are given back
     assoc.kill()
+    deadline = time.monotonic() + 30
     while node.guard.budget.used and time.monotonic() < deadline:
         time.sleep(0.05)
     assert node.guard.budget.used == 0
