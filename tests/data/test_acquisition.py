@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from pneumo.data.acquisition import (acquisition_variant, burn_in_text, collimate, exposure, resize, site_variant,
-                                      zoom_in, zoom_out)
+from pneumo.data.acquisition import (acquisition_variant, black_frame, burn_in_text, collimate, exposure, resize,
+                                      site_variant, zoom_in, zoom_out)
 
 
 def _dark_left_bright_right(h=96, w=80):
@@ -60,3 +60,16 @@ def test_site_variant_building_blocks():
     masks = [collimate(image, np.random.default_rng(s)) for s in range(20)]
     assert any(((m == 0) | (m == 1)).mean() > 0.05 for m in masks)  # black or white collimated areas
     assert {round(float(exposure(image, np.random.default_rng(s)).mean()), 2) for s in range(10)}.__len__() > 5
+
+
+def test_a_black_frame_surrounds_the_whole_film_and_keeps_it_unchanged():
+    image = _dark_left_bright_right(120, 100) * 0.5 + 0.3  # no black pixel of its own
+    for seed in range(30):
+        framed = black_frame(image, np.random.default_rng(seed))
+        rows, cols = np.nonzero(framed > 0)
+        top, bottom, left, right = rows.min(), framed.shape[0] - 1 - rows.max(), cols.min(), framed.shape[1] - 1 - cols.max()
+        sides = np.array([top / 120, bottom / 120, left / 100, right / 100])
+        assert (sides >= 0.01).all() and (sides <= 0.2).all(), sides  # every side framed, none beyond 15% x 1.3
+        assert sides.max() <= 1.3 / 0.7 * sides.min() + 0.02  # the four sides alike, as one export frames them
+        np.testing.assert_array_equal(framed[top:top + 120, left:left + 100], image)
+        np.testing.assert_array_equal(framed, black_frame(image, np.random.default_rng(seed)))

@@ -127,6 +127,7 @@ def test_fit_stores_a_verified_gate_with_figures(tmp_path, monkeypatch):
     assert gate["far_threshold"] >= gate["threshold"] and gate["site_variants"] == 1
     assert 0.0 <= gate["site_variant_flagged_pct"] <= 100.0 and "xray_ood_pct" in gate
     assert gate["n_inverted_fit"] > 0 and 0.0 <= gate["inverted_flagged_pct"] <= 100.0
+    assert 0 < gate["n_framed_fit"] <= GateFitConfig().framed
     predictor = Predictor.load(bundle)
     # The stored figure is what the stored gate does on the validation X-rays, recounted here.
     validation = [r.path for r in select_records(meta, "val", str(root)).records]
@@ -164,7 +165,7 @@ def test_the_command_fits_at_the_configs_operating_point():
     args = build_parser().parse_args(["gate", "fit", "--model", "bundle"])
     cfg = GateFitConfig()
     for name in ("percentile", "calibration_fraction", "variants", "site_variants", "far_percentile",
-                 "nonxray_margin", "warn_percentile", "inset_xrays", "negative_draws", "seed"):
+                 "nonxray_margin", "warn_percentile", "inset_xrays", "negative_draws", "framed", "seed"):
         assert getattr(args, name) == getattr(cfg, name), name
     assert (cfg.far_percentile, cfg.nonxray_margin, cfg.warn_percentile) == (99.8, 3.0, 87.5)
 
@@ -201,6 +202,40 @@ def test_the_fit_measures_with_the_stored_rule(tmp_path, monkeypatch):
         gate.threshold, gate.far_threshold, gate.warn_nonxray)
     loaded = Predictor.load(bundle, backend="torch")
     assert loaded.gate_warn_nonxray == pytest.approx(stored["warn_nonxray"])
+
+
+def test_framed_site_variants_join_the_scores_xrays(tmp_path, monkeypatch):
+    """``framed`` framed site variants of fitting X-rays are among the X-rays the non-X-ray score is fitted on,
+    and none with ``framed=0``."""
+    from pneumo.gate import mahalanobis
+    from pneumo.gatefit import fit as gatefit
+
+    positives, framed_images = [], []
+    real_fit, real_framed = mahalanobis.fit_far_boundary, gatefit.framed_site_variants
+
+    def spy_fit(params, xray_features, *args, **kwargs):
+        positives.append(len(xray_features))
+        return real_fit(params, xray_features, *args, **kwargs)
+
+    def spy_framed(paths, seed):
+        for image in real_framed(paths, seed):
+            framed_images.append(image)
+            yield image
+
+    monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
+    monkeypatch.setattr("pneumo.gatefit.fit.fit_far_boundary", spy_fit)
+    monkeypatch.setattr("pneumo.gatefit.fit.framed_site_variants", spy_framed)
+    root = _dataset(tmp_path / "data", patients=12)
+    bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
+    fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(max_images=40, batch_size=16, framed=7))
+    with_frames = read_meta(bundle)[1].gate["n_framed_fit"]
+    assert len(framed_images) == 7 and with_frames == 7
+    for image in framed_images:  # each one framed in black on every side
+        assert image[0].max() == 0 and image[-1].max() == 0 and image[:, 0].max() == 0 and image[:, -1].max() == 0
+    fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(max_images=40, batch_size=16, framed=0))
+    assert read_meta(bundle)[1].gate["n_framed_fit"] == 0 and positives[0] - positives[1] == 7
+    with pytest.raises(ValueError, match="framed"):
+        GateFitConfig(framed=-1)
 
 
 def test_the_score_is_fitted_on_several_renders_of_the_fitting_origins_only(monkeypatch):

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--warn-percentile", type=float, default=87.5,
                      help="between the boundaries, UNKNOWN above this percentile of the non-X-ray scores of held-out "
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
+    fit.add_argument("--framed", type=int, default=600, metavar="N",
+                     help="N site variants of training X-rays in a plain black frame among the non-X-ray score's "
+                     "X-rays (the negatives' viewer screenshots otherwise make a black frame look like one); 0: off")
     fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",
                      help="training X-rays inset into the figures, slides and viewer screenshots among the negatives")
     fit.add_argument("--negative-draws", type=int, default=1, metavar="K",
@@ -78,7 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
                         max_images=args.max_images, batch_size=args.batch_size, seed=args.seed, variants=args.variants,
                         site_variants=args.site_variants, far_percentile=args.far_percentile,
                         nonxray_margin=args.nonxray_margin, warn_percentile=args.warn_percentile,
-                        inset_xrays=args.inset_xrays, negative_draws=args.negative_draws,
+                        inset_xrays=args.inset_xrays, negative_draws=args.negative_draws, framed=args.framed,
                         feature_layers=tuple(args.feature_layers),
                         pooling=args.pooling, device=args.device)
     report = fit_bundle_gate(args.model, args.data, args.manifest, cfg)

@@ -13,7 +13,9 @@
    split_negatives`, drawn with ``seed``): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
    and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
    ``inverted`` inverted X-rays of the fitting part (a MONOCHROME1 image read as MONOCHROME2 is no chest
-   X-ray the model can read, and must stay UNKNOWN). The non-X-ray images include CT slices (pydicom's and
+   X-ray the model can read, and must stay UNKNOWN); ``framed`` site variants of fitting X-rays in a plain black
+   frame (:func:`pneumo.data.acquisition.black_frame`) join the X-rays, so that the viewer screenshots among the
+   negatives do not teach the score that a black frame means a screenshot. The non-X-ray images include CT slices (pydicom's and
    the thorax phantom's), figures, slides and viewer screenshots with ``inset_xrays`` X-rays of the fitting
    part inset. Then the warning zone's limit on that score (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
    at ``warn_percentile`` of the held-out site variants between the boundaries. Site variants
@@ -47,7 +49,7 @@ from pneumo.gatefit.holdout import origin, split_negatives
 from pneumo.gatefit.negatives import NegativeImage, negative_images
 from pneumo.gatefit.report import (flagged_pct, held_out_rows, negatives_table, nonxray_pct, score_negatives,
                                    warned_pct)
-from pneumo.data.acquisition import acquisition_variant, site_variant
+from pneumo.data.acquisition import acquisition_variant, black_frame, site_variant
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor
@@ -77,6 +79,10 @@ class GateFitConfig:
     nonxray_margin: float = 3.0  # added to the regression's logit: refuse from a 4.7% chance of a non-X-ray
     nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
     inverted: int = 200  # inverted training X-rays among the non-X-ray score's negatives
+    # Framed site variants of fitting X-rays among the score's X-rays. Chosen on cached features over six held-out
+    # splits x four draws (docs/inference.md): 600 took X-rays with a 5% black border answered UNKNOWN from
+    # 2.6-6.5% to 2.2-4.8% with the same 10 non-X-rays read; 1,200 let held-out CT files through (45% UNKNOWN).
+    framed: int = 600
     warn_percentile: float = 87.5  # of held-out site variants' non-X-ray scores in the warning zone: its limit
     inset_xrays: int = 40  # training X-rays (fitting part) inset into figures, slides and viewer screenshots
     # Renders of the fitting side's non-X-ray origins that the score is fitted on (other crops of the same
@@ -103,6 +109,8 @@ class GateFitConfig:
             raise ValueError(f"nonxray_regularisation must be > 0, got {self.nonxray_regularisation}")
         if self.inverted < 0:
             raise ValueError(f"inverted must be >= 0, got {self.inverted}")
+        if self.framed < 0:
+            raise ValueError(f"framed must be >= 0, got {self.framed}")
         if not 0.0 < self.warn_percentile <= 100.0:
             raise ValueError(f"warn_percentile must be in (0, 100], got {self.warn_percentile}")
         if self.inset_xrays < 1:
@@ -146,6 +154,13 @@ def inverted_images(paths: list[str]):
     """Each image with its gray scale reversed: a MONOCHROME1 radiograph read as MONOCHROME2."""
     for path in paths:
         yield 1.0 - decode_image(path)
+
+
+def framed_site_variants(paths: list[str], seed: int):
+    """A site variant of each image in a plain black frame (the frame drawn from the same generator)."""
+    for index, path in enumerate(paths):
+        rng = np.random.default_rng([seed, 9_000, index])
+        yield black_frame(site_variant(decode_image(path), rng), rng)
 
 
 def site_images(paths: list[str], seed: int, copy: int = 0):
@@ -228,7 +243,8 @@ def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRec
                if e.features is not None]
     nonxray += [e.features for e in predictor.embed_many(inverted_images(inverted), batch_size=cfg.batch_size)
                 if e.features is not None]
-    fit_far_boundary(params, np.concatenate([fitting, site[~site_calibrate]]), np.stack(nonxray),
+    framed = framed_features(predictor, fitting_xrays, cfg, fitting.shape[1])
+    fit_far_boundary(params, np.concatenate([fitting, site[~site_calibrate], framed]), np.stack(nonxray),
                      site[site_calibrate], far_percentile=cfg.far_percentile,
                      regularisation=cfg.nonxray_regularisation, margin=cfg.nonxray_margin)
     log.info("far threshold %.3f at the %.1fth percentile of %d held-out site variants; non-X-ray score fitted on "
@@ -243,7 +259,15 @@ def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRec
             "far_percentile": cfg.far_percentile, "n_site_fit": int((~site_calibrate).sum()),
             "n_site_calibration": int(site_calibrate.sum()), "n_nonxray_fit": len(nonxray),
             "nonxray_regularisation": cfg.nonxray_regularisation, "nonxray_margin": cfg.nonxray_margin,
-            "n_inverted_fit": len(inverted)}
+            "n_inverted_fit": len(inverted), "n_framed_fit": len(framed)}
+
+
+def framed_features(predictor: Predictor, fitting_xrays: list[str], cfg: GateFitConfig, dim: int) -> np.ndarray:
+    """Features of ``cfg.framed`` framed site variants of fitting X-rays (those the cheap checks pass)."""
+    paths = _subsample(fitting_xrays, cfg.framed, cfg.seed + 1) if cfg.framed else []  # _subsample: 0 is all
+    embedded = predictor.embed_many(framed_site_variants(paths, cfg.seed), batch_size=cfg.batch_size)
+    kept = [e.features for e in embedded if e.features is not None]
+    return np.stack(kept) if kept else np.zeros((0, dim))
 
 
 def _xray_figures(gated: Predictor, validation: list[str], cfg: GateFitConfig) -> dict[str, Any]:
