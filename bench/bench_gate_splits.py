@@ -83,7 +83,7 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
     framed = gatefit.framed_features(predictor, fitting, cfg, dim)
     out = {"train": {"features": features, "calibrate": calibrate, "site": np.stack(site),
                      "site_calibrate": gatefit._in_calibration_of(site_patients, cfg), "inverted": inverted,
-                     "framed": framed}}
+                     "framed_variants": framed}}
     validation = [r.path for r in select_records(meta, "val", data).records]
     features, usable = _features(predictor, validation, dim)
     out["val"] = {"features": features, "usable": usable}
@@ -102,7 +102,7 @@ def load_or_compute(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]
     folder = Path(args.cache) if args.cache else None
     if folder is not None and all((folder / f"{name}.npz").is_file() for name in names):
         arrays = {name: dict(np.load(folder / f"{name}.npz")) for name in names}
-        if "framed" in arrays["train"]:  # a cache from before framed site variants is computed again
+        if "framed_variants" in arrays["train"]:  # a cache from before framed variants is computed again
             return arrays
     arrays = compute_features(args.model, args.data, args.draws, args.inset_xrays)
     if folder is not None:
@@ -136,7 +136,8 @@ def refit_and_measure(arrays: dict[str, dict[str, np.ndarray]], base, split_seed
     params = copy.deepcopy(base)
     fitting = train["features"][~train["calibrate"]]
     site, site_cal = train["site"], train["site_calibrate"]
-    fit_far_boundary(params, np.concatenate([fitting, site[~site_cal], train["framed"]]), nonxray, site[site_cal],
+    xrays = np.concatenate([fitting, site[~site_cal], train["framed_variants"]])
+    fit_far_boundary(params, xrays, nonxray, site[site_cal],
                      far_percentile=cfg.far_percentile, regularisation=cfg.nonxray_regularisation,
                      margin=cfg.nonxray_margin)
     fit_warning_limit(params, site[site_cal], percentile=cfg.warn_percentile)

@@ -204,14 +204,14 @@ def test_the_fit_measures_with_the_stored_rule(tmp_path, monkeypatch):
     assert loaded.gate_warn_nonxray == pytest.approx(stored["warn_nonxray"])
 
 
-def test_framed_site_variants_join_the_scores_xrays(tmp_path, monkeypatch):
-    """``framed`` framed site variants of fitting X-rays are among the X-rays the non-X-ray score is fitted on,
+def test_framed_variants_join_the_scores_xrays(tmp_path, monkeypatch):
+    """``framed`` framed acquisition variants of fitting X-rays are among the X-rays the non-X-ray score is fitted on,
     and none with ``framed=0``."""
     from pneumo.gate import mahalanobis
     from pneumo.gatefit import fit as gatefit
 
     positives, framed_images = [], []
-    real_fit, real_framed = mahalanobis.fit_far_boundary, gatefit.framed_site_variants
+    real_fit, real_framed = mahalanobis.fit_far_boundary, gatefit.framed_variants
 
     def spy_fit(params, xray_features, *args, **kwargs):
         positives.append(len(xray_features))
@@ -224,7 +224,7 @@ def test_framed_site_variants_join_the_scores_xrays(tmp_path, monkeypatch):
 
     monkeypatch.setattr("pneumo.gatefit.fit.negative_images", _small_negatives)
     monkeypatch.setattr("pneumo.gatefit.fit.fit_far_boundary", spy_fit)
-    monkeypatch.setattr("pneumo.gatefit.fit.framed_site_variants", spy_framed)
+    monkeypatch.setattr("pneumo.gatefit.fit.framed_variants", spy_framed)
     root = _dataset(tmp_path / "data", patients=12)
     bundle = make_bundle(tmp_path / "bundle", data_root=str(root))
     fit_bundle_gate(str(bundle), str(root), cfg=GateFitConfig(max_images=40, batch_size=16, framed=7))

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="between the boundaries, UNKNOWN above this percentile of the non-X-ray scores of held-out "
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
     fit.add_argument("--framed", type=int, default=600, metavar="N",
-                     help="N site variants of training X-rays in a plain black frame among the non-X-ray score's "
+                     help="N acquisition variants of training X-rays in a plain black frame among the non-X-ray score's "
                      "X-rays (the negatives' viewer screenshots otherwise make a black frame look like one); 0: off")
     fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",
                      help="training X-rays inset into the figures, slides and viewer screenshots among the negatives")

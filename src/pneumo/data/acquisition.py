@@ -60,9 +60,10 @@ def add_borders(image: np.ndarray, h: int, w: int, rng: np.random.Generator, fil
 def black_frame(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``image`` inside a plain black frame on all four sides, as a PACS export or a screenshot of the film alone
     shows it: each side 2-15% of the film's height or width, the four within 30% of each other. Not a step of
-    :func:`site_variant`, whose bands are partial and which training augments with: the gate fit adds framed
-    site variants to the non-X-ray score's X-rays, because its viewer screenshots otherwise teach it that a black
-    frame means a screenshot (``bench/bench_robustness.py``'s 5% border)."""
+    :func:`acquisition_variant` or :func:`site_variant` (whose bands are partial, and which training augments
+    with): the gate fit adds framed acquisition variants to the non-X-ray score's X-rays, because its viewer
+    screenshots otherwise teach it that a black frame means a screenshot (``bench/bench_robustness.py``'s 5%
+    border)."""
     h, w = image.shape
     share = rng.uniform(0.02, 0.15)
     top, bottom = (int(h * share * rng.uniform(0.7, 1.3)) for _ in range(2))

@@ -13,8 +13,8 @@
    split_negatives`, drawn with ``seed``): ``far_threshold`` at ``far_percentile`` of the calibration part's site-variant distances,
    and the non-X-ray score fitted on the fitting part's X-rays and variants against that half plus
    ``inverted`` inverted X-rays of the fitting part (a MONOCHROME1 image read as MONOCHROME2 is no chest
-   X-ray the model can read, and must stay UNKNOWN); ``framed`` site variants of fitting X-rays in a plain black
-   frame (:func:`pneumo.data.acquisition.black_frame`) join the X-rays, so that the viewer screenshots among the
+   X-ray the model can read, and must stay UNKNOWN); ``framed`` acquisition variants of fitting X-rays in a plain
+   black frame (:func:`pneumo.data.acquisition.black_frame`) join the X-rays, so that the viewer screenshots among the
    negatives do not teach the score that a black frame means a screenshot. The non-X-ray images include CT slices (pydicom's and
    the thorax phantom's), figures, slides and viewer screenshots with ``inset_xrays`` X-rays of the fitting
    part inset. Then the warning zone's limit on that score (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
@@ -79,9 +79,10 @@ class GateFitConfig:
     nonxray_margin: float = 3.0  # added to the regression's logit: refuse from a 4.7% chance of a non-X-ray
     nonxray_held_out: float = 0.5  # share of the non-X-ray images kept out of the score, to measure it on
     inverted: int = 200  # inverted training X-rays among the non-X-ray score's negatives
-    # Framed site variants of fitting X-rays among the score's X-rays. Chosen on cached features over six held-out
-    # splits x four draws (docs/inference.md): 600 took X-rays with a 5% black border answered UNKNOWN from
-    # 2.6-6.5% to 2.2-4.8% with the same 10 non-X-rays read; 1,200 let held-out CT files through (45% UNKNOWN).
+    # Framed acquisition variants of fitting X-rays among the score's X-rays. Chosen on cached features over six
+    # held-out splits x four draws (docs/inference.md): X-rays with a 5% black border answered UNKNOWN fell on
+    # every split (2.6-6.5% to 2.4-5.9%), every other figure held; framed site variants helped more on some
+    # splits but let held-out CT files through (54.5% UNKNOWN), and 1,200 of them more (45%).
     framed: int = 600
     warn_percentile: float = 87.5  # of held-out site variants' non-X-ray scores in the warning zone: its limit
     inset_xrays: int = 40  # training X-rays (fitting part) inset into figures, slides and viewer screenshots
@@ -156,11 +157,11 @@ def inverted_images(paths: list[str]):
         yield 1.0 - decode_image(path)
 
 
-def framed_site_variants(paths: list[str], seed: int):
-    """A site variant of each image in a plain black frame (the frame drawn from the same generator)."""
+def framed_variants(paths: list[str], seed: int):
+    """An acquisition variant of each image in a plain black frame (the frame drawn from the same generator)."""
     for index, path in enumerate(paths):
         rng = np.random.default_rng([seed, 9_000, index])
-        yield black_frame(site_variant(decode_image(path), rng), rng)
+        yield black_frame(acquisition_variant(decode_image(path), rng), rng)
 
 
 def site_images(paths: list[str], seed: int, copy: int = 0):
@@ -263,9 +264,9 @@ def _fit_far(params: GateParams, predictor: Predictor, used: list[tuple[ImageRec
 
 
 def framed_features(predictor: Predictor, fitting_xrays: list[str], cfg: GateFitConfig, dim: int) -> np.ndarray:
-    """Features of ``cfg.framed`` framed site variants of fitting X-rays (those the cheap checks pass)."""
+    """Features of ``cfg.framed`` framed acquisition variants of fitting X-rays (those the cheap checks pass)."""
     paths = _subsample(fitting_xrays, cfg.framed, cfg.seed + 1) if cfg.framed else []  # _subsample: 0 is all
-    embedded = predictor.embed_many(framed_site_variants(paths, cfg.seed), batch_size=cfg.batch_size)
+    embedded = predictor.embed_many(framed_variants(paths, cfg.seed), batch_size=cfg.batch_size)
     kept = [e.features for e in embedded if e.features is not None]
     return np.stack(kept) if kept else np.zeros((0, dim))
 
