@@ -7,7 +7,8 @@ validation X-rays and one site variant per draw, the non-X-ray images of draw 0 
 then, for each ``--split-seeds`` seed, refits the far boundary, the non-X-ray score and the warning-zone limit
 as the fit does, with that seed's held-out origins kept out, and measures on the held-out origins of each
 ``--draws`` draw: the non-X-ray images read without a warning, each kind's share answered UNKNOWN, and the
-validation X-rays and site variants answered UNKNOWN. The covariance and in-distribution threshold do not
+validation X-rays, their site variants and the same X-rays inside a 5% black border (``bench_robustness.py``'s
+condition) answered UNKNOWN. The covariance and in-distribution threshold do not
 depend on the split and are fitted once. The bundle's own gate is not touched.
 
     python bench/bench_gate_splits.py --model default --data ../shared/data/kermany --cache ../runs/gate-features
@@ -34,6 +35,10 @@ from pneumo.gatefit import fit as gatefit
 from pneumo.gatefit.holdout import kind, split_negatives
 from pneumo.gatefit.negatives import NegativeImage, negative_images
 
+from bench_robustness import CONDITIONS  # run as bench/bench_gate_splits.py: bench/ is on sys.path
+
+BORDER = "black border (5% each side)"
+
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -45,6 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="negatives and site-variant seeds measured on, as bench_gate.py --seed")
     p.add_argument("--cache", default="", metavar="DIR", help="keep the features here and reuse them")
     p.add_argument("--inset-xrays", type=int, default=40, metavar="N")
+    p.add_argument("--framed", type=int, default=None, metavar="N",
+                   help="refit with the first N of the fit's framed variants (default: all; 0: none, as before them)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default="", metavar="FILE")
     return p
@@ -87,6 +94,8 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
     validation = [r.path for r in select_records(meta, "val", data).records]
     features, usable = _features(predictor, validation, dim)
     out["val"] = {"features": features, "usable": usable}
+    features, usable = _features(predictor, (CONDITIONS[BORDER](decode_image(p), None) for p in validation), dim)
+    out["val-border"] = {"features": features, "usable": usable}
     out["negatives-0"] = _negative_arrays(
         predictor, negative_images(0, xrays=gatefit._inset_xrays(used, in_calibration, cfg)), dim)
     insets = [decode_image(p) for p in validation[::max(1, len(validation) // inset_xrays)][:inset_xrays]]
@@ -98,7 +107,7 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
 
 
 def load_or_compute(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
-    names = ["train", "val", "negatives-0"] + [f"{what}-{d}" for d in args.draws for what in ("site", "negatives")]
+    names = ["train", "val", "val-border", "negatives-0"] + [f"{what}-{d}" for d in args.draws for what in ("site", "negatives")]
     folder = Path(args.cache) if args.cache else None
     if folder is not None and all((folder / f"{name}.npz").is_file() for name in names):
         arrays = {name: dict(np.load(folder / f"{name}.npz")) for name in names}
@@ -125,7 +134,7 @@ def _readings(params, features: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
 
 def refit_and_measure(arrays: dict[str, dict[str, np.ndarray]], base, split_seed: int, draws: list[int],
-                      cfg: gatefit.GateFitConfig) -> dict:
+                      cfg: gatefit.GateFitConfig, framed: int | None = None) -> dict:
     """The far boundary, non-X-ray score and warning limit refitted with ``split_seed``'s held-out origins kept
     out, as ``pneumo gate fit --seed`` would, and measured on those origins in each draw."""
     train, first = arrays["train"], arrays["negatives-0"]
@@ -136,13 +145,15 @@ def refit_and_measure(arrays: dict[str, dict[str, np.ndarray]], base, split_seed
     params = copy.deepcopy(base)
     fitting = train["features"][~train["calibrate"]]
     site, site_cal = train["site"], train["site_calibrate"]
-    xrays = np.concatenate([fitting, site[~site_cal], train["framed_variants"]])
+    xrays = np.concatenate([fitting, site[~site_cal], train["framed_variants"][:framed]])
     fit_far_boundary(params, xrays, nonxray, site[site_cal],
                      far_percentile=cfg.far_percentile, regularisation=cfg.nonxray_regularisation,
                      margin=cfg.nonxray_margin)
     fit_warning_limit(params, site[site_cal], percentile=cfg.warn_percentile)
     val = _readings(params, arrays["val"]["features"], arrays["val"]["usable"])
+    border = _readings(params, arrays["val-border"]["features"], arrays["val-border"]["usable"])
     result = {"split_seed": split_seed, "val_unknown_pct": round(100 * float(np.mean(val == "unknown")), 2),
+              "border_unknown_pct": round(100 * float(np.mean(border == "unknown")), 2),
               "site_unknown_pct": {}, "nonxray_unknown_pct": {}, "worst_kind_pct": {}, "read": []}
     for draw in draws:
         site_readings = _readings(params, arrays[f"site-{draw}"]["features"], arrays[f"site-{draw}"]["usable"])
@@ -168,9 +179,10 @@ def main(args: argparse.Namespace) -> list[dict]:
     base, _ = fit_gate(fitting, calibration, feature_layers=[], percentile=cfg.percentile)
     results = []
     for seed in args.split_seeds:
-        r = refit_and_measure(arrays, base, seed, args.draws, cfg)
+        r = refit_and_measure(arrays, base, seed, args.draws, cfg, args.framed)
         below = {k: v for k, v in r["worst_kind_pct"].items() if v < 97.0}
-        print(f"split seed {seed}: val {r['val_unknown_pct']:.2f}% UNKNOWN; site variants "
+        print(f"split seed {seed}: val {r['val_unknown_pct']:.2f}% UNKNOWN, with a 5% black border "
+              f"{r['border_unknown_pct']:.2f}%; site variants "
               f"{', '.join(f'{v:.2f}' for v in r['site_unknown_pct'].values())}% UNKNOWN; held-out non-X-rays "
               f"{', '.join(f'{v:.2f}' for v in r['nonxray_unknown_pct'].values())}% UNKNOWN; kinds under 97% on "
               f"some draw: {below or 'none'}; read without a warning: {len(r['read'])} {r['read'][:8]}")
