@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.scoring import select_records
-from pneumo.gatefit.fit import site_images
+from pneumo.gatefit.copies import site_images
 from pneumo.gatefit.holdout import split_negatives
 from pneumo.gatefit.negatives import negative_images
 from pneumo.gatefit.report import (held_out_rows, negatives_table, nonxray_pct, score_negatives, table_lines,

@@ -31,7 +31,7 @@ from pneumo.data.decode import decode_image
 from pneumo.evaluation.scoring import select_records
 from pneumo.gate.mahalanobis import fit_far_boundary, fit_gate, fit_warning_limit, mahalanobis, nonxray_score
 from pneumo.gate.verdict import Reading
-from pneumo.gatefit import fit as gatefit
+from pneumo.gatefit import copies, fit as gatefit
 from pneumo.gatefit.holdout import kind, split_negatives
 from pneumo.gatefit.negatives import NegativeImage, negative_images
 
@@ -85,7 +85,7 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
                                                     "site")
     in_calibration = calibrate[:len(used)]
     fitting = [r.path for (r, _), held in zip(used, in_calibration) if not held]
-    inverted, _ = _features(predictor, gatefit.inverted_images(gatefit._subsample(fitting, cfg.inverted, cfg.seed)),
+    inverted, _ = _features(predictor, copies.inverted_images(gatefit._subsample(fitting, cfg.inverted, cfg.seed)),
                             dim)
     framed = gatefit.framed_features(predictor, fitting, cfg, dim)
     out = {"train": {"features": features, "calibrate": calibrate, "site": np.stack(site),
@@ -100,7 +100,7 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
         predictor, negative_images(0, xrays=gatefit._inset_xrays(used, in_calibration, cfg)), dim)
     insets = [decode_image(p) for p in validation[::max(1, len(validation) // inset_xrays)][:inset_xrays]]
     for draw in draws:  # as bench_gate.py renders and measures them
-        features, usable = _features(predictor, gatefit.site_images(validation, draw), dim)
+        features, usable = _features(predictor, copies.site_images(validation, draw), dim)
         out[f"site-{draw}"] = {"features": features, "usable": usable}
         out[f"negatives-{draw}"] = _negative_arrays(predictor, negative_images(draw, xrays=insets), dim)
     return out

@@ -25,6 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="gate_command", required=True)
     fit = sub.add_parser("fit", help="fit the gate on the bundle's training X-rays and store it in the bundle",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_fit_arguments(fit)
+    fit.set_defaults(func=run_fit)
+    show = sub.add_parser("show", help="print a bundle's gate summary (meta.gate)",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    show.add_argument("--model", required=True)
+    show.set_defaults(func=run_show)
+
+
+def _add_fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--model", required=True, help="bundle directory (modified: gate.safetensors + meta.gate)")
     fit.add_argument("--data", default="", metavar="ROOT", help="dataset root the bundle was trained on")
     fit.add_argument("--manifest", default="", metavar="CSV", help="CSV manifest instead of, or with, a root")
@@ -65,11 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--report", default="", metavar="JSON", help="also write every non-X-ray image's outcome here")
-    fit.set_defaults(func=run_fit)
-    show = sub.add_parser("show", help="print a bundle's gate summary (meta.gate)",
-                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    show.add_argument("--model", required=True)
-    show.set_defaults(func=run_show)
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -45,11 +45,12 @@ from pneumo.data.records import ImageRecord
 from pneumo.evaluation.scoring import select_records
 from pneumo.gate.layers import default_gate_layers
 from pneumo.gate.mahalanobis import GateParams, fit_far_boundary, fit_gate, fit_warning_limit, save_gate
+from pneumo.gatefit.copies import framed_variants, inverted_images, numbered_variants, site_images
 from pneumo.gatefit.holdout import origin, split_negatives
 from pneumo.gatefit.negatives import NegativeImage, negative_images
 from pneumo.gatefit.report import (flagged_pct, held_out_rows, negatives_table, nonxray_pct, score_negatives,
                                    warned_pct)
-from pneumo.data.acquisition import acquisition_variant, black_frame, site_variant
+from pneumo.data.acquisition import acquisition_variant, site_variant
 from pneumo.inference.loading import load_bundle
 from pneumo.inference.network import InferenceNetwork, TorchBackend
 from pneumo.inference.predictor import Predictor
@@ -143,34 +144,6 @@ def _subsample(records: list[T], limit: int, seed: int) -> list[T]:
     return [records[i] for i in sorted(order)]
 
 
-def _variants(used: list[tuple[ImageRecord, Any]], variant: int, seed: int, make=acquisition_variant):
-    """Variant number ``variant`` (made by ``make``: acquisition or site) of each usable training X-ray, one at
-    a time (memory)."""
-    for index, (record, _) in enumerate(used):
-        rng = np.random.default_rng([seed, variant, index])
-        yield make(decode_image(record.path), rng)
-
-
-def inverted_images(paths: list[str]):
-    """Each image with its gray scale reversed: a MONOCHROME1 radiograph read as MONOCHROME2."""
-    for path in paths:
-        yield 1.0 - decode_image(path)
-
-
-def framed_variants(paths: list[str], seed: int):
-    """An acquisition variant of each image in a plain black frame (the frame drawn from the same generator)."""
-    for index, path in enumerate(paths):
-        rng = np.random.default_rng([seed, 9_000, index])
-        yield black_frame(acquisition_variant(decode_image(path), rng), rng)
-
-
-def site_images(paths: list[str], seed: int, copy: int = 0):
-    """One site variant of each image (held-out X-rays' stand-in for other hospitals), drawn from seeds the fit
-    never uses."""
-    for index, path in enumerate(paths):
-        yield site_variant(decode_image(path), np.random.default_rng([seed, 7_000 + copy, index]))
-
-
 def _predictor(directory: Path, meta: BundleMeta, cfg: GateFitConfig, gate: GateParams | None):
     model, _, _ = load_bundle(directory, device=cfg.device)
     if gate is not None:
@@ -193,7 +166,8 @@ def _variant_features(predictor: Predictor, used: list[tuple[ImageRecord, Any]],
     patients: list[str] = []
     for variant in range(copies):
         log.info("features of %s variant %d of %d", what, variant + 1, copies)
-        embedded = predictor.embed_many(_variants(used, first + variant, cfg.seed, make), batch_size=cfg.batch_size)
+        embedded = predictor.embed_many(numbered_variants([r.path for r, _ in used], first + variant, cfg.seed, make),
+                                        batch_size=cfg.batch_size)
         kept = [(r, e) for (r, _), e in zip(used, embedded) if e.features is not None]
         features += [e.features for _, e in kept]
         patients += [r.patient_id or r.path for r, _ in kept]
