@@ -161,8 +161,13 @@ def test_compare_scored_and_stored(kermany_tree: Path, tiny_bundle: Path, tmp_pa
     table = capsys.readouterr().out
     assert "bundle" in table and "other" in table and "auc" in table and "[" in table  # intervals shown
     assert (out / "compare.png").is_file()
-    runs = json.loads((out / "compare.json").read_text())["runs"]
+    document = json.loads((out / "compare.json").read_text())
+    runs = document["runs"]
     assert [r["name"] for r in runs] == ["bundle", "other"] and all(r["metrics"]["n"] == 12 for r in runs)
+    (difference,) = document["auc_differences"]  # the same 12 images: a paired difference, printed and stored
+    assert difference["name"] == "other" and difference["against"] == "bundle"
+    assert difference["difference"] == pytest.approx(runs[1]["metrics"]["auc"] - runs[0]["metrics"]["auc"])
+    assert "AUC other - bundle: " in table and "paired bootstrap over patients, 12 images" in table
 
     # Without --data: an earlier evaluation's metrics.json next to a bundle's stored figures.
     evaluated = tmp_path / "evaluated"
@@ -171,3 +176,12 @@ def test_compare_scored_and_stored(kermany_tree: Path, tiny_bundle: Path, tmp_pa
     assert main(["compare", str(evaluated), str(other), "--out", str(tmp_path / "cmp2")]) == 0
     captured = capsys.readouterr()
     assert "evaluated" in captured.out and "no --data given" in captured.err
+    assert "AUC other - evaluated: not compared (no per-image outputs" in captured.out  # a bundle's stored figures
+    # Two evaluation folders of the same images: paired from their predictions.csv.
+    again = tmp_path / "again"
+    assert _evaluate(other, kermany_tree, again, "--split", "test") == 0
+    capsys.readouterr()
+    assert main(["compare", str(evaluated), str(again), "--out", str(tmp_path / "cmp3")]) == 0
+    (difference,) = json.loads((tmp_path / "cmp3" / "compare.json").read_text())["auc_differences"]
+    first, second = (json.loads((d / "metrics.json").read_text())["auc"] for d in (evaluated, again))
+    assert difference["difference"] == pytest.approx(second - first, abs=1e-6)

@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pneumo.evaluation.metrics import (binary_metrics, bootstrap_ci, bootstrap_weights, confusion,
-                                       expected_calibration_error, multiclass_metrics, weighted_auc)
+                                       expected_calibration_error, multiclass_metrics, paired_auc_difference,
+                                       weighted_auc)
 
 # Eight images, threshold 0.5 (pneumonia when prob >= 0.5):
 #   y:    1    1    1    1    0    0    0    0
@@ -134,3 +135,23 @@ def test_three_class_worked_by_hand() -> None:
     assert m["bacterial_vs_viral_auc"] == pytest.approx(1.0)
     prob[4] = [0.1, 0.6, 0.3]  # viral share 1/3: now above 2/9 only -> 3 of 4 pairs
     assert multiclass_metrics(y, prob, 0.5)["bacterial_vs_viral_auc"] == pytest.approx(0.75)
+
+
+def test_paired_auc_difference_is_the_difference_with_a_narrower_interval_than_the_two_side_by_side() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    signal = y + rng.normal(0, 1.0, 400)  # what both models see
+    a = signal + rng.normal(0, 0.3, 400)
+    b = signal + rng.normal(0, 0.1, 400)  # a little less noise: a little better everywhere
+    patients = [f"p{i // 2}" for i in range(400)]
+    paired = paired_auc_difference(y, a, b, patients, n_boot=500)
+    assert paired["difference"] == pytest.approx(roc_auc_score(y, b) - roc_auc_score(y, a))
+    low, high = paired["ci95"]
+    assert low <= paired["difference"] <= high and paired["resampled"] == "patients"
+    side = [bootstrap_ci(y, p, 0.5, patients, n_boot=500)["auc"] for p in (a, b)]
+    assert high - low < 0.5 * min(hi - lo for lo, hi in side)  # what the images share cancels
+    swapped = paired_auc_difference(y, b, a, patients, n_boot=500)
+    assert swapped["difference"] == pytest.approx(-paired["difference"])
+    assert paired_auc_difference(np.ones(4), P[:4], P[:4])["difference"] is None  # one class: no AUC
+    with pytest.raises(ValueError, match="probabilities"):
+        paired_auc_difference(Y, P, P[:4])

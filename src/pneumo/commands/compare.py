@@ -17,14 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run directories, bundle directories, shipped names, or `pneumo evaluate` output folders")
     add_data_arguments(p, "val")
     p.add_argument("--out", default="pneumo-compare", metavar="DIR", help="folder for compare.png and compare.json")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples when scoring")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples when scoring, and for the paired AUC differences")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     require_extra("eval", needed_for="pneumo compare")
-    from pneumo.evaluation.compare import (different_images, format_table, scored_metrics, stored_metrics,
-                                           unique_names, write_comparison)
+    from pneumo.evaluation.compare import (different_images, format_differences, format_table, paired_differences,
+                                           scored_metrics, stored_metrics, unique_names, write_comparison)
     from pneumo.evaluation.pipeline import EvaluationOptions
 
     if args.data or args.manifest:
@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         print("WARNING: the models were not scored on the same images (different splits or data sets); "
               "compare with care", file=sys.stderr)
     print(format_table(entries))
-    files = write_comparison(entries, args.out)
+    differences = paired_differences(entries, args.bootstrap)
+    if differences:
+        print(format_differences(differences))
+    files = write_comparison(entries, args.out, differences)
     print(f"wrote {files['plot']} and {files['json']}")
     return 0
