@@ -107,7 +107,8 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
 
 
 def load_or_compute(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
-    names = ["train", "val", "val-border", "negatives-0"] + [f"{what}-{d}" for d in args.draws for what in ("site", "negatives")]
+    names = ["train", "val", "val-border", "negatives-0"]
+    names += [f"{what}-{d}" for d in args.draws for what in ("site", "negatives")]
     folder = Path(args.cache) if args.cache else None
     if folder is not None and all((folder / f"{name}.npz").is_file() for name in names):
         arrays = {name: dict(np.load(folder / f"{name}.npz")) for name in names}

@@ -67,7 +67,8 @@ def test_a_black_frame_surrounds_the_whole_film_and_keeps_it_unchanged():
     for seed in range(30):
         framed = black_frame(image, np.random.default_rng(seed))
         rows, cols = np.nonzero(framed > 0)
-        top, bottom, left, right = rows.min(), framed.shape[0] - 1 - rows.max(), cols.min(), framed.shape[1] - 1 - cols.max()
+        top, left = rows.min(), cols.min()
+        bottom, right = framed.shape[0] - 1 - rows.max(), framed.shape[1] - 1 - cols.max()
         sides = np.array([top / 120, bottom / 120, left / 100, right / 100])
         assert (sides >= 0.01).all() and (sides <= 0.2).all(), sides  # every side framed, none beyond 15% x 1.3
         assert sides.max() <= 1.3 / 0.7 * sides.min() + 0.02  # the four sides alike, as one export frames them
