@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run directories, bundle directories, shipped names, or `pneumo evaluate` output folders")
     add_data_arguments(p, "val")
     p.add_argument("--out", default="pneumo-compare", metavar="DIR", help="folder for compare.png and compare.json")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples when scoring, and for the paired AUC differences")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples when scoring, and for the paired AUC differences")
     p.set_defaults(func=run)
 
 

@@ -162,13 +162,19 @@ def bootstrap_ci(y_true: Sequence[int], prob: Sequence[float], threshold: float,
             "sensitivity": (weights @ ((y == 1) & (pred == 1))) / (weights @ (y == 1)),
             "specificity": (weights @ ((y == 0) & (pred == 0))) / (weights @ (y == 0)),
         }
-    tail = (1.0 - level) / 2.0 * 100.0
     for name, values in draws.items():
-        values = values[np.isfinite(values)]
-        # Too few valid replicates give an interval that means nothing; say so with None.
-        if values.size >= max(10, n_boot // 10):
-            out[name] = [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
+        out[name] = _percentile_interval(values, level, n_boot)
     return out
+
+
+def _percentile_interval(draws: np.ndarray, level: float, n_boot: int) -> list[float] | None:
+    """The central ``level`` of the finite bootstrap draws. Replicates where a figure is undefined are left out;
+    too few valid ones give an interval that means nothing, said with None."""
+    values = draws[np.isfinite(draws)]
+    if values.size < max(10, n_boot // 10):
+        return None
+    tail = (1.0 - level) / 2.0 * 100.0
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
 
 
 def paired_auc_difference(y_true: Sequence[int], prob_a: Sequence[float], prob_b: Sequence[float],
@@ -190,11 +196,7 @@ def paired_auc_difference(y_true: Sequence[int], prob_a: Sequence[float], prob_b
         return out
     keys = np.asarray(groups if groups is not None else np.arange(y.size)).astype(str)
     weights = bootstrap_weights(keys, n_boot, np.random.default_rng(seed))
-    draws = weighted_auc(y, b, weights) - weighted_auc(y, a, weights)
-    draws = draws[np.isfinite(draws)]
-    tail = (1.0 - level) / 2.0 * 100.0
-    if draws.size >= max(10, n_boot // 10):
-        out["ci95"] = [float(np.percentile(draws, tail)), float(np.percentile(draws, 100.0 - tail))]
+    out["ci95"] = _percentile_interval(weighted_auc(y, b, weights) - weighted_auc(y, a, weights), level, n_boot)
     return out
 
 

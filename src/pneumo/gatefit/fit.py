@@ -17,7 +17,8 @@
    plain black frame (:func:`pneumo.data.acquisition.black_frame`) join the X-rays, so that the viewer
    screenshots among the negatives do not teach the score that a black frame means a screenshot. The non-X-ray
    images include CT slices (pydicom's and the thorax phantom's), figures, slides and viewer screenshots with
-   ``inset_xrays`` X-rays of the fitting part inset. Then the warning zone's limit on that score (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
+   ``inset_xrays`` X-rays of the fitting part inset. Then the warning zone's limit on that score
+   (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
    at ``warn_percentile`` of the held-out site variants between the boundaries. Site variants
    are kept out of the covariance, so the in-distribution boundary stays that of the training population.
    ``site_variants=0`` fits a one-boundary gate (beyond ``threshold`` is UNKNOWN).
