@@ -59,7 +59,7 @@ def _add_fit_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--nonxray-margin", type=float, default=3.0,
                      help="added to the non-X-ray regression's logit: UNKNOWN from a probability of "
                      "1/(1+e^margin) of not being a chest X-ray (3: 4.7%%)")
-    fit.add_argument("--warn-percentile", type=float, default=90.0,
+    fit.add_argument("--warn-percentile", type=float, default=87.5,
                      help="between the boundaries, UNKNOWN above this percentile of the non-X-ray scores of held-out "
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
     fit.add_argument("--framed", type=int, default=600, metavar="N",

@@ -35,7 +35,7 @@ from pneumo.inference.predictor import Predictor
 log = logging.getLogger("pneumo.adapt")
 # Every kind of held-out non-X-ray image must still be answered UNKNOWN at least this often by the widened gate.
 MIN_NONXRAY_REFUSED = 0.97
-# The operating point of gates fitted before meta.gate recorded it (GateFitConfig's defaults then).
+# gatefit's defaults (GateFitConfig), used when the parent's meta.gate does not record them.
 FAR_PERCENTILE, WARN_PERCENTILE = 99.8, 87.5
 # (the parent's meta.gate, the local X-rays' paths) -> (non-X-ray images the Predictor accepts, the kind of each):
 # pneumo.gatefit.site_check.held_out_negatives, passed in from above (training may not import gatefit).
