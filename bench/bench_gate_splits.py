@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--inset-xrays", type=int, default=40, metavar="N")
     p.add_argument("--framed", type=int, default=None, metavar="N",
                    help="refit with the first N of the fit's framed variants (default: all; 0: none, as before them)")
+    p.add_argument("--warn-percentile", type=float, default=None, metavar="P",
+                   help="refit the warning-zone limit at this percentile (default: pneumo gate fit's)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default="", metavar="FILE")
     return p
@@ -175,6 +178,8 @@ def refit_and_measure(arrays: dict[str, dict[str, np.ndarray]], base, split_seed
 def main(args: argparse.Namespace) -> list[dict]:
     arrays = load_or_compute(args)
     cfg = gatefit.GateFitConfig()
+    if args.warn_percentile is not None:
+        cfg = dataclasses.replace(cfg, warn_percentile=args.warn_percentile)
     train = arrays["train"]
     fitting, calibration = train["features"][~train["calibrate"]], train["features"][train["calibrate"]]
     base, _ = fit_gate(fitting, calibration, feature_layers=[], percentile=cfg.percentile)
