@@ -64,7 +64,8 @@ def _add_fit_arguments(fit: argparse.ArgumentParser) -> None:
                      "site variants there (CT slices and figures land there); 100 reads every such site variant")
     fit.add_argument("--framed", type=int, default=600, metavar="N",
                      help="N acquisition variants of training X-rays in a plain black frame among the non-X-ray "
-                     "score's X-rays (the negatives' viewer screenshots otherwise make a black frame look like one); 0: off")
+                     "score's X-rays (the negatives' viewer screenshots otherwise make a black frame look like one); "
+                     "0: off")
     fit.add_argument("--inset-xrays", type=int, default=40, metavar="N",
                      help="training X-rays inset into the figures, slides and viewer screenshots among the negatives")
     fit.add_argument("--negative-draws", type=int, default=1, metavar="K",

@@ -19,9 +19,9 @@
    screenshots among the negatives do not teach the score that a black frame means a screenshot. The non-X-ray
    images include CT slices (pydicom's and the thorax phantom's), figures, slides and viewer screenshots with
    ``inset_xrays`` X-rays of the fitting part inset. Then the warning zone's limit on that score
-   (:func:`pneumo.gate.mahalanobis.fit_warning_limit`)
-   at ``warn_percentile`` of the held-out site variants between the boundaries. Site variants
-   are kept out of the covariance, so the in-distribution boundary stays that of the training population.
+   (:func:`pneumo.gate.mahalanobis.fit_warning_limit`) at ``warn_percentile`` of the held-out site variants
+   between the boundaries. Site variants are kept out of the covariance, so the in-distribution boundary stays
+   that of the training population.
    ``site_variants=0`` fits a one-boundary gate (beyond ``threshold`` is UNKNOWN).
 4. Report: X-rays answered UNKNOWN and warned out of distribution on the bundle's validation split (patients
    the gate never saw), on one site variant and on the inverted copy of each, and non-X-ray images answered
