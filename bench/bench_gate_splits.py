@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from pneumo.bundle import read_meta
+from pneumo.bundle import WEIGHTS_FILE, read_meta
 from pneumo.data.acquisition import site_variant
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.scoring import select_records
@@ -109,15 +110,25 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
     return out
 
 
+def _network_digest(model: str) -> str:
+    directory, _ = read_meta(model)
+    return hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+
 def load_or_compute(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
     names = ["train", "val", "val-border", "negatives-0"]
     names += [f"{what}-{d}" for d in args.draws for what in ("site", "negatives")]
     folder = Path(args.cache) if args.cache else None
+    network = _network_digest(args.model)
     if folder is not None and all((folder / f"{name}.npz").is_file() for name in names):
         arrays = {name: dict(np.load(folder / f"{name}.npz")) for name in names}
-        if "framed_variants" in arrays["train"]:  # a cache from before framed variants is computed again
+        # A cache from before framed variants, or of another network (a retrained bundle of the same name), is
+        # computed again: its features would be measured against the wrong gate.
+        if "framed_variants" in arrays["train"] and str(arrays["train"].get("network", "")) == network:
             return arrays
+        print(f"{folder}: cached features are not of {args.model}'s network as it is now; computing them again")
     arrays = compute_features(args.model, args.data, args.draws, args.inset_xrays)
+    arrays["train"]["network"] = np.array(network)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for name, values in arrays.items():
