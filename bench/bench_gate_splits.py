@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from pneumo.bundle import WEIGHTS_FILE, read_meta
+from pneumo.bundle import WEIGHTS_FILE, read_document, read_meta
 from pneumo.data.acquisition import site_variant
 from pneumo.data.decode import decode_image
 from pneumo.evaluation.scoring import select_records
@@ -111,8 +110,8 @@ def compute_features(model: str, data: str, draws: list[int], inset_xrays: int) 
 
 
 def _network_digest(model: str) -> str:
-    directory, _ = read_meta(model)
-    return hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest()
+    directory, _ = read_meta(model)  # checks the weights against the checksum the bundle records
+    return read_document(directory)["files"][WEIGHTS_FILE]
 
 
 def load_or_compute(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
